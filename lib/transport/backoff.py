@@ -5,6 +5,7 @@ Randomness and time are arguments, so tests drive them without a clock.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -26,9 +27,10 @@ class BackoffPolicy:
     stable_after_s: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.initial_s <= 0 or self.cap_s < self.initial_s:
-            raise ValueError("backoff needs 0 < initial_s <= cap_s")
-        if self.factor < 1:
+        # Written as "not (valid)" so a NaN (which fails every comparison) is refused.
+        if not (0 < self.initial_s <= self.cap_s and math.isfinite(self.cap_s)):
+            raise ValueError("backoff needs 0 < initial_s <= cap_s < inf")
+        if not (self.factor >= 1 and math.isfinite(self.factor)):
             raise ValueError("backoff factor must be >= 1")
         if not 0 <= self.jitter < 1:
             raise ValueError("backoff jitter must be in [0, 1)")
@@ -47,11 +49,22 @@ def backoff_delay(attempt: int, rand: float, policy: BackoffPolicy = BackoffPoli
     """
     if attempt < 0:
         raise ValueError("attempt must be >= 0")
-    rand = min(max(rand, 0.0), 1.0)
-    # Cap the exponent before computing, so a very long outage cannot overflow.
-    exponent = min(attempt, 64)
-    base = min(policy.cap_s, policy.initial_s * policy.factor**exponent)
+    # A broken random source must not produce a NaN or negative delay.
+    rand = min(max(rand, 0.0), 1.0) if rand == rand else 0.5
+    base = _base_delay(attempt, policy)
     return base * (1.0 + policy.jitter * (2.0 * rand - 1.0))
+
+
+def _base_delay(attempt: int, policy: BackoffPolicy) -> float:
+    """``min(cap, initial * factor**attempt)`` without float overflow."""
+    if policy.factor == 1.0:
+        return policy.initial_s
+    # Compare in log space first: a long outage (or a steep factor) would make
+    # factor**attempt overflow; capping the exponent instead would stop a gentle
+    # factor (1.01) from ever reaching the cap.
+    if math.log(policy.initial_s) + attempt * math.log(policy.factor) >= math.log(policy.cap_s):
+        return policy.cap_s
+    return min(policy.cap_s, policy.initial_s * policy.factor**attempt)
 
 
 def next_attempt(

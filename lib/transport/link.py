@@ -11,7 +11,6 @@ messages to :meth:`Link._deliver`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -29,6 +28,7 @@ from lib.transport.errors import (
     ConnectTimeout,
     LinkClosedError,
     TransportError,
+    UnsupportedHostError,
 )
 from lib.transport.health import HealthPolicy, HealthSnapshot, HealthTracker
 
@@ -39,6 +39,9 @@ _LOGGER = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 5.0
 # How long a cancelled open() may take to unwind before we stop waiting for it.
 CANCEL_GRACE_S = 1.0
+# Errors that retrying cannot fix: the reconnect loop stops and exposes them
+# as ``fatal_error`` instead of hammering the device or flooding the log.
+FATAL_ERRORS: tuple[type[TransportError], ...] = (AuthError, UnsupportedHostError)
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class Link(ABC):
         self._supervisor: asyncio.Task[None] | None = None
         self._fatal: TransportError | None = None
         self._connected_at: float | None = None
+        self._attempting = False
 
     # ------------------------------------------------------------------
     # Subclass hooks
@@ -155,7 +159,15 @@ class Link(ABC):
 
     def _connection_lost(self, reason: str) -> None:
         """Report an unexpected loss of the current connection. Call on the loop."""
-        if self._closing.is_set() or not self._connected.is_set():
+        if self._closing.is_set():
+            return
+        if not self._connected.is_set():
+            if self._attempting:
+                # Lost while the attempt was still replaying subscriptions: if
+                # the attempt succeeds anyway, the supervisor reconnects at once
+                # instead of keeping a dead connection marked as up.
+                self._logger.debug("link %s: lost during connect: %s", self.name, reason)
+                self._lost.set()
             return
         self._logger.warning("link %s: connection lost: %s", self.name, reason)
         self._connected.clear()
@@ -199,7 +211,13 @@ class Link(ABC):
         await self._stop_supervisor()
         self._closing.clear()
         self._fatal = None
-        await self._attempt(timeout)
+        try:
+            await self._attempt(timeout)
+        except BaseException:
+            # Nothing retries a failed connect(): report the link as stopped,
+            # not as "offline, trying".
+            self._health.stopped()
+            raise
         self._supervisor = asyncio.create_task(
             self._supervise(connected=True), name=f"link-{self.name}"
         )
@@ -265,6 +283,7 @@ class Link(ABC):
         self._health.started()
         self._lost = asyncio.Event()
         started = self._clock()
+        self._attempting = True
         opener = asyncio.ensure_future(self._open_and_replay())
         closing = asyncio.ensure_future(self._closing.wait())
         try:
@@ -276,15 +295,22 @@ class Link(ABC):
             raise
         finally:
             closing.cancel()
-        if opener in done and opener.exception() is None:
+            self._attempting = False
+        if (
+            opener in done
+            and not opener.cancelled()
+            and opener.exception() is None
+            and not self._closing.is_set()
+        ):
             duration = self._clock() - started
             self._health.attempt_succeeded(duration)
             self._connected_at = self._clock()
             self._connected.set()
             self._logger.debug("link %s: connected in %.3f s", self.name, duration)
             return
+        finished = opener in done
         await self._abandon(opener)
-        error = self._attempt_error(opener, limit)
+        error = self._attempt_error(opener, limit, finished=finished)
         if not isinstance(error, LinkClosedError):
             self._health.attempt_failed(str(error))
         raise error
@@ -293,11 +319,16 @@ class Link(ABC):
         await self._open()
         await self._replay_subscriptions(list(self._subs.values()))
 
-    def _attempt_error(self, opener: asyncio.Future[None], limit: float) -> TransportError:
+    def _attempt_error(
+        self, opener: asyncio.Future[None], limit: float, *, finished: bool
+    ) -> TransportError:
         if self._closing.is_set():
             return LinkClosedError(f"link {self.name}: disconnect() called during connect")
-        if not opener.done() or opener.cancelled():
+        if not finished:
             return ConnectTimeout(f"link {self.name}: no connection within {limit:.1f} s")
+        if opener.cancelled():
+            # The transport's own open was cancelled from inside (not by us).
+            return ConnectError(f"link {self.name}: connect was cancelled")
         exc = opener.exception()
         if isinstance(exc, TransportError):
             return exc
@@ -311,8 +342,9 @@ class Link(ABC):
         if not opener.done():
             opener.cancel()
             await asyncio.wait({opener}, timeout=CANCEL_GRACE_S)
-        if opener.done() and not opener.cancelled():
-            opener.exception()  # mark retrieved: the error is re-raised as ours
+        # Mark the outcome retrieved (the error is re-raised as ours), also for
+        # an open that outlives the grace period and fails later.
+        opener.add_done_callback(_retrieve)
         await self._safe_close()
 
     async def _safe_close(self) -> None:
@@ -333,8 +365,9 @@ class Link(ABC):
         if task is asyncio.current_task():
             return
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait({task}, timeout=CLOSE_TIMEOUT_S)
+        # asyncio.wait never raises the task's CancelledError; one raised here
+        # is our caller's own cancellation and must propagate.
+        await asyncio.wait({task}, timeout=CLOSE_TIMEOUT_S)
 
     async def _wait_closing(self, delay: float) -> bool:
         """Sleep ``delay`` unless the link is closed first. True if closed."""
@@ -354,11 +387,14 @@ class Link(ABC):
             if not connected:
                 try:
                     await self._attempt(None)
-                except AuthError as err:
+                except FATAL_ERRORS as err:
                     self._fatal = err
                     self._health.stopped()
                     self._logger.error(
-                        "link %s: credentials refused, not retrying: %s", self.name, err
+                        "link %s: %s, not retrying: %s",
+                        self.name,
+                        "credentials refused" if isinstance(err, AuthError) else "cannot run here",
+                        err,
                     )
                     return
                 except LinkClosedError:
@@ -397,3 +433,8 @@ class Link(ABC):
         finally:
             lost.cancel()
             closing.cancel()
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()

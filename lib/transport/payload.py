@@ -19,30 +19,58 @@ from lib.transport.errors import PayloadError
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
 
 
-def decode_json(raw: bytes | str, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Any:
+def decode_json(
+    raw: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+) -> Any:
     """Decode a JSON payload.
+
+    Args:
+        raw: the payload as received (bytes-like, or text already decoded).
+        max_bytes: payloads larger than this (in UTF-8 bytes) are refused unread.
+
+    Returns:
+        The decoded JSON value.
 
     Raises:
         PayloadError: kind ``oversized``, ``encoding`` or ``not_json``.
     """
-    size = len(raw)
+    if isinstance(raw, str):
+        # A character is at least one UTF-8 byte, so a long text is refused
+        # before paying for its encoding.
+        size = len(raw) if len(raw) > max_bytes else len(raw.encode("utf-8", "surrogatepass"))
+    else:
+        raw = bytes(raw)
+        size = len(raw)
     if size > max_bytes:
         raise PayloadError("oversized", f"{size} bytes > {max_bytes}")
-    if isinstance(raw, bytes | bytearray):
+    if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as err:
             raise PayloadError("encoding", str(err)) from err
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as err:
         raise PayloadError("not_json", str(err)[:120]) from err
 
 
+def _refuse_constant(name: str) -> Any:
+    # Python's json accepts NaN / Infinity, JSON does not; a NaN power reading
+    # would slip past every range check downstream.
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def decode_json_object(
-    raw: bytes | str, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    raw: bytes | bytearray | memoryview | str, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
 ) -> dict[str, Any]:
     """Decode a payload that must be a JSON object.
+
+    Args:
+        raw: as :func:`decode_json`.
+        max_bytes: as :func:`decode_json`.
+
+    Returns:
+        The decoded object.
 
     Raises:
         PayloadError: as :func:`decode_json`, or kind ``wrong_type``.
