@@ -1,0 +1,122 @@
+"""Fixtures for the end-to-end tests: one real HA per session, AppDaemon per use.
+
+- ``ha``: Home Assistant, booted once per session (restart it only in the
+  tests that need it; ``ha.restart_async()``). Tests share it, so each test
+  uses its own entity ids.
+- ``ha_client``: an async REST/websocket client, owner-authenticated.
+- ``appdaemon_factory`` / ``appdaemon_module_factory``: start AppDaemon with a
+  given apps.yaml and test apps; stopped at the end of the test / module.
+
+Every test here that boots HA is marked ``e2e``. When one fails, the tails of
+the HA and AppDaemon logs are attached to its report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.appdaemon_factory import AppDaemonFactory
+from tests.e2e.ha import HomeAssistant
+from tests.e2e.ha_client import HaClient
+from tests.e2e.ha_config import DOMAINS, HaConfig
+from tests.e2e.ha_install import ensure_installed, install_from_env
+from tests.e2e.process import free_port
+
+_HERE = Path(__file__).parent
+# Start-up figures of this session, printed in the terminal summary.
+_TIMINGS: dict[str, list[float]] = {"ha_boot_s": [], "appdaemon_start_s": []}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # "e2e" means "boots a real HA": every test that uses the ha fixture,
+    # directly or through another fixture (fixturenames is the closure).
+    # A hook in a sub-directory conftest still sees the whole session's items.
+    for item in items:
+        if _HERE in item.path.parents and "ha" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed and _HERE in item.path.parents:
+        # An AppDaemon can be reachable twice (itself and through its
+        # factory): attach each log once.
+        attached: set[str] = set()
+        for value in getattr(item, "funcargs", {}).values():
+            failure_logs = getattr(value, "failure_logs", None)
+            if callable(failure_logs):
+                for title, text in failure_logs():
+                    if text not in attached:
+                        attached.add(text)
+                        report.sections.append((title, text))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    lines = [
+        f"{name}: " + ", ".join(f"{v:.1f}" for v in values)
+        for name, values in _TIMINGS.items()
+        if values
+    ]
+    if lines:
+        terminalreporter.section("e2e start-up times (seconds)")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomeAssistant]:
+    """The session's Home Assistant, running and onboarded."""
+    install = install_from_env()
+    ensure_installed(install, DOMAINS)
+    instance = HomeAssistant(
+        install, tmp_path_factory.mktemp("ha_config"), HaConfig(port=free_port())
+    )
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
+        _TIMINGS["ha_boot_s"].extend(instance.boot_seconds)
+
+
+@pytest.fixture
+async def ha_client(ha: HomeAssistant) -> AsyncIterator[HaClient]:
+    """An owner-authenticated client of the session's HA."""
+    if not ha.process.running:
+        # An earlier test's failed restart must not fail every later test.
+        await asyncio.to_thread(ha.start)
+    async with HaClient(ha.url, ha.token) as client:
+        yield client
+
+
+@pytest.fixture
+def appdaemon_factory(ha: HomeAssistant, tmp_path: Path) -> Iterator[AppDaemonFactory]:
+    """Start AppDaemon per test: ``ad = await appdaemon_factory(apps={...})``."""
+    factory = AppDaemonFactory(ha, tmp_path, _TIMINGS["appdaemon_start_s"].append)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def appdaemon_module_factory(
+    ha: HomeAssistant, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AppDaemonFactory]:
+    """Like ``appdaemon_factory``, but instances live for the whole module."""
+    factory = AppDaemonFactory(
+        ha, tmp_path_factory.mktemp("appdaemon"), _TIMINGS["appdaemon_start_s"].append
+    )
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
