@@ -53,6 +53,7 @@ from lib.links.availability import AvailabilityPolicy
 from lib.links.entities import RESERVED_VALUE_NAMES, link_entity_ids
 from lib.links.values import ValueKind, ValueSpec
 from lib.transport.backoff import TimeoutPolicy
+from lib.transport.mqtt_topics import validate_filter
 
 __all__ = [
     "TRANSPORTS",
@@ -485,14 +486,10 @@ def _spec_args(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _topic_filter_problem(topic: str) -> str | None:
-    # Same rule as lib.transport.mqtt.validate_filter, without importing paho
-    # while validating apps.yaml.
-    levels = topic.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            return f"'#' must be a whole last level in source {topic!r}"
-        if "+" in level and level != "+":
-            return f"'+' must be a whole level in source {topic!r}"
+    try:
+        validate_filter(topic)
+    except ValueError as err:
+        return f"source: {err}"
     return None
 
 

@@ -10,8 +10,12 @@ produce is closed by that thread (see :class:`_Session`).
 
 Each connection gets a fresh paho ``Client``: per-connection state (message
 ids, pending acks) starts clean, and the base class replays subscriptions.
-Paho and socket errors become the suite's errors in :func:`_translate` and
-:func:`_rc_error` only.
+Paho and socket errors become the suite's errors in :func:`_translate`,
+:func:`_rc_error` and :func:`_connack_error` only.
+
+This is the I/O module. The pure parts live beside it and are re-exported
+here: settings and the TLS context in :mod:`lib.transport.mqtt_settings`,
+topic filter syntax in :mod:`lib.transport.mqtt_topics`.
 """
 
 from __future__ import annotations
@@ -23,8 +27,7 @@ import ssl
 import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -43,6 +46,21 @@ from lib.transport.errors import (
     TransportError,
 )
 from lib.transport.link import Link, MessageCallback, Subscription
+from lib.transport.mqtt_settings import MqttProtocol, MqttSettings, build_tls_context
+from lib.transport.mqtt_topics import validate_filter
+
+# The pure names are re-exported: callers import everything MQTT from here.
+__all__ = [
+    "GRACEFUL_CLOSE_S",
+    "MAX_PACKETS_PER_PASS",
+    "READ_CHUNK_BYTES",
+    "ROUTE_CACHE_MAX",
+    "MqttLink",
+    "MqttProtocol",
+    "MqttSettings",
+    "build_tls_context",
+    "validate_filter",
+]
 
 # CONNACK reason codes that mean "your credentials are wrong": retrying cannot
 # help, so they stop the reconnect loop. MQTT 3.1.1 return codes 4 and 5 are
@@ -61,115 +79,6 @@ READ_CHUNK_BYTES = 64 * 1024
 # Packets handled per loop callback before yielding to other tasks; keeps
 # event-loop lag low under a flood (about a millisecond of work).
 MAX_PACKETS_PER_PASS = 100
-
-MqttProtocol = Literal["3.1.1", "5"]
-
-
-@dataclass(frozen=True)
-class MqttSettings:
-    """How to reach the broker. Immutable; built from the app's config.
-
-    Args:
-        host: broker host name or address.
-        port: broker port (8883 is usual with TLS).
-        client_id: MQTT client id; empty means a random ``gridwatch-...`` id,
-            kept for the link's life (required for a persistent session).
-        username: user name, or None for anonymous.
-        password: password (never logged, hidden from repr).
-        keepalive_s: MQTT keepalive; a dead path is noticed within about
-            two to three of these.
-        protocol: ``"3.1.1"`` or ``"5"``.
-        tls: use TLS. Certificates and host name are verified unless
-            ``tls_insecure`` is set.
-        ca_file: CA bundle to verify the broker with (default: system CAs).
-        tls_insecure: turn verification off (a self-signed broker on a LAN);
-            never the default.
-        availability_topic: if set, the last will publishes ``payload_offline``
-            there (retained) when the link dies, and ``payload_online`` is
-            published (retained) after every connect.
-        default_qos: QoS for publish/subscribe when the caller gives none.
-        clean_session: False keeps the broker session (queued messages)
-            across reconnects; needs a stable ``client_id``.
-        session_expiry_s: MQTT 5 only: how long the broker keeps a
-            non-clean session after a disconnect.
-        request_timeout_s: how long to wait for PUBACK / SUBACK / UNSUBACK.
-        socket_connect_timeout_s: limit for the TCP (and TLS) connect.
-    """
-
-    host: str
-    port: int = 1883
-    client_id: str = ""
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    keepalive_s: int = 60
-    protocol: MqttProtocol = "3.1.1"
-    tls: bool = False
-    ca_file: str | None = None
-    tls_insecure: bool = False
-    availability_topic: str | None = None
-    payload_online: str = "online"
-    payload_offline: str = "offline"
-    default_qos: int = 0
-    clean_session: bool = True
-    session_expiry_s: int = 3600
-    request_timeout_s: float = 10.0
-    socket_connect_timeout_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        if not self.host:
-            raise ValueError("host must not be empty")
-        if not 0 < self.port < 65536:
-            raise ValueError(f"port {self.port} is not in 1..65535")
-        # 0 would switch keepalive off, and with it the only way to notice a
-        # silently dead path (blackhole): not allowed.
-        if not 1 <= self.keepalive_s <= 65535:
-            raise ValueError(f"keepalive_s {self.keepalive_s} is not in 1..65535")
-        if self.protocol not in ("3.1.1", "5"):
-            raise ValueError(f"protocol {self.protocol!r} is not '3.1.1' or '5'")
-        if self.default_qos not in (0, 1, 2):
-            raise ValueError(f"default_qos {self.default_qos} is not 0, 1 or 2")
-        if not self.clean_session and not self.client_id:
-            raise ValueError("a persistent session (clean_session=False) needs a client_id")
-        if self.request_timeout_s <= 0 or self.socket_connect_timeout_s <= 0:
-            raise ValueError("timeouts must be > 0")
-
-
-def build_tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
-    """The TLS context for ``settings`` (None without TLS).
-
-    Verification (chain and host name) is on unless ``tls_insecure``. Loads
-    CA files: call it off the event loop.
-
-    Raises:
-        ConnectError: the CA file cannot be read.
-    """
-    if not settings.tls:
-        return None
-    try:
-        context = ssl.create_default_context(cafile=settings.ca_file)
-    except (OSError, ssl.SSLError) as err:
-        raise ConnectError(f"cannot load CA file {settings.ca_file}: {err}") from err
-    if settings.tls_insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def validate_filter(topic_filter: str) -> None:
-    """Check an MQTT topic filter's wildcard syntax.
-
-    Raises:
-        ValueError: empty, or ``#`` / ``+`` not standing alone in a level, or
-            ``#`` not last.
-    """
-    if not topic_filter:
-        raise ValueError("topic filter must not be empty")
-    levels = topic_filter.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            raise ValueError(f"'#' must be a whole last level in {topic_filter!r}")
-        if "+" in level and level != "+":
-            raise ValueError(f"'+' must be a whole level in {topic_filter!r}")
 
 
 def _translate(err: BaseException, what: str) -> TransportError:
