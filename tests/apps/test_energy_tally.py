@@ -1,0 +1,340 @@
+"""The energy tally app against the fake HA port.
+
+The recorder is modelled by :class:`tests.energy.recorder_model.RecorderModel`
+answering the fake's websocket commands; requests are counted there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from energy_tally import EnergyTally, TallyRunner
+
+from lib.config.base import load_config
+from lib.config.energy_tally import EnergyTallyConfig, EnergyTallySchema
+from lib.energy.statistics import COMMAND_TYPE
+from lib.notices import NOTICE_EVENT, NoticeClient
+from tests.energy.recorder_model import RecorderModel
+from tests.support.app_harness import make_app
+from tests.support.clock import FakeClock
+from tests.support.fake_hass import Fail, FakeHass, TimeOut
+
+BERLIN = ZoneInfo("Europe/Berlin")
+# 10:30 local on 15 June 2026; the month began at 22:00 UTC on 31 May.
+NOW = datetime(2026, 6, 15, 8, 30, tzinfo=UTC)
+MONTH_START = datetime(2026, 5, 31, 22, tzinfo=UTC)
+LOG = logging.getLogger("tests.energy_tally")
+
+
+def config(meters: list[dict], **options) -> EnergyTallyConfig:
+    args = {"name": "energy_tally", "meters": meters, "time_zone": "Europe/Berlin", **options}
+    return load_config(EnergyTallySchema, args, into=EnergyTallyConfig)
+
+
+def meters_of(count: int) -> list[dict]:
+    return [
+        {"statistic_id": f"sensor.m{i}", "name": f"M{i}", "role": "import"} for i in range(count)
+    ]
+
+
+class World:
+    """Fake HA with a recorder model answering every statistics command."""
+
+    def __init__(self) -> None:
+        self.hass = FakeHass(FakeClock(wall=NOW))
+        self.model = RecorderModel(BERLIN)
+        self.fail_with: list[object] = []
+
+    def respond(self, command):
+        return self.model.answer(command)
+
+    def arm(self, cycles: int = 20) -> None:
+        self.hass.script_websocket(COMMAND_TYPE, *([self.respond] * 2 * cycles))
+
+    async def runner(self, cfg: EnergyTallyConfig) -> TallyRunner:
+        notices = NoticeClient(self.hass, "energy_tally")
+        runner = TallyRunner(cfg, self.hass, notices, "energy_tally", LOG)
+        await runner.start()
+        return runner
+
+    def state(self, entity_id: str) -> str | None:
+        entity = self.hass.state_of(entity_id)
+        assert entity is not None, f"{entity_id} not published"
+        return entity.raw
+
+    def attrs(self, entity_id: str):
+        entity = self.hass.state_of(entity_id)
+        assert entity is not None, f"{entity_id} not published"
+        return entity.attributes
+
+
+def seed_month(world: World, statistic_id: str, per_hour: float, unit: str = "kWh") -> None:
+    """Hourly rows from the month start up to the last complete hour before NOW."""
+    hours = int((NOW.replace(minute=0) - MONTH_START) / timedelta(hours=1))
+    world.model.add_hours(statistic_id, MONTH_START, [per_hour] * hours, unit=unit)
+
+
+@pytest.mark.parametrize("count", [1, 10, 500])
+async def test_statistics_requests_per_cycle_do_not_grow_with_meters(count):
+    world = World()
+    world.arm()
+    today_start = datetime(2026, 6, 14, 22, tzinfo=UTC)
+    for i in range(count):
+        world.model.add_hours(f"sensor.m{i}", today_start, [1.0] * 10)
+
+    runner = await world.runner(config(meters_of(count)))
+    after_start = len(world.hass.ws_commands)
+    await world.hass.advance(300)
+    await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
+
+    assert after_start == 2
+    assert len(world.hass.ws_commands) == 6
+    for command in world.hass.ws_commands:
+        assert len(command["statistic_ids"]) == count
+    # Every meter got its values from those few requests.
+    assert world.state(f"sensor.m{count - 1}_energy_today") == "10.000"
+    assert world.state("sensor.energy_tally_import_this_month") == f"{10.0 * count:.3f}"
+    await runner.stop()
+
+
+async def test_publishes_meters_totals_health_and_last_update():
+    world = World()
+    world.arm()
+    seed_month(world, "sensor.grid_in", 0.5)
+    seed_month(world, "sensor.pv_wh", 2000.0, unit="Wh")
+    cfg = config(
+        [
+            {"statistic_id": "sensor.grid_in", "name": "Grid in", "role": "import"},
+            {"statistic_id": "sensor.pv_wh", "name": "PV", "role": "pv"},
+            {"statistic_id": "sensor.brand_new", "name": "New meter", "role": "pv"},
+        ]
+    )
+
+    runner = await world.runner(cfg)
+
+    assert world.state("sensor.grid_in_energy_today") == "5.000"
+    assert world.state("sensor.grid_in_energy_this_month") == "173.000"
+    assert world.state("sensor.pv_energy_today") == "20.000"  # Wh converted
+    assert world.state("sensor.new_meter_energy_today") == "unknown"
+    assert world.state("sensor.energy_tally_import_today") == "5.000"
+    assert world.state("sensor.energy_tally_pv_today") == "unknown"  # a pv meter is unknown
+    attrs = world.attrs("sensor.grid_in_energy_today")
+    assert attrs["device_class"] == "energy"
+    assert attrs["state_class"] == "total"
+    assert attrs["unit_of_measurement"] == "kWh"
+    assert attrs["last_reset"] == "2026-06-15T00:00:00+02:00"
+    assert (
+        world.attrs("sensor.grid_in_energy_this_month")["last_reset"] == "2026-06-01T00:00:00+02:00"
+    )
+    assert attrs["stale"] is False
+    assert world.state("sensor.energy_tally_health") == "ok"
+    assert world.attrs("sensor.energy_tally_health")["statistics_requests_per_cycle"] == 2
+    assert datetime.fromisoformat(world.state("sensor.energy_tally_last_update") or "") == NOW
+    await runner.stop()
+
+
+async def test_live_state_adds_the_partial_hour():
+    world = World()
+    world.arm()
+    world.model.add_hours(
+        "sensor.grid_in", NOW.replace(minute=0) - timedelta(hours=2), [1.0, 1.0], start_state=98
+    )
+    world.hass.seed("sensor.grid_in", "100400", {"unit_of_measurement": "Wh"})
+
+    runner = await world.runner(config([{"statistic_id": "sensor.grid_in", "name": "Grid in"}]))
+
+    assert world.state("sensor.grid_in_energy_today") == "2.400"
+    assert world.attrs("sensor.grid_in_energy_today")["partial_hour_kwh"] == pytest.approx(0.4)
+    await runner.stop()
+
+
+async def test_failures_keep_stale_values_then_error_and_notice_then_resolve(caplog):
+    caplog.set_level(logging.WARNING, logger=LOG.name)
+    world = World()
+    seed_month(world, "sensor.grid_in", 1.0)
+    world.hass.script_websocket(
+        COMMAND_TYPE,
+        world.respond,
+        world.respond,  # start: good
+        Fail("unknown_error: database is locked"),
+        TimeOut(),
+        world.respond,
+        {"sensor.grid_in": "not rows"},  # answered, but malformed
+        world.respond,
+        world.respond,  # recovery
+    )
+    runner = await world.runner(
+        config([{"statistic_id": "sensor.grid_in", "name": "Grid in", "role": "export"}])
+    )
+    assert world.state("sensor.grid_in_energy_today") == "10.000"
+
+    await world.hass.advance(300)
+    assert world.state("sensor.grid_in_energy_today") == "10.000"
+    assert world.attrs("sensor.grid_in_energy_today")["stale"] is True
+    assert world.attrs("sensor.energy_tally_export_today")["stale"] is True
+    assert world.state("sensor.energy_tally_health") == "stale"
+    assert world.attrs("sensor.energy_tally_health")["consecutive_failures"] == 1
+    assert "database is locked" in world.attrs("sensor.energy_tally_health")["last_error"]
+    assert world.hass.events_of(NOTICE_EVENT) == []
+
+    await world.hass.advance(300)  # times out
+    assert world.hass.events_of(NOTICE_EVENT) == []
+    await world.hass.advance(300)  # malformed: third failure in a row
+    (raised,) = world.hass.events_of(NOTICE_EVENT)
+    assert raised["action"] == "raise"
+    assert raised["notice_id"] == "energy_tally_statistics_unavailable"
+    assert any("recorder running" in step for step in raised["steps"])
+    assert "3 statistics queries in a row failed" in raised["message"]
+    assert world.state("sensor.energy_tally_health") == "error"
+    assert world.state("sensor.grid_in_energy_today") == "10.000"
+    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.WARNING, logging.ERROR]
+
+    await world.hass.advance(300)  # recovers
+    assert [e["action"] for e in world.hass.events_of(NOTICE_EVENT)] == ["raise", "resolve"]
+    assert world.state("sensor.energy_tally_health") == "ok"
+    assert world.attrs("sensor.grid_in_energy_today")["stale"] is False
+    # 20 minutes later the hour 10:00-11:00 local is complete.
+    assert world.state("sensor.grid_in_energy_today") == "10.000"
+    await runner.stop()
+
+
+async def test_failure_before_any_success_publishes_health_only():
+    world = World()
+    world.hass.script_websocket(COMMAND_TYPE, Fail("recorder not running"))
+
+    runner = await world.runner(config([{"statistic_id": "sensor.grid_in", "name": "Grid in"}]))
+
+    assert world.state("sensor.energy_tally_health") == "stale"
+    assert world.state("sensor.energy_tally_last_update") == "unknown"
+    assert world.hass.state_of("sensor.grid_in_energy_today") is None
+    await runner.stop()
+
+
+async def test_removed_meter_is_no_longer_updated():
+    world = World()
+    world.arm()
+    seed_month(world, "sensor.a", 1.0)
+    seed_month(world, "sensor.b", 1.0)
+    first = await world.runner(
+        config(
+            [{"statistic_id": "sensor.a", "name": "A"}, {"statistic_id": "sensor.b", "name": "B"}]
+        )
+    )
+    await first.stop()  # AppDaemon restarts the app when apps.yaml changes
+    writes_b = [w for w in world.hass.entity_writes if w[0].startswith("sensor.b_")]
+
+    second = await world.runner(config([{"statistic_id": "sensor.a", "name": "A"}]))
+    world.model.add_hours("sensor.b", NOW.replace(minute=0), [5.0])
+    world.model.add_hours("sensor.a", NOW.replace(minute=0), [5.0])
+    await world.hass.advance(3600)
+
+    assert [w for w in world.hass.entity_writes if w[0].startswith("sensor.b_")] == writes_b
+    assert all("sensor.b" not in c["statistic_ids"] for c in world.hass.ws_commands[4:])
+    assert world.state("sensor.a_energy_today") == "15.000"
+    await second.stop()
+
+
+async def test_unchanged_values_are_not_rewritten():
+    world = World()
+    world.arm()
+    seed_month(world, "sensor.a", 1.0)
+    runner = await world.runner(config([{"statistic_id": "sensor.a", "name": "A"}]))
+    writes = len(world.hass.entity_writes)
+
+    await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
+
+    assert len(world.hass.ws_commands) == 4
+    assert len(world.hass.entity_writes) == writes
+    await runner.stop()
+
+
+async def test_ha_restart_runs_a_cycle_and_stop_cancels_everything():
+    world = World()
+    world.arm()
+    seed_month(world, "sensor.a", 1.0)
+    runner = await world.runner(config([{"statistic_id": "sensor.a", "name": "A"}], interval_s=60))
+
+    await world.hass.simulate_restart()
+    assert len(world.hass.ws_commands) == 4
+    assert world.state("sensor.a_energy_today") == "10.000"
+
+    await runner.stop()
+    await world.hass.advance(600)
+    await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
+    assert len(world.hass.ws_commands) == 4
+    assert world.hass.pending_timers == 0
+
+
+class GatedHass(FakeHass):
+    """Holds every websocket command until the test opens the gate."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def websocket_command(self, command, *, timeout_s=15.0):
+        self.waiting.set()
+        async with asyncio.timeout(2):
+            await self.gate.wait()
+        return await super().websocket_command(command, timeout_s=timeout_s)
+
+
+async def test_triggers_during_a_running_cycle_coalesce_into_one_more():
+    world = World()
+    world.hass = GatedHass(FakeClock(wall=NOW))
+    world.arm()
+    seed_month(world, "sensor.a", 1.0)
+    runner = TallyRunner(
+        config([{"statistic_id": "sensor.a", "name": "A"}]),
+        world.hass,
+        NoticeClient(world.hass, "energy_tally"),
+        "energy_tally",
+        LOG,
+    )
+    cycle = asyncio.create_task(runner.run_cycle())
+    async with asyncio.timeout(2):
+        await world.hass.waiting.wait()
+
+    # Both return at once: a cycle is running; together they ask for one more.
+    await runner.run_cycle()
+    await runner.run_cycle()
+    world.hass.gate.set()
+    async with asyncio.timeout(2):
+        await cycle
+
+    assert len(world.hass.ws_commands) == 4  # the running cycle + one rerun
+    assert world.state("sensor.a_energy_today") == "10.000"
+
+
+async def test_the_appdaemon_app_runs_cycles_and_stops_them():
+    world = World()
+    world.arm()
+    seed_month(world, "sensor.a", 1.0)
+    args = {"meters": [{"statistic_id": "sensor.a", "name": "A"}], "time_zone": "Europe/Berlin"}
+    app = make_app(EnergyTally, args, world.hass, name="energy_tally")
+
+    await app.initialize()
+    assert world.state("sensor.a_energy_today") == "10.000"
+    await app.terminate()
+    await world.hass.advance(900)
+
+    assert len(world.hass.ws_commands) == 2
+    assert world.hass.pending_timers == 0
+
+
+async def test_the_app_refuses_a_bad_config_and_says_which_key():
+    world = World()
+    app = make_app(EnergyTally, {"meters": [], "interval_s": 1}, world.hass, name="energy_tally")
+
+    await app.initialize()
+
+    assert world.hass.ws_commands == []
+    (notification,) = world.hass.notifications.values()
+    assert "meters" in notification["message"]
+    assert "interval_s" in notification["message"]
+    await app.terminate()

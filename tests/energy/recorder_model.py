@@ -1,0 +1,119 @@
+"""A small model of HA's recorder statistics, for tests.
+
+It answers ``recorder/statistics_during_period`` for periods ``hour`` and
+``day`` the way HA 2024.1 does (recorder/statistics.py): rows whose start
+lies in [start_time, end_time); ``day`` aligns both ends to local days;
+``change`` is the row's sum minus the sum of the last row before the
+(aligned) start, or 0 when there is none; times in epoch milliseconds; a
+statistic without rows in the window is absent. Units: values are stored in
+each statistic's unit and converted to kWh when the command asks for it.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+HOUR = timedelta(hours=1)
+_TO_KWH = {"Wh": 0.001, "kWh": 1.0, "MWh": 1000.0}
+
+
+@dataclass
+class Statistic:
+    unit: str = "kWh"
+    # hour start (UTC) -> (sum, state) in ``unit``
+    hours: dict[datetime, tuple[float, float]] = field(default_factory=dict)
+
+
+class RecorderModel:
+    """Hourly sum statistics per statistic id, answering statistics commands."""
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        self.zone = zone
+        self.stats: dict[str, Statistic] = {}
+
+    def add_hours(
+        self,
+        statistic_id: str,
+        first_hour: datetime,
+        changes: Iterable[float],
+        *,
+        unit: str = "kWh",
+        start_sum: float | None = None,
+        start_state: float | None = None,
+    ) -> None:
+        """Append consecutive hourly rows whose changes are ``changes``.
+
+        Sum and state continue from the statistic's last row (or 0) unless
+        given. A negative change lowers the sum (as a meter reset that HA's
+        sum did not absorb does) and the state alike.
+        """
+        stat = self.stats.setdefault(statistic_id, Statistic(unit=unit))
+        last = stat.hours[max(stat.hours)] if stat.hours else (0.0, 0.0)
+        total = last[0] if start_sum is None else start_sum
+        state = last[1] if start_state is None else start_state
+        start = first_hour.astimezone(UTC)
+        for change in changes:
+            total += change
+            state += change
+            stat.hours[start] = (total, state)
+            start += HOUR
+
+    def answer(self, command: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        """Answer one ``recorder/statistics_during_period`` command."""
+        assert command["type"] == "recorder/statistics_during_period"
+        start = datetime.fromisoformat(command["start_time"]).astimezone(UTC)
+        end = datetime.fromisoformat(command["end_time"]).astimezone(UTC)
+        period = command["period"]
+        if period == "day":
+            local = start.astimezone(self.zone)
+            start = local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+            local_end = end.astimezone(self.zone).replace(hour=0, minute=0, second=0, microsecond=0)
+            end = (local_end + timedelta(days=1)).astimezone(UTC)
+        elif period != "hour":
+            raise NotImplementedError(period)
+        wants_kwh = command.get("units", {}).get("energy") == "kWh"
+        types = set(command.get("types", ["change"]))
+        result: dict[str, list[dict[str, Any]]] = {}
+        for statistic_id in command["statistic_ids"]:
+            stat = self.stats.get(statistic_id)
+            if stat is None:
+                continue
+            scale = _TO_KWH[stat.unit] if wants_kwh else 1.0
+            starts = sorted(stat.hours)
+            lo, hi = bisect_left(starts, start), bisect_left(starts, end)
+            prev_sum = stat.hours[starts[lo - 1]][0] * scale if lo else 0.0
+            rows = [(s, stat.hours[s]) for s in starts[lo:hi]]
+            if not rows:
+                continue
+            out: list[dict[str, Any]] = []
+            if period == "hour":
+                grouped = [(s, s + HOUR, v) for s, v in rows]
+            else:
+                grouped = []
+                for s, v in rows:
+                    day = s.astimezone(self.zone).date()
+                    if grouped and grouped[-1][0].astimezone(self.zone).date() == day:
+                        grouped[-1] = (grouped[-1][0], grouped[-1][1], v)
+                    else:
+                        d0 = datetime.combine(day, datetime.min.time(), self.zone)
+                        grouped.append(
+                            (d0.astimezone(UTC), (d0 + timedelta(days=1)).astimezone(UTC), v)
+                        )
+            for s, e, (total, state) in grouped:
+                row: dict[str, Any] = {
+                    "start": int(s.timestamp() * 1000),
+                    "end": int(e.timestamp() * 1000),
+                }
+                if "change" in types:
+                    row["change"] = total * scale - prev_sum
+                if "state" in types:
+                    row["state"] = state * scale
+                prev_sum = total * scale
+                out.append(row)
+            result[statistic_id] = out
+        return result

@@ -1,0 +1,92 @@
+"""The published entities: ids, states, HA energy attributes, stale marking."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from lib.energy.entities import meter_entity_ids, slugify, tally_entities
+from lib.energy.periods import tally_periods
+from lib.energy.statistics import StatRow
+from lib.energy.tally import Meter, Role, compute_tally
+
+BERLIN = ZoneInfo("Europe/Berlin")
+PERIODS = tally_periods(datetime(2026, 6, 15, 10, 0, tzinfo=UTC), BERLIN)
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("Grid import", "grid_import"),
+        ("Wärmepumpe (EG)", "warmepumpe_eg"),
+        ("  PV--East  ", "pv_east"),
+        ("Meter 2", "meter_2"),
+        ("!!!", ""),
+    ],
+)
+def test_slugify(name, slug):
+    assert slugify(name) == slug
+
+
+def build(stale: bool = False):
+    meters = [
+        Meter("sensor.grid_in", "Grid in", "grid_in", Role.IMPORT),
+        Meter("sensor.new", "New", "new", Role.EXPORT),
+    ]
+    rows = {
+        "sensor.grid_in": (
+            StatRow(PERIODS.today_start, PERIODS.today_start.replace(hour=23), 1.23456),
+        )
+    }
+    tally = compute_tally(meters, rows, {}, {}, PERIODS)
+    return {u.entity_id: u for u in tally_entities(tally, "energy_tally", BERLIN, stale=stale)}
+
+
+def test_meter_entities_carry_what_the_energy_dashboard_needs():
+    updates = build()
+
+    today = updates["sensor.grid_in_energy_today"]
+    month = updates["sensor.grid_in_energy_this_month"]
+    assert today.state == "1.235"
+    assert month.state == "1.235"
+    for update in (today, month):
+        assert update.attributes["unit_of_measurement"] == "kWh"
+        assert update.attributes["device_class"] == "energy"
+        assert update.attributes["state_class"] == "total"
+        assert update.attributes["stale"] is False
+        assert update.attributes["statistic_id"] == "sensor.grid_in"
+    assert datetime.fromisoformat(today.attributes["last_reset"]) == PERIODS.today_start
+    assert datetime.fromisoformat(month.attributes["last_reset"]) == PERIODS.month_start
+    # Local offset, readable in HA's UI.
+    assert today.attributes["last_reset"] == "2026-06-15T00:00:00+02:00"
+
+
+def test_unknown_meter_and_its_role_total_are_unknown():
+    updates = build()
+
+    assert updates["sensor.new_energy_today"].state == "unknown"
+    assert updates["sensor.energy_tally_export_today"].state == "unknown"
+    assert updates["sensor.energy_tally_export_today"].attributes["missing_meters"] == ["New"]
+    assert updates["sensor.energy_tally_import_this_month"].state == "1.235"
+    assert updates["sensor.energy_tally_import_this_month"].attributes["meters"] == ["Grid in"]
+    # Totals carry the cycle time, so each cycle refreshes them in HA.
+    assert updates["sensor.energy_tally_import_today"].attributes["as_of"] == (
+        "2026-06-15T12:00:00+02:00"
+    )
+    assert "as_of" not in updates["sensor.grid_in_energy_today"].attributes
+
+
+def test_every_entity_of_a_stale_tally_says_so():
+    updates = build(stale=True)
+
+    assert set(updates) == {
+        *meter_entity_ids(Meter("sensor.grid_in", "Grid in", "grid_in")),
+        *meter_entity_ids(Meter("sensor.new", "New", "new")),
+        "sensor.energy_tally_import_today",
+        "sensor.energy_tally_import_this_month",
+        "sensor.energy_tally_export_today",
+        "sensor.energy_tally_export_this_month",
+    }
+    assert all(u.attributes["stale"] is True for u in updates.values())
