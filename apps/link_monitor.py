@@ -42,7 +42,7 @@ class LinkMonitorRunner:
         build: LinkBuilder | None = None,
     ) -> None:
         self.config, self.hass, self.notices, self.log = config, hass, notices, logger
-        self.build = build or functools.partial(build_link, clock=hass.monotonic)
+        self.build = build or functools.partial(build_link, clock=hass.monotonic, logger=logger)
         self.publisher = EntityPublisher(hass, logger)
         self.links: dict[str, Link] = {}
         self.monitors: dict[str, LinkMonitor] = {}

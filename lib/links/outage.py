@@ -74,6 +74,15 @@ class OutageText:
     steps: tuple[str, ...]
 
 
+def human_duration(seconds: float) -> str:
+    """``"45 s"``, ``"10 min"``, ``"2.5 h"``: a person reads a notice, not a float."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def outage_text(
     action: RaiseOutageNotice,
     transport: str,
@@ -100,7 +109,7 @@ def outage_text(
     """
     health = action.health
     fill = {"link": action.link, "target": target, "keys": ", ".join(keys) or "its data"}
-    minutes = action.outage_s / 60.0
+    lasted = human_duration(action.outage_s)
     if action.fatal is not None:
         headline, fatal_steps = _FATAL_TEXT[action.fatal.kind]
         title = f"Link {action.link}: {headline}"
@@ -109,13 +118,13 @@ def outage_text(
     elif action.silent:
         title = f"Link {action.link} sends no data"
         what = f"Link {action.link} ({transport}, {target}) is connected but sent no data " + (
-            f"for {minutes:.0f} min."
+            f"for {lasted}."
         )
         first_check = _STEPS.get(transport, ())[:1]
         steps = (_SILENT_STEP.format(**fill), *(s.format(**fill) for s in first_check))
     else:
         title = f"Link {action.link} is offline"
-        what = f"No connection to {target} ({transport}) for {minutes:.0f} min."
+        what = f"No connection to {target} ({transport}) for {lasted}."
         if health.last_error:
             what += f" Last error: {health.last_error}."
         steps = tuple(s.format(**fill) for s in _STEPS.get(transport, ()))
@@ -127,6 +136,6 @@ def outage_text(
     )
     effect = (
         "Its sensors show their last value marked stale"
-        f" and become unavailable after {grace_period_s / 60.0:g} min without data."
+        f" and become unavailable after {human_duration(grace_period_s)} without data."
     )
     return OutageText(title, f"{what} {figures} {effect}", (*steps, _CLOSING_STEP))
