@@ -2,8 +2,11 @@
 
 Wiring only; the arithmetic is in :mod:`lib.energy`. Each cycle (at start,
 every ``interval_s``, on the ``refresh_event`` and after HA restarts) sends
-the two ``recorder/statistics_during_period`` commands built by
-:func:`lib.energy.statistics.build_requests`, whatever the number of meters.
+at most the two ``recorder/statistics_during_period`` commands built by
+:func:`lib.energy.statistics.build_requests`, whatever the number of meters:
+``today`` always, ``month`` only when the kept complete days of the month
+(:mod:`lib.energy.month_cache`) do not serve the cycle (first cycle, new
+local day, refresh event, HA start).
 
 Entities: ``sensor.<meter name slug>_energy_today`` / ``_energy_this_month``
 per meter (the slug of the configured ``name``: ``Grid import`` ->
@@ -30,9 +33,10 @@ from lib.energy.cycle import (
     notice_message,
 )
 from lib.energy.entities import slugify, status_entities, tally_entities
+from lib.energy.month_cache import MonthCacheHolder
 from lib.energy.periods import TallyPeriods, tally_periods, zone_of
 from lib.energy.statistics import StatisticsFormatError, build_requests, parse_statistics
-from lib.energy.tally import LiveReading, Tally, compute_tally, live_reading
+from lib.energy.tally import LiveReading, Tally, compute_tally_from, live_reading
 from lib.hass.app_base import GridwatchApp
 from lib.hass.errors import HassError
 from lib.hass.ports import Handle, HassPort, StateValue
@@ -61,6 +65,8 @@ class TallyRunner:
         self._again = False
         self._handles: list[Handle] = []
         self._written: dict[str, tuple[StateValue, Mapping[str, Any]]] = {}
+        self.month = MonthCacheHolder()
+        self.requests_sent = 0  # statistics requests of the last cycle
 
     async def start(self) -> None:
         """Run the first cycle, then on the timer, the refresh event and HA starts."""
@@ -68,7 +74,7 @@ class TallyRunner:
         self._handles += [
             await self.hass.run_every(self.run_cycle, self.config.interval_s),
             await self.hass.listen_event(self.config.refresh_event, self._on_refresh),
-            await self.hass.listen_ha_started(self.run_cycle),
+            await self.hass.listen_ha_started(self._on_ha_started),
         ]
 
     async def stop(self) -> None:
@@ -78,6 +84,11 @@ class TallyRunner:
         self._handles.clear()
 
     async def _on_refresh(self, _event: str, _data: Mapping[str, Any]) -> None:
+        self.month.refetch()  # e.g. statistics were imported for earlier days
+        await self.run_cycle()
+
+    async def _on_ha_started(self) -> None:
+        self.month.refetch(settle_from=self.hass.now())
         await self.run_cycle()
 
     async def run_cycle(self) -> None:
@@ -123,21 +134,29 @@ class TallyRunner:
         ids = [m.statistic_id for m in self.config.meters]
         requests = build_requests(ids, periods, request_units=self.config.request_units)
         timeout = self.config.query_timeout_s
+        units = self.config.request_units
+        before = self.month.lookup(periods, ids)
+        self.requests_sent = 1
         hourly = await self.hass.websocket_command(requests.today, timeout_s=timeout)
-        daily = await self.hass.websocket_command(requests.month, timeout_s=timeout)
+        if before is None:
+            self.requests_sent = 2
+            daily = await self.hass.websocket_command(requests.month, timeout_s=timeout)
+            before = self.month.store(
+                self.config.meters, parse_statistics(daily, ids), periods, units_requested=units
+            )
         live: dict[str, LiveReading] = {}
         for sid in ids:
             # External statistics (domain:x) have no entity to read live.
             reading = live_reading(await self.hass.get_state(sid)) if "." in sid else None
             if reading is not None:
                 live[sid] = reading
-        return compute_tally(
+        return compute_tally_from(
             self.config.meters,
             parse_statistics(hourly, ids),
-            parse_statistics(daily, ids),
+            before,
             live,
             periods,
-            units_requested=self.config.request_units,
+            units_requested=units,
         )
 
     async def _publish(self, cycle_ms: float) -> None:
@@ -153,6 +172,7 @@ class TallyRunner:
             meters=len(self.config.meters),
             failure_threshold=self.config.failure_threshold,
             cycle_ms=cycle_ms,
+            requests_sent=self.requests_sent,
         )
         for update in updates:
             await self._write(update.entity_id, update.state, update.attributes)

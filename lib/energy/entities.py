@@ -168,6 +168,7 @@ def status_entities(
     meters: int,
     failure_threshold: int,
     cycle_ms: float,
+    requests_sent: int | None = None,
 ) -> list[EntityUpdate]:
     """Build ``sensor.<app>_health`` and ``sensor.<app>_last_update``.
 
@@ -177,6 +178,8 @@ def status_entities(
         meters: number of configured meters.
         failure_threshold: failures in a row that make an error.
         cycle_ms: how long the cycle took.
+        requests_sent: statistics requests the cycle sent (1 when the
+            month's complete days were kept from an earlier cycle).
 
     Returns:
         The two entities.
@@ -191,6 +194,7 @@ def status_entities(
         "meters": meters,
         # The design's promise, shown where a user can check it.
         "statistics_requests_per_cycle": REQUESTS_PER_CYCLE,
+        "statistics_requests_last_cycle": requests_sent,
         "cycle_ms": round(cycle_ms, 1),
     }
     return [

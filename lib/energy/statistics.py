@@ -10,7 +10,9 @@ so the number of requests never grows with the number of meters:
   :mod:`lib.energy.tally`); its change is not counted.
 * ``month``: daily ``change`` from the local month start to now. Days before
   today are counted from it; today comes from the hourly answer, where a
-  meter reset can be told apart from usage hour by hour.
+  meter reset can be told apart from usage hour by hour. Those days do not
+  change during the day, so the app sends this one only when its kept sums
+  do not serve the cycle (:mod:`lib.energy.month_cache`).
 
 The recorder answers (HA 2024.1, ``recorder/websocket_api.py``) with
 ``{statistic_id: [{"start": ms, "end": ms, "change": float|None,
@@ -40,7 +42,7 @@ __all__ = [
 ]
 
 COMMAND_TYPE: Final = "recorder/statistics_during_period"
-# Whatever the number of meters (see the module docstring).
+# At most, whatever the number of meters (see the module docstring).
 REQUESTS_PER_CYCLE: Final = 2
 
 # The hour before local midnight carries the meter reading at midnight.

@@ -8,7 +8,9 @@ and the meters' live readings. Rules:
 * A negative change (a meter reset or replacement the recorder's sum did not
   absorb) is not subtracted; it is reported as a :class:`Reset`.
 * Today = today's complete hours + the live partial hour; this month =
-  the complete days before today + today.
+  the complete days before today + today. The complete days are summed per
+  day row (:func:`completed_days`), apart from the rest, so a cycle can reuse
+  them from an earlier cycle of the same day (:mod:`lib.energy.month_cache`).
 * The live partial hour is the live reading minus the recorder's reading at
   the end of the last complete hour (which may be the hour before midnight).
   It is skipped (0, flagged) when there is no such reading or unit.
@@ -27,6 +29,7 @@ from lib.energy.units import EnergyUnit, parse_energy_unit, to_kwh
 from lib.hass.ports import EntityState
 
 __all__ = [
+    "CompletedDays",
     "LiveReading",
     "Meter",
     "MeterTally",
@@ -34,7 +37,9 @@ __all__ = [
     "Role",
     "RoleTotal",
     "Tally",
+    "completed_days",
     "compute_tally",
+    "compute_tally_from",
     "live_reading",
 ]
 
@@ -96,6 +101,27 @@ class Reset:
     statistic_id: str
     start: datetime
     change_kwh: float
+
+
+@dataclass(frozen=True)
+class CompletedDays:
+    """A meter's month to date before today, from the ``month`` answer.
+
+    Attributes:
+        kwh: the non-negative day changes from the month start to local
+            midnight today.
+        resets: the negative days, not subtracted.
+        has_rows: the answer held any row for the meter (today's included);
+            with no hourly rows either, the meter is unknown.
+    """
+
+    kwh: float
+    resets: tuple[Reset, ...]
+    has_rows: bool
+
+
+# What a meter absent from the ``month`` answer has before today.
+NO_DAYS = CompletedDays(0.0, (), has_rows=False)
 
 
 @dataclass(frozen=True)
@@ -200,27 +226,63 @@ def _partial_hour(
     return delta, None
 
 
+def _scale(meter: Meter, units_requested: bool) -> float:
+    return 1.0 if units_requested else to_kwh(1.0, meter.unit)
+
+
+def _completed(
+    meter: Meter, daily: Sequence[StatRow], periods: TallyPeriods, units_requested: bool
+) -> CompletedDays:
+    if not daily:
+        return NO_DAYS
+    earlier = [r for r in daily if periods.month_start <= r.start < periods.today_start]
+    kwh, resets = _sum_changes(earlier, meter.statistic_id, _scale(meter, units_requested))
+    return CompletedDays(kwh, tuple(resets), has_rows=True)
+
+
+def completed_days(
+    meters: Sequence[Meter],
+    daily: Mapping[str, Sequence[StatRow]],
+    periods: TallyPeriods,
+    *,
+    units_requested: bool = True,
+) -> dict[str, CompletedDays]:
+    """Sum each meter's complete days of the month before today.
+
+    Args:
+        meters: the configured meters.
+        daily: parsed ``month`` answer (day rows); today's row is ignored.
+        periods: the cycle's boundaries.
+        units_requested: as for :func:`compute_tally`.
+
+    Returns:
+        Per statistic id; a meter without rows gets :data:`NO_DAYS`.
+    """
+    return {
+        m.statistic_id: _completed(m, daily.get(m.statistic_id, ()), periods, units_requested)
+        for m in meters
+    }
+
+
 def _meter_tally(
     meter: Meter,
     hourly: Sequence[StatRow],
-    daily: Sequence[StatRow],
+    before: CompletedDays,
     live: LiveReading | None,
     periods: TallyPeriods,
     units_requested: bool,
 ) -> MeterTally:
-    if not hourly and not daily:
+    if not hourly and not before.has_rows:
         return MeterTally(meter, None, None, None, ())
-    scale = 1.0 if units_requested else to_kwh(1.0, meter.unit)
+    scale = _scale(meter, units_requested)
     today_rows = [r for r in hourly if periods.today_start <= r.start < periods.now]
-    earlier_days = [r for r in daily if periods.month_start <= r.start < periods.today_start]
     today, today_resets = _sum_changes(today_rows, meter.statistic_id, scale)
-    before, month_resets = _sum_changes(earlier_days, meter.statistic_id, scale)
     partial, partial_reset = _partial_hour(hourly, live, periods, scale, meter.statistic_id)
     today += partial or 0.0
-    resets = [*month_resets, *today_resets]
+    resets = [*before.resets, *today_resets]
     if partial_reset is not None:
         resets.append(partial_reset)
-    return MeterTally(meter, today, before + today, partial, tuple(resets))
+    return MeterTally(meter, today, before.kwh + today, partial, tuple(resets))
 
 
 def _role_total(role: Role, members: Sequence[MeterTally]) -> RoleTotal:
@@ -244,7 +306,7 @@ def compute_tally(
     *,
     units_requested: bool = True,
 ) -> Tally:
-    """Compute one cycle's tally.
+    """Compute one cycle's tally from both answers.
 
     Args:
         meters: the configured meters.
@@ -258,11 +320,43 @@ def compute_tally(
     Returns:
         The :class:`Tally`.
     """
+    before = completed_days(meters, daily, periods, units_requested=units_requested)
+    return compute_tally_from(
+        meters, hourly, before, live, periods, units_requested=units_requested
+    )
+
+
+def compute_tally_from(
+    meters: Sequence[Meter],
+    hourly: Mapping[str, Sequence[StatRow]],
+    before: Mapping[str, CompletedDays],
+    live: Mapping[str, LiveReading],
+    periods: TallyPeriods,
+    *,
+    units_requested: bool = True,
+) -> Tally:
+    """Compute one cycle's tally from the ``today`` answer and the complete days.
+
+    The same as :func:`compute_tally` with ``before = completed_days(daily)``,
+    to the last bit, when ``before`` was summed from a ``month`` answer of
+    the same local day.
+
+    Args:
+        meters: the configured meters.
+        hourly: parsed ``today`` answer (hour rows, with ``state``).
+        before: :func:`completed_days` per statistic id (absent: no rows).
+        live: live readings by statistic id (absent: no partial hour).
+        periods: the cycle's boundaries.
+        units_requested: as for :func:`compute_tally`.
+
+    Returns:
+        The :class:`Tally`.
+    """
     results = tuple(
         _meter_tally(
             m,
             hourly.get(m.statistic_id, ()),
-            daily.get(m.statistic_id, ()),
+            before.get(m.statistic_id, NO_DAYS),
             live.get(m.statistic_id),
             periods,
             units_requested,

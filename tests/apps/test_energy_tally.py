@@ -16,7 +16,10 @@ from energy_tally import EnergyTally, TallyRunner
 
 from lib.config.base import load_config
 from lib.config.energy_tally import EnergyTallyConfig, EnergyTallySchema
-from lib.energy.statistics import COMMAND_TYPE
+from lib.energy.month_cache import SETTLE_GRACE
+from lib.energy.periods import tally_periods
+from lib.energy.statistics import COMMAND_TYPE, build_requests, parse_statistics
+from lib.energy.tally import Tally, compute_tally, live_reading
 from lib.notices import NOTICE_EVENT, NoticeClient
 from tests.energy.recorder_model import RecorderModel
 from tests.support.app_harness import make_app
@@ -48,9 +51,31 @@ class World:
         self.hass = FakeHass(FakeClock(wall=NOW))
         self.model = RecorderModel(BERLIN)
         self.fail_with: list[object] = []
+        # When set, the recorder compiles each hour this long after it ends.
+        self.compile_delay: timedelta | None = None
 
     def respond(self, command):
+        if self.compile_delay is not None:
+            self.model.compiled_until = self.hass.now() - self.compile_delay
         return self.model.answer(command)
+
+    def sent_per_cycle(self, before: int) -> int:
+        return len(self.hass.ws_commands) - before
+
+    def uncached(self, cfg: EnergyTallyConfig) -> Tally:
+        """The tally of a cycle now that sends both requests, as before the cache."""
+        periods = tally_periods(self.hass.now(), BERLIN)
+        ids = [m.statistic_id for m in cfg.meters]
+        requests = build_requests(ids, periods, request_units=cfg.request_units)
+        hourly, daily = (parse_statistics(self.respond(c), ids) for c in requests.all())
+        live = {}
+        for sid in ids:
+            reading = live_reading(self.hass.state_of(sid))
+            if reading is not None:
+                live[sid] = reading
+        return compute_tally(
+            cfg.meters, hourly, daily, live, periods, units_requested=cfg.request_units
+        )
 
     def arm(self, cycles: int = 20) -> None:
         self.hass.script_websocket(COMMAND_TYPE, *([self.respond] * 2 * cycles))
@@ -87,12 +112,18 @@ async def test_statistics_requests_per_cycle_do_not_grow_with_meters(count):
         world.model.add_hours(f"sensor.m{i}", today_start, [1.0] * 10)
 
     runner = await world.runner(config(meters_of(count)))
-    after_start = len(world.hass.ws_commands)
-    await world.hass.advance(300)
+    per_cycle = [len(world.hass.ws_commands)]
+    for _ in range(2):
+        await world.hass.advance(300)
+        per_cycle.append(len(world.hass.ws_commands) - sum(per_cycle))
     await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
+    per_cycle.append(len(world.hass.ws_commands) - sum(per_cycle))
 
-    assert after_start == 2
-    assert len(world.hass.ws_commands) == 6
+    # Cold: today + month; warm: today only (the month's complete days are
+    # kept); the refresh event refetches the month.
+    assert per_cycle == [2, 1, 1, 2]
+    periods = [c["period"] for c in world.hass.ws_commands]
+    assert periods == ["hour", "day", "hour", "hour", "hour", "day"]
     for command in world.hass.ws_commands:
         assert len(command["statistic_ids"]) == count
     # Every meter got its values from those few requests.
@@ -156,15 +187,15 @@ async def test_failures_keep_stale_values_then_error_and_notice_then_resolve(cap
     caplog.set_level(logging.WARNING, logger=LOG.name)
     world = World()
     seed_month(world, "sensor.grid_in", 1.0)
+    # After the first cycle only the today request is sent: the month's
+    # complete days are kept (failures of the today request do not drop them).
     world.hass.script_websocket(
         COMMAND_TYPE,
         world.respond,
-        world.respond,  # start: good
+        world.respond,  # start: good (today + month)
         Fail("unknown_error: database is locked"),
         TimeOut(),
-        world.respond,
         {"sensor.grid_in": "not rows"},  # answered, but malformed
-        world.respond,
         world.respond,  # recovery
     )
     runner = await world.runner(
@@ -307,7 +338,8 @@ async def test_triggers_during_a_running_cycle_coalesce_into_one_more():
     async with asyncio.timeout(2):
         await cycle
 
-    assert len(world.hass.ws_commands) == 4  # the running cycle + one rerun
+    # The running cycle (today + month) + one rerun (today; month kept).
+    assert len(world.hass.ws_commands) == 3
     assert world.state("sensor.a_energy_today") == "10.000"
 
 
@@ -338,3 +370,124 @@ async def test_the_app_refuses_a_bad_config_and_says_which_key():
     assert "meters" in notification["message"]
     assert "interval_s" in notification["message"]
     await app.terminate()
+
+
+# --- the month's complete days are kept between cycles ----------------------
+
+ROLLOVER_METERS = [
+    {"statistic_id": "sensor.grid_in", "name": "Grid in", "role": "import"},
+    {"statistic_id": "sensor.pv_wh", "name": "PV", "role": "pv", "unit": "Wh"},
+    {"statistic_id": "sensor.swapped", "name": "Swapped", "role": "import"},
+    {"statistic_id": "sensor.brand_new", "name": "New meter", "role": "pv"},
+]
+
+
+def seed_rollover(world: World, around: datetime) -> None:
+    """Hourly data from 40 days before ``around`` to 2 days after, hidden until
+    compiled; the swapped meter drops on an earlier day of the month."""
+    first = around - timedelta(days=40)
+    hours = 42 * 24
+    world.model.add_hours("sensor.grid_in", first, [0.5 + (h % 7) * 0.1 for h in range(hours)])
+    world.model.add_hours(
+        "sensor.pv_wh", first, [(h % 24) * 100.0 for h in range(hours)], unit="Wh"
+    )
+    swapped = [1.0] * hours
+    swapped[hours // 2 - 30] = -500.0
+    world.model.add_hours("sensor.swapped", first, swapped)
+    world.hass.seed("sensor.grid_in", "100000", {"unit_of_measurement": "kWh"})
+    world.compile_delay = timedelta(minutes=2)
+
+
+@pytest.mark.parametrize(
+    ("first_cycle", "sent"),
+    [
+        # Cycles every 5 minutes from 23:50 local: cold, warm, then local
+        # midnight. Until 15 minutes past it (SETTLE_GRACE) the recorder may
+        # not have compiled yesterday's last hour: every cycle asks again.
+        pytest.param("2026-06-14T21:50", [2, 1, 2, 2, 2, 2, 1, 1], id="ordinary-midnight"),
+        pytest.param("2026-03-28T22:50", [2, 1, 2, 2, 2, 2, 1, 1], id="into-23h-day"),
+        pytest.param("2026-03-29T21:50", [2, 1, 2, 2, 2, 2, 1, 1], id="end-of-23h-day"),
+        pytest.param("2026-10-24T21:50", [2, 1, 2, 2, 2, 2, 1, 1], id="into-25h-day"),
+        pytest.param("2026-10-25T22:50", [2, 1, 2, 2, 2, 2, 1, 1], id="end-of-25h-day"),
+        # On the 1st there are no complete days to wait for.
+        pytest.param("2026-10-31T22:50", [2, 1, 2, 1, 1, 1, 1, 1], id="month-rollover"),
+    ],
+)
+async def test_month_request_only_when_the_kept_days_do_not_serve(first_cycle, sent):
+    start = datetime.fromisoformat(first_cycle).replace(tzinfo=UTC)
+    world = World()
+    world.hass = FakeHass(FakeClock(wall=start))
+    world.arm(cycles=len(sent))
+    seed_rollover(world, start)
+    cfg = config(ROLLOVER_METERS)
+
+    runner = await world.runner(cfg)
+    counts = [len(world.hass.ws_commands)]
+    tallies = [runner.state.last_good]
+    expected = [world.uncached(cfg)]
+    for _ in sent[1:]:
+        before = len(world.hass.ws_commands)
+        await world.hass.advance(300)
+        counts.append(world.sent_per_cycle(before))
+        tallies.append(runner.state.last_good)
+        expected.append(world.uncached(cfg))
+
+    assert counts == sent
+    # Every cycle computed exactly what sending both requests computes.
+    assert tallies == expected
+    assert world.state("sensor.new_meter_energy_this_month") == "unknown"
+    assert world.attrs("sensor.energy_tally_health")["statistics_requests_last_cycle"] == 1
+    await runner.stop()
+
+
+async def test_refresh_event_and_ha_start_refetch_the_month():
+    world = World()
+    world.arm()
+    seed_month(world, "sensor.a", 1.0)
+    cfg = config([{"statistic_id": "sensor.a", "name": "A"}])
+    runner = await world.runner(cfg)
+
+    before = len(world.hass.ws_commands)
+    # Statistics of an earlier day imported late: the refresh event picks them up.
+    world.model.stats["sensor.a"].hours[MONTH_START] = (100.0, 100.0)
+    await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
+    assert world.sent_per_cycle(before) == 2
+    assert runner.state.last_good == world.uncached(cfg)
+
+    # HA started: refetch, and keep refetching while it may still compile
+    # hours it missed.
+    before = len(world.hass.ws_commands)
+    await world.hass.simulate_restart()
+    counts = [world.sent_per_cycle(before)]
+    for _ in range(5):
+        before = len(world.hass.ws_commands)
+        await world.hass.advance(300)
+        counts.append(world.sent_per_cycle(before))
+    # Cycles at 0, 5, 10 minutes are within SETTLE_GRACE of the start.
+    assert timedelta(minutes=15) == SETTLE_GRACE
+    assert counts == [2, 2, 2, 2, 1, 1]
+    await runner.stop()
+
+
+async def test_failed_month_request_leaves_the_cache_cold():
+    world = World()
+    seed_month(world, "sensor.a", 1.0)
+    world.hass.script_websocket(
+        COMMAND_TYPE,
+        world.respond,
+        Fail("unknown_error: database is locked"),  # month of the first cycle
+        world.respond,
+        world.respond,  # next cycle: both again
+        world.respond,  # then today only
+    )
+    runner = await world.runner(config([{"statistic_id": "sensor.a", "name": "A"}]))
+    assert world.state("sensor.energy_tally_health") == "stale"
+
+    await world.hass.advance(300)
+    assert world.state("sensor.energy_tally_health") == "ok"
+    assert world.state("sensor.a_energy_this_month") == "346.000"
+    await world.hass.advance(300)
+
+    assert [c["period"] for c in world.hass.ws_commands] == ["hour", "day", "hour", "day", "hour"]
+    assert world.state("sensor.energy_tally_health") == "ok"
+    await runner.stop()

@@ -146,6 +146,8 @@ async def test_published_values_match_the_seeded_statistics(
     health = await state_of(ha_client, f"sensor.{APP}_health")
     assert health["state"] == "ok"
     assert health["attributes"]["statistics_requests_per_cycle"] == 2
+    # The first cycle of the app has no kept complete days: both requests.
+    assert health["attributes"]["statistics_requests_last_cycle"] == 2
 
 
 @contextlib.contextmanager

@@ -7,6 +7,9 @@ lies in [start_time, end_time); ``day`` aligns both ends to local days;
 (aligned) start, or 0 when there is none; times in epoch milliseconds; a
 statistic without rows in the window is absent. Units: values are stored in
 each statistic's unit and converted to kWh when the command asks for it.
+
+``compiled_until`` hides the hours that end after it, as the recorder has not
+compiled them yet (HA compiles an hour just after it ends).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class RecorderModel:
     def __init__(self, zone: ZoneInfo) -> None:
         self.zone = zone
         self.stats: dict[str, Statistic] = {}
+        self.compiled_until: datetime | None = None
 
     def add_hours(
         self,
@@ -85,6 +89,8 @@ class RecorderModel:
                 continue
             scale = _TO_KWH[stat.unit] if wants_kwh else 1.0
             starts = sorted(stat.hours)
+            if self.compiled_until is not None:
+                starts = [s for s in starts if s + HOUR <= self.compiled_until]
             lo, hi = bisect_left(starts, start), bisect_left(starts, end)
             prev_sum = stat.hours[starts[lo - 1]][0] * scale if lo else 0.0
             rows = [(s, stat.hours[s]) for s in starts[lo:hi]]
