@@ -266,9 +266,12 @@ class NoticeClient:
         notice = Notice(self.notice_id(condition), sev, title, message, tuple(steps))
         if self._active.get(notice.notice_id) == notice:
             return False
+        # Recorded only once the event is out: a failed fire must not make the
+        # next identical raise look like a duplicate (a critical notice would
+        # then never reach the person).
+        await self._hass.fire_event(NOTICE_EVENT, notice.to_event_data())
         self._active[notice.notice_id] = notice
         self._known_inactive.discard(notice.notice_id)
-        await self._hass.fire_event(NOTICE_EVENT, notice.to_event_data())
         return True
 
     async def resolve(self, condition: str) -> bool:
@@ -278,11 +281,11 @@ class NoticeClient:
             True if an event was fired; False if the notice is known inactive.
         """
         nid = self.notice_id(condition)
-        was_active = self._active.pop(nid, None) is not None
-        if not was_active and nid in self._known_inactive:
+        if nid not in self._active and nid in self._known_inactive:
             return False
-        self._known_inactive.add(nid)
         await self._hass.fire_event(NOTICE_EVENT, resolve_event_data(nid))
+        self._active.pop(nid, None)
+        self._known_inactive.add(nid)
         return True
 
     async def _on_resync(self, _event: str, _data: Mapping[str, Any]) -> None:

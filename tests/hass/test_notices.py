@@ -164,3 +164,38 @@ def test_parse_names_every_problem(data, problems):
         parse_notice_event(data)
     for word in problems:
         assert word in str(info.value)
+
+
+class _FlakyEvents(FakeHass):
+    """Fails the next ``failures`` fire_event calls, like HA being away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+
+    async def fire_event(self, event, data):
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("HA is away")
+        await super().fire_event(event, data)
+
+
+async def test_a_raise_that_failed_to_fire_is_sent_again():
+    hass = _FlakyEvents()
+    notices = NoticeClient(hass, "export_guard")
+    hass.failures = 1
+    with pytest.raises(ConnectionError):
+        await notices.raise_notice("stop_failed", "critical", "Stop failed", "m")
+    assert await notices.raise_notice("stop_failed", "critical", "Stop failed", "m")
+    assert [e["action"] for e in hass.events_of(NOTICE_EVENT)] == ["raise"]
+
+
+async def test_a_resolve_that_failed_to_fire_is_sent_again():
+    hass = _FlakyEvents()
+    notices = NoticeClient(hass, "export_guard")
+    await notices.raise_notice("x", "warning", "T", "m")
+    hass.failures = 1
+    with pytest.raises(ConnectionError):
+        await notices.resolve("x")
+    assert await notices.resolve("x")
+    assert [e["action"] for e in hass.events_of(NOTICE_EVENT)] == ["raise", "resolve"]

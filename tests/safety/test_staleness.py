@@ -1,0 +1,22 @@
+import pytest
+
+from lib.safety.staleness import DEFAULT_MAX_AGE_S, Freshness, freshness
+
+
+def test_default_threshold_is_thirty_seconds():
+    assert DEFAULT_MAX_AGE_S == 30.0
+
+
+@pytest.mark.parametrize(
+    ("received_at", "now", "max_age", "expected"),
+    [
+        (None, 100.0, 30.0, Freshness(None, True)),  # never arrived
+        (100.0, 100.0, 30.0, Freshness(0.0, False)),
+        (100.0, 130.0, 30.0, Freshness(30.0, False)),  # at the limit: still fresh
+        (100.0, 130.5, 30.0, Freshness(30.5, True)),
+        (100.0, 105.0, 2.0, Freshness(5.0, True)),
+        (100.0, 90.0, 30.0, Freshness(0.0, False)),  # clock behind the sample
+    ],
+)
+def test_freshness(received_at, now, max_age, expected):
+    assert freshness(received_at, now, max_age) == expected
