@@ -26,7 +26,7 @@ from lib.transport.errors import (
     RequestTimeout,
     TransportError,
 )
-from lib.transport.link import Link
+from lib.transport.link import Link, cancel_and_wait
 from lib.transport.payload import DEFAULT_MAX_PAYLOAD_BYTES, PayloadErrorLog, decode_json
 
 _LOGGER = logging.getLogger(__name__)
@@ -90,6 +90,30 @@ def make_session(verify_ssl: bool) -> aiohttp.ClientSession:
     """A session for one link. ``verify_ssl=False`` is for devices with
     self-signed certificates only; verification is on by default."""
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=verify_ssl))
+
+
+class SessionSlot:
+    """The aiohttp session of one link's connection.
+
+    An injected session belongs to the caller and is never closed here; one
+    the link creates lives for one connection and is closed with it.
+    """
+
+    def __init__(self, injected: aiohttp.ClientSession | None, verify_ssl: bool) -> None:
+        self._injected = injected
+        self._verify_ssl = verify_ssl
+        self.current: aiohttp.ClientSession | None = None
+
+    def open(self) -> aiohttp.ClientSession:
+        """The session for a new connection (set before any await, so a
+        cancelled open still gets it closed)."""
+        self.current = self._injected or make_session(self._verify_ssl)
+        return self.current
+
+    async def close(self) -> None:
+        session, self.current = self.current, None
+        if session is not None and session is not self._injected:
+            await session.close()
 
 
 async def http_json(
@@ -254,8 +278,7 @@ class HttpPollLink(Link):
         self.settings = settings
         self.payload_errors = PayloadErrorLog(name, self._logger)
         self._base = URL(settings.base_url)
-        self._injected_session = session
-        self._session: aiohttp.ClientSession | None = None
+        self._session = SessionSlot(session, settings.verify_ssl)
         self._token: str | None = None
         self._poller: asyncio.Task[None] | None = None
         self._failed_rounds = 0
@@ -289,7 +312,7 @@ class HttpPollLink(Link):
             AuthError, HttpStatusError, RequestTimeout, ConnectError,
             PayloadError: see :func:`http_json`.
         """
-        session = self._session
+        session = self._session.current
         if session is None or session.closed:
             raise NotConnectedError(f"link {self.name}: not connected")
         return await http_json(
@@ -307,12 +330,12 @@ class HttpPollLink(Link):
     # Link hooks
 
     async def _open(self) -> None:
-        self._session = self._injected_session or make_session(self.settings.verify_ssl)
+        session = self._session.open()
         self._token = None
         self._failed_rounds = 0
         if self.settings.login is not None:
             self._token = await fetch_token(
-                self._session,
+                session,
                 self._base,
                 self.settings.login,
                 timeout=self.settings.request_timeout_s,
@@ -328,13 +351,9 @@ class HttpPollLink(Link):
 
     async def _close(self) -> None:
         poller, self._poller = self._poller, None
-        if poller is not None and poller is not asyncio.current_task():
-            poller.cancel()
-            await asyncio.wait({poller})
-        session, self._session = self._session, None
+        await cancel_and_wait(poller)
         self._token = None
-        if session is not None and session is not self._injected_session:
-            await session.close()
+        await self._session.close()
 
     # ------------------------------------------------------------------
     # Polling

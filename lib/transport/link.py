@@ -68,6 +68,15 @@ class Subscription:
 Sleep = Callable[[float], Awaitable[None]]
 
 
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a transport's helper task (receive loop, poller) and wait until
+    it has unwound; a task closing its own connection is left to finish."""
+    if task is None or task is asyncio.current_task():
+        return
+    task.cancel()
+    await asyncio.wait({task})
+
+
 class Link(ABC):
     """Base of the MQTT, WebSocket, HTTP and BLE links.
 

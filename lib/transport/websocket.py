@@ -34,8 +34,8 @@ from lib.transport.errors import (
     RequestTimeout,
     TransportError,
 )
-from lib.transport.http import LoginSettings, fetch_token, make_session, translate_client_error
-from lib.transport.link import Link, Subscription
+from lib.transport.http import LoginSettings, SessionSlot, fetch_token, translate_client_error
+from lib.transport.link import Link, Subscription, cancel_and_wait
 from lib.transport.payload import DEFAULT_MAX_PAYLOAD_BYTES, PayloadErrorLog, decode_json_object
 
 _LOGGER = logging.getLogger(__name__)
@@ -161,8 +161,7 @@ class WebSocketLink(Link):
         self.settings = settings
         self.payload_errors = PayloadErrorLog(name, self._logger)
         self._base = URL(settings.base_url)
-        self._injected_session = session
-        self._session: aiohttp.ClientSession | None = None
+        self._session = SessionSlot(session, settings.verify_ssl)
         self._conn: _Connection | None = None
 
     async def request(
@@ -210,9 +209,7 @@ class WebSocketLink(Link):
 
     async def _open(self) -> None:
         settings = self.settings
-        session = self._injected_session or make_session(settings.verify_ssl)
-        # Kept before any await so a cancelled open still gets it closed.
-        self._session = session
+        session = self._session.open()
         url = self._base.join(URL(settings.ws_path))
         if settings.login is not None:
             token = await fetch_token(
@@ -248,16 +245,12 @@ class WebSocketLink(Link):
         conn, self._conn = self._conn, None
         if conn is not None:
             receiver = conn.receiver
-            if receiver is not None and receiver is not asyncio.current_task():
-                receiver.cancel()
-                await asyncio.wait({receiver})
+            await cancel_and_wait(receiver)
             error_type = LinkClosedError if self._closing.is_set() else ConnectionLost
             conn.fail_pending(error_type, "connection closed")
             # ws.close() waits up to ws_close for the peer's close frame.
             await conn.ws.close()
-        session, self._session = self._session, None
-        if session is not None and session is not self._injected_session:
-            await session.close()
+        await self._session.close()
 
     async def _send_subscribe(self, sub: Subscription) -> None:
         await self.request("subscribe", {"event": sub.key, **sub.options})
