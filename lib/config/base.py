@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, TypeVar, overload
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
 T = TypeVar("T")
 
@@ -136,6 +136,19 @@ class ConfigSchema(Schema):
     def _make_config(self, data: dict[str, Any], **_kwargs: Any) -> Any:
         cls = type(self).config_class
         return data if cls is None else cls(**data)
+
+
+def event_type_field(default: str, description: str) -> fields.String:
+    """An HA event type option (``gridwatch_energy_tally_refresh``).
+
+    HA event types are lowercase words joined by ``_``; anything else would
+    never match what an automation fires.
+    """
+    return fields.String(
+        load_default=default,
+        validate=validate.Regexp(r"^[a-z0-9_]+$", error="an event type is lowercase_words"),
+        metadata={"example": default, "description": description},
+    )
 
 
 def app_options(args: Mapping[str, Any]) -> dict[str, Any]:

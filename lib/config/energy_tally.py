@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from lib.config.base import ConfigSchema
+from lib.config.base import ConfigSchema, event_type_field
 from lib.energy.entities import slugify
 from lib.energy.tally import Meter, Role
 from lib.energy.units import EnergyUnit
@@ -136,11 +136,7 @@ class EnergyTallySchema(ConfigSchema):
         validate=validate.Range(min=30, max=3600),
         metadata={"example": 300, "description": "seconds between cycles"},
     )
-    refresh_event = fields.String(
-        load_default=DEFAULT_REFRESH_EVENT,
-        validate=validate.Regexp(r"^[a-z0-9_]+$", error="an event type is lowercase_words"),
-        metadata={"example": DEFAULT_REFRESH_EVENT, "description": "HA event forcing a cycle"},
-    )
+    refresh_event = event_type_field(DEFAULT_REFRESH_EVENT, "HA event forcing a cycle")
     failure_threshold = fields.Integer(
         load_default=3,
         validate=validate.Range(min=1, max=100),

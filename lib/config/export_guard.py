@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Final
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from lib.config.base import ConfigSchema
+from lib.config.base import ConfigSchema, event_type_field
 from lib.safety.guard import GuardSettings
 from lib.safety.guard_actuators import SwitchActuator, ValueActuator
 from lib.safety.readings import GridSign, ReadingSpec, ReadingSpecs
@@ -322,11 +322,7 @@ class ExportGuardSchema(ConfigSchema):
         "on requests a discharge, off stops it",
         load_default=None,
     )
-    event = fields.String(
-        load_default=DEFAULT_EVENT,
-        validate=validate.Regexp(r"^[a-z0-9_]+$", error="an event type is lowercase_words"),
-        metadata={"example": DEFAULT_EVENT, "description": "HA event carrying requests"},
-    )
+    event = event_type_field(DEFAULT_EVENT, "HA event carrying requests")
     tick_s = fields.Float(
         load_default=5.0,
         validate=validate.Range(min=1, max=60),
