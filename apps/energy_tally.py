@@ -25,14 +25,14 @@ from zoneinfo import ZoneInfo
 from lib.config.energy_tally import EnergyTallyConfig, EnergyTallySchema
 from lib.energy.cycle import (
     NOTICE_CONDITION,
-    NOTICE_STEPS,
     NOTICE_TITLE,
     CycleState,
     after_failure,
     after_success,
     notice_message,
+    notice_steps,
 )
-from lib.energy.entities import slugify, status_entities, tally_entities
+from lib.energy.entities import status_entities, tally_entities
 from lib.energy.month_cache import MonthCacheHolder
 from lib.energy.periods import TallyPeriods, tally_periods, zone_of
 from lib.energy.statistics import StatisticsFormatError, build_requests, parse_statistics
@@ -40,6 +40,7 @@ from lib.energy.tally import LiveReading, Tally, compute_tally_from, live_readin
 from lib.hass.app_base import GridwatchApp
 from lib.hass.errors import HassError
 from lib.hass.ports import Handle, HassPort, StateValue
+from lib.hass.states import slugify
 from lib.notices import NoticeClient
 
 
@@ -121,7 +122,11 @@ class TallyRunner:
             if outcome.raise_notice:
                 message = notice_message(self.state)
                 await self.notices.raise_notice(
-                    NOTICE_CONDITION, "warning", NOTICE_TITLE, message, NOTICE_STEPS
+                    NOTICE_CONDITION,
+                    "warning",
+                    NOTICE_TITLE,
+                    message,
+                    notice_steps(self.config.refresh_event),
                 )
             if outcome.resolve_notice:
                 await self.notices.resolve(NOTICE_CONDITION)

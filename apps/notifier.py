@@ -19,6 +19,7 @@ from lib.config.notifier import NotifierConfig, NotifierSchema
 from lib.hass.app_base import GridwatchApp
 from lib.hass.errors import HassError
 from lib.hass.ports import HassPort
+from lib.hass.states import slugify as slug
 from lib.notices import (
     NOTICE_EVENT,
     RESYNC_EVENT,
@@ -27,7 +28,6 @@ from lib.notices import (
     NoticeClient,
     NoticeError,
     parse_notice_event,
-    slug,
 )
 from lib.notifications.registry import Action as Step
 from lib.notifications.registry import Dismiss, NoticeRegistry, NotifierPolicy, Post, Push

@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from lib.hass.ports import EventBus, Handle
+from lib.hass.states import slugify as slug
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -60,18 +61,6 @@ class Action(StrEnum):
 
 class NoticeError(ValueError):
     """A notice or notice event is malformed. The message names each problem."""
-
-
-def slug(text: str) -> str:
-    """Turn an app name or condition into the id alphabet (``[a-z0-9_]``).
-
-    Args:
-        text: e.g. ``"Export Guard"``.
-
-    Returns:
-        e.g. ``"export_guard"``.
-    """
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
 def notice_id(app_name: str, condition: str) -> str:

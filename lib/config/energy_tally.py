@@ -26,9 +26,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from lib.config.base import ConfigSchema, event_type_field
-from lib.energy.entities import slugify
 from lib.energy.tally import Meter, Role
 from lib.energy.units import EnergyUnit
+from lib.hass.states import slugify
 
 __all__ = ["DEFAULT_REFRESH_EVENT", "EnergyTallyConfig", "EnergyTallySchema", "MeterSchema"]
 

@@ -18,7 +18,6 @@ from lib.energy.tally import Reset, Tally
 
 __all__ = [
     "NOTICE_CONDITION",
-    "NOTICE_STEPS",
     "NOTICE_TITLE",
     "CycleOutcome",
     "CycleState",
@@ -26,6 +25,7 @@ __all__ = [
     "after_failure",
     "after_success",
     "notice_message",
+    "notice_steps",
 ]
 
 
@@ -150,12 +150,16 @@ def after_failure(state: CycleState, error: str, threshold: int) -> CycleOutcome
 
 NOTICE_CONDITION = "statistics_unavailable"
 NOTICE_TITLE = "Energy tally: recorder statistics unavailable"
-NOTICE_STEPS = (
-    "Is the recorder running? Settings > System > Logs: look for recorder errors.",
-    "Check the database is not full or locked (disk space, another HA instance).",
-    "Check each meter's statistic id in Developer tools > Statistics.",
-    "Fire the event gridwatch_energy_tally_refresh to retry at once.",
-)
+
+
+def notice_steps(refresh_event: str) -> tuple[str, ...]:
+    """What the person should do; names the refresh event actually configured."""
+    return (
+        "Is the recorder running? Settings > System > Logs: look for recorder errors.",
+        "Check the database is not full or locked (disk space, another HA instance).",
+        "Check each meter's statistic id in Developer tools > Statistics.",
+        f"Fire the event {refresh_event} to retry at once.",
+    )
 
 
 def notice_message(state: CycleState) -> str:

@@ -15,8 +15,6 @@ need: kWh, ``device_class: energy``, ``state_class: total`` and
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +29,6 @@ __all__ = [
     "EntityUpdate",
     "meter_entity_ids",
     "role_entity_ids",
-    "slugify",
     "status_entities",
     "tally_entities",
 ]
@@ -39,19 +36,6 @@ __all__ = [
 # Published precision: 1 Wh. More digits are noise from float sums.
 KWH_DECIMALS = 3
 UNKNOWN = "unknown"
-
-
-def slugify(text: str) -> str:
-    """Turn a display name into an entity-id-safe slug (as HA does, roughly).
-
-    Args:
-        text: e.g. ``"Wärmepumpe (EG)"``.
-
-    Returns:
-        e.g. ``"warmepumpe_eg"``; empty when nothing usable is left.
-    """
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")
 
 
 @dataclass(frozen=True)

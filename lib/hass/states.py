@@ -9,6 +9,8 @@ value or an explicit "missing, because ..." that logic can report.
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -163,3 +165,16 @@ def state_text(value: Any) -> str:
         # HA rejects nothing here, but "nan" would read as a number elsewhere.
         return "unknown"
     return str(value)
+
+
+def slugify(text: str) -> str:
+    """Turn a display or app name into the entity-id alphabet ``[a-z0-9_]``,
+    transliterating accents as HA does (``"Wärmepumpe (EG)"`` ->
+    ``"warmepumpe_eg"``). Every entity id and notice id of the suite is built
+    with this one function, so an app's entities and notices always agree.
+
+    Returns:
+        The slug; empty when nothing usable is left.
+    """
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")

@@ -17,7 +17,8 @@ from typing import Any
 
 from lib.hass.errors import HassError
 from lib.hass.ports import EntityWriter
-from lib.notices import NoticeClient, slug
+from lib.hass.states import slugify as slug
+from lib.notices import NoticeClient
 from lib.safety.breaker import BreakerSnapshot
 from lib.safety.guard import GuardState
 from lib.safety.guard_entities import render

@@ -167,7 +167,8 @@ def notice_text(
             (
                 f"Check that {enable} and the discharge power entity respond in Home Assistant.",
                 "Check the inverter's integration and its connection.",
-                "The guard tries again by itself a minute after the last failure; "
+                "The guard tries again by itself once breaker_reset_s (apps.yaml, "
+                "60 s by default) has passed since the last failure; "
                 "this notice clears when a call succeeds.",
             ),
         )
@@ -194,7 +195,7 @@ def notice_text(
                 "Open the entity in Home Assistant and check its value and unit "
                 "(W for power, % for SoC, kWh for energy).",
                 "If the sensor reports another unit or sign, adjust the guard's "
-                "configuration in apps.yaml (ranges, grid_sign).",
+                "configuration in apps.yaml (min / max under readings.<name>, grid_sign).",
                 "This notice clears when the reading is plausible again.",
             ),
         )

@@ -7,10 +7,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from lib.energy.entities import meter_entity_ids, slugify, tally_entities
+from lib.energy.entities import meter_entity_ids, tally_entities
 from lib.energy.periods import tally_periods
 from lib.energy.statistics import StatRow
 from lib.energy.tally import Meter, Role, compute_tally
+from lib.hass.states import slugify
 
 BERLIN = ZoneInfo("Europe/Berlin")
 PERIODS = tally_periods(datetime(2026, 6, 15, 10, 0, tzinfo=UTC), BERLIN)
