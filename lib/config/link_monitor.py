@@ -149,6 +149,9 @@ class BleConfig:
     connect_attempts: int = 3
     scan_timeout_s: float = 10.0
     request_timeout_s: float = 10.0
+    # "module:attribute" of a bleak backend class used instead of the host's
+    # Bluetooth stack: for simulated devices (tests, the demo), not for users.
+    backend: str | None = None
 
     def target(self) -> str:
         return self.address
@@ -375,6 +378,14 @@ class BleSchema(ConfigSchema):
     )
     scan_timeout_s = _seconds(10.0, 1, 120, 10, "how long to look for the device")
     request_timeout_s = _seconds(10.0, 1, 120, 10, "limit for notify setup, reads, writes")
+    backend = fields.String(
+        load_default=None,
+        validate=validate.Regexp(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", error="not module:attribute"),
+        metadata={
+            "example": "demo.ble_battery:BACKEND",
+            "description": "bleak backend class instead of the host's Bluetooth (simulators)",
+        },
+    )
 
 
 class ValueSchema(ConfigSchema):

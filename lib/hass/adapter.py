@@ -204,6 +204,7 @@ class AppDaemonHassPort:
         # that must be awaited (DESIGN: "await them").
         self._app: Any = app
         self._owned: dict[str, tuple[StateValue, dict[str, Any]]] = {}
+        self._in_ad_cache: set[str] = set()
         self._ha_started: list[TickCallback] = []
         self._handles: list[_AdHandle] = []
         self._started_handle: _AdHandle | None = None
@@ -263,6 +264,14 @@ class AppDaemonHassPort:
     ) -> None:
         self._owned[entity_id] = (state, dict(attributes))
         await self._post_state(entity_id, state, attributes)
+        if entity_id not in self._in_ad_cache:
+            # AppDaemon 4.5.13 applies HA's state_changed events only to
+            # entities already in its own state cache, so an entity first
+            # written by this POST would stay invisible to HADashboard and
+            # get_state: add it once.
+            if not await self._app.entity_exists(entity_id):
+                await self._app.add_entity(entity_id, state_text(state), dict(attributes))
+            self._in_ad_cache.add(entity_id)
 
     async def _post_state(
         self, entity_id: str, state: StateValue, attributes: Mapping[str, Any]

@@ -7,6 +7,7 @@ WebSocket/HTTP link).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -161,4 +162,24 @@ def _ble(name: str, cfg: BleConfig, options: dict[str, Any]) -> Link:
         scan_timeout_s=cfg.scan_timeout_s,
         request_timeout_s=cfg.request_timeout_s,
     )
+    if cfg.backend is not None and "backend" not in options:
+        from bleak.backends.client import BaseBleakClient
+
+        backend = _import_attribute(cfg.backend)
+        if not (isinstance(backend, type) and issubclass(backend, BaseBleakClient)):
+            raise ValueError(f"BLE backend {cfg.backend!r} is not a bleak client backend class")
+        options["backend"] = backend
     return BleLink(name, settings, **options)
+
+
+def _import_attribute(spec: str) -> Any:
+    """Resolve ``"package.module:attribute"``.
+
+    Raises:
+        ValueError: the module or the attribute does not exist.
+    """
+    module_name, _, attribute = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot load BLE backend {spec!r}: {err}") from err

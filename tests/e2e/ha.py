@@ -138,10 +138,13 @@ class HomeAssistant:
     # -- readiness ---------------------------------------------------------
 
     def _http_up(self) -> bool:
-        # /api/onboarding needs no auth, so it answers before any token exists.
+        # /api/onboarding needs no auth, so it answers before any token exists;
+        # once onboarding is complete HA answers it 404: any HTTP status means up.
         try:
             _request("GET", f"{self.url}/api/onboarding", timeout=2)
-        except (OSError, HaRequestError):
+        except HaRequestError:
+            return True
+        except OSError:
             return False
         return True
 

@@ -119,6 +119,14 @@ class StubApp:
         self._record("cancel_timer", handle, silent=silent)
         return _task(True)
 
+    def entity_exists(self, entity_id):
+        return _task(entity_id in self.states)
+
+    def add_entity(self, entity_id, state, attributes=None):
+        self._record("add_entity", entity_id, state, attributes)
+        self.states[entity_id] = {"state": state, "attributes": attributes or {}}
+        return _task(None)
+
 
 # --- conformance with the installed AppDaemon ---------------------------------
 
@@ -136,6 +144,8 @@ class StubApp:
         (ADAPI.get_state, {"entity_id", "attribute"}),
         (ADAPI.fire_event, {"event"}),
         (ADAPI.call_service, {"service"}),
+        (ADAPI.entity_exists, {"entity_id"}),
+        (ADAPI.add_entity, {"entity_id", "state", "attributes"}),
         (HassPlugin.websocket_send_json, {"timeout", "silent"}),
         (HassPlugin.call_plugin_service, {"hass_timeout", "suppress_log_messages"}),
     ],
@@ -413,6 +423,18 @@ async def test_own_entity_reads_back_before_appdaemon_sees_it(fake_ha_http):
     assert state is not None
     assert state.raw == "7"  # AppDaemon's view wins once it has one
     assert await port.get_state("sensor.unknown") is None
+
+
+async def test_a_new_entity_enters_appdaemons_cache_once(fake_ha_http):
+    # AppDaemon applies HA's state_changed only to entities it already knows:
+    # without this, HADashboard would never show what the adapter writes.
+    url, session, _, _ = fake_ha_http
+    app = StubApp(StubPlugin(session, url))
+    port = AppDaemonHassPort(app)  # type: ignore[arg-type]
+    await port.set_entity("sensor.a", 0, {"n": 0})
+    await port.set_entity("sensor.a", 5, {"n": 1})
+    added = [args for name, args, _ in app.calls if name == "add_entity"]
+    assert added == [("sensor.a", "0", {"n": 0})]
 
 
 async def test_set_entity_refused_by_ha_is_a_hass_error(fake_ha_http):

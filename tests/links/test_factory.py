@@ -134,3 +134,52 @@ def test_an_mqtt_only_setup_never_imports_bleak_or_aiohttp():
         env={"PYTHONPATH": ".:apps"},
     )
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def _ble_args(backend):
+    return {
+        "links": [
+            {
+                "name": "bms",
+                "ble": {"address": "AA:BB:CC:DD:EE:01", "backend": backend},
+                "values": [{"name": "soc", "source": "ffe1", "offset": 0, "format": "B"}],
+            }
+        ]
+    }
+
+
+def test_a_ble_link_can_run_on_a_configured_backend():
+    from demo.ble_battery import BACKEND
+    from lib.transport.ble import BleLink
+
+    config = load_config(
+        LinkMonitorSchema, _ble_args("demo.ble_battery:BACKEND"), into=LinkMonitorConfig
+    )
+    link = build_link(config.links[0])
+    assert isinstance(link, BleLink)
+    assert link._backend is BACKEND
+
+
+def test_a_backend_that_is_no_bleak_backend_is_refused():
+    config = load_config(
+        LinkMonitorSchema,
+        _ble_args("tests.support.fake_bleak:FakePeripheral"),
+        into=LinkMonitorConfig,
+    )
+    with pytest.raises(ValueError, match="not a bleak client backend class"):
+        build_link(config.links[0])
+
+
+def test_a_missing_backend_is_a_clear_build_error():
+    config = load_config(
+        LinkMonitorSchema, _ble_args("no_such_module:Backend"), into=LinkMonitorConfig
+    )
+    with pytest.raises(ValueError, match="cannot load BLE backend 'no_such_module:Backend'"):
+        build_link(config.links[0])
+
+
+def test_a_malformed_backend_is_refused_by_the_schema():
+    from lib.config.base import ConfigError
+
+    with pytest.raises(ConfigError, match="backend"):
+        load_config(LinkMonitorSchema, _ble_args("not a spec"), into=LinkMonitorConfig)

@@ -1,0 +1,88 @@
+"""``python -m demo``: run the Gridwatch demo stack until Ctrl-C (or --duration)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from demo.stack import DEFAULT_STATE_DIR, DemoOptions, run_demo
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> DemoOptions:
+    """Parse the command line into :class:`DemoOptions`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m demo",
+        description=(
+            "Run Home Assistant, mosquitto, a simulated home energy site and AppDaemon "
+            "with the Gridwatch apps, and print the URLs to look at."
+        ),
+    )
+    parser.add_argument(
+        "--duration",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="stop cleanly after N seconds (default: run until Ctrl-C)",
+    )
+    parser.add_argument(
+        "--speed",
+        type=_positive,
+        default=1.0,
+        metavar="X",
+        help="simulated seconds per real second (default 1; 60 plays an hour a minute)",
+    )
+    parser.add_argument(
+        "--start-hour",
+        type=float,
+        default=10.0,
+        metavar="H",
+        help="simulated time of day to start at, 0-24 (default 10: the sun is up)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        metavar="DIR",
+        help=f"HA's and AppDaemon's config, database and logs (default {DEFAULT_STATE_DIR})",
+    )
+    parser.add_argument(
+        "--no-frontend",
+        action="store_true",
+        help="do not load HA's web UI (faster boot; the Gridwatch panel still works)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug lines")
+    args = parser.parse_args(argv)
+    if not 0 <= args.start_hour < 24:
+        parser.error("--start-hour must be in [0, 24)")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return DemoOptions(
+        duration_s=args.duration,
+        speed=args.speed,
+        start_hour=args.start_hour,
+        state_dir=args.state_dir,
+        frontend=not args.no_frontend,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    options = parse_args(argv)
+    return asyncio.run(run_demo(options, sys.stdout))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

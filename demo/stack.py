@@ -1,0 +1,411 @@
+"""The demo orchestrator: start every part, print the URLs, stop them all.
+
+Order of start: mosquitto, the controller (device server), Home Assistant,
+the site simulator, AppDaemon with the four apps. Each started part is pushed
+on one exit stack, so whatever happens (a part that fails to start, Ctrl-C,
+SIGTERM, the end of ``--duration``) everything already started is stopped, in
+reverse order. Blocking starts (processes waited for with the e2e harness)
+run in worker threads; a stop request is honoured between steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the venv
+
+from demo import config_files
+from demo.config_files import Addresses
+from demo.ha_rest import HaRest
+from demo.sandbox import (
+    DEMO_DOMAINS,
+    DemoHaConfig,
+    finish_onboarding,
+    onboarding_done,
+)
+from demo.sim_clock import SimClock, origin_at_hour
+from demo.simulator import INITIAL_SITE, Simulator
+from demo.site_model import SiteParams
+from demo.site_store import load_site, save_site
+from lib.transport.mqtt import MqttLink, MqttSettings
+from tests.e2e.appdaemon_proc import AppDaemon, AppDaemonConfig
+from tests.e2e.ha import OWNER_PASSWORD, OWNER_USERNAME, HomeAssistant
+from tests.e2e.ha_config import TIME_ZONE
+from tests.e2e.ha_install import ensure_installed, install_from_env
+from tests.e2e.process import ManagedProcess, free_port, tail
+from tests.support.device_server import DeviceServer
+from tests.support.mosquitto import Mosquitto
+
+_LOGGER = logging.getLogger("demo")
+
+DEFAULT_STATE_DIR = config_files.REPO / ".gridwatch" / "demo"
+MQTT_USER = "gridwatch"
+CONTROLLER_USER = "installer"
+# Entities that show the apps are up: the notifier's count and one link's
+# connectivity. Waited for after AppDaemon reports its apps initialized.
+READY_ENTITIES = ("sensor.notifier_active_notices", "binary_sensor.gateway_connected")
+APPS_READY_TIMEOUT_S = 60.0
+STATUS_INTERVAL_S = 60.0
+
+
+class StartError(RuntimeError):
+    """A part of the stack could not start; the message says which and why."""
+
+
+class Stopped(Exception):
+    """A stop was requested while the stack was starting."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``python -m demo`` was asked for.
+
+    Attributes:
+        duration_s: run this long, then stop (None: until Ctrl-C).
+        speed: simulated seconds per real second.
+        start_hour: simulated time of day at start (local, HA's zone).
+        state_dir: where HA's config/database and AppDaemon's config live.
+        frontend: load HA's web UI.
+    """
+
+    duration_s: float | None = None
+    speed: float = 1.0
+    start_hour: float = 10.0
+    state_dir: Path = DEFAULT_STATE_DIR
+    frontend: bool = True
+
+
+@dataclass
+class Stack:
+    """The running parts (for the URLs and the status lines)."""
+
+    options: DemoOptions
+    out: TextIO
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    ha: HomeAssistant | None = None
+    appdaemon: AppDaemon | None = None
+    simulator: Simulator | None = None
+    broker: Mosquitto | None = None
+    starting: bool = True
+
+    def say(self, text: str) -> None:
+        """A line for the person running the demo (stdout, flushed)."""
+        print(text, file=self.out, flush=True)
+
+    def request_stop(self, why: str) -> None:
+        if not self.stop.is_set():
+            self.say(f"==> {why}: stopping" + (" after the current step" if self.starting else ""))
+        self.stop.set()
+
+    def check_stop(self) -> None:
+        if self.stop.is_set():
+            raise Stopped
+
+
+async def run_demo(options: DemoOptions, out: TextIO) -> int:
+    """Run the demo until a signal or ``options.duration_s``.
+
+    Returns:
+        The exit code: 0 after a clean stop, 1 when a part failed to start.
+    """
+    stack = Stack(options, out)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stack.request_stop, signal.Signals(sig).name)
+    try:
+        async with contextlib.AsyncExitStack() as exits:
+            try:
+                await _start(stack, exits)
+            except Stopped:
+                stack.say("==> stopped before the demo was up")
+                return 0
+            except StartError as err:
+                stack.say(f"==> the demo could not start: {err}")
+                return 1
+            stack.starting = False
+            _print_urls(stack)
+            await _run_until_stopped(stack)
+            stack.say("==> stopping every part of the demo")
+        stack.say("==> stopped cleanly")
+        return 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _start(stack: Stack, exits: contextlib.AsyncExitStack) -> None:
+    opts = stack.options
+    state = opts.state_dir.resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    mqtt_password = secrets.token_urlsafe(12)
+    controller = DeviceServer(username=CONTROLLER_USER, password=secrets.token_urlsafe(12))
+
+    stack.say("==> checking Home Assistant's venv (installs once; the first time takes minutes)")
+    install = install_from_env()
+    await _step(stack, "installing Home Assistant", lambda: ensure_installed(install, DEMO_DOMAINS))
+
+    stack.say("==> starting mosquitto")
+    broker_dir = state / "mosquitto"
+    broker_dir.mkdir(exist_ok=True)
+    broker = Mosquitto(broker_dir, users={MQTT_USER: mqtt_password})
+    exits.push_async_callback(asyncio.to_thread, broker.stop)
+    await _step(stack, "starting mosquitto", broker.start)
+    stack.broker = broker
+
+    stack.say("==> starting the controller (HTTP login + WebSocket)")
+    try:
+        await controller.start()
+    except OSError as err:
+        raise StartError(f"the controller cannot listen: {err}") from err
+    exits.push_async_callback(controller.stop)
+
+    ha_config = DemoHaConfig(port=free_port(), frontend=opts.frontend)
+    ha_dir = state / "homeassistant"
+    ha = HomeAssistant(install, ha_dir, ha_config)
+    addresses = Addresses(
+        ha_url=ha.url,
+        mqtt_port=broker.port,
+        mqtt_username=MQTT_USER,
+        mqtt_password=mqtt_password,
+        controller_url=controller.url,
+        controller_username=controller.username,
+        controller_password=controller.password,
+    )
+    secret_values = config_files.secrets(addresses)
+    # Check apps.yaml before the slow part: a bad entry fails in a second,
+    # naming every bad key, instead of after HA and AppDaemon booted.
+    apps = config_files.load_apps_yaml(config_files.DEMO_APPS_YAML, secret_values)
+    problems = await asyncio.to_thread(config_files.check_apps, apps)
+    if problems:
+        raise StartError("apps.yaml is invalid:\n" + "\n".join(problems))
+
+    stack.say("==> starting Home Assistant")
+    ha_config.write(ha_dir)  # always: the port is new each run
+    if opts.frontend:
+        finish_onboarding(ha_dir)
+    exits.push_async_callback(asyncio.to_thread, ha.stop)
+    await _step(stack, "starting Home Assistant", ha.start, lambda: ha.process.log_tail(40))
+    if opts.frontend and not onboarding_done(ha_dir):
+        stack.say("==> first run: finishing Home Assistant's onboarding (one restart)")
+        await _step(stack, "stopping Home Assistant", ha.stop)
+        finish_onboarding(ha_dir)
+        await _step(stack, "starting Home Assistant", ha.start, lambda: ha.process.log_tail(40))
+    stack.ha = ha
+
+    stack.say("==> starting the site simulator")
+    stack.simulator = await _start_simulator(stack, exits, ha, addresses, controller)
+
+    stack.say("==> starting AppDaemon with the Gridwatch apps")
+    appdaemon = DemoAppDaemon(
+        state / "appdaemon",
+        AppDaemonConfig(
+            ha_url=ha.url,
+            token=ha.token,
+            dashboard_dir=config_files.DASHBOARD_DIR,
+        ),
+        secret_values,
+    )
+    exits.push_async_callback(asyncio.to_thread, appdaemon.stop)
+    await _step(
+        stack,
+        "starting AppDaemon",
+        appdaemon.start,
+        lambda: tail(appdaemon.log_path, 40) + "\n" + appdaemon.process.log_tail(20),
+    )
+    stack.appdaemon = appdaemon
+    await _wait_entities(stack, ha)
+
+
+async def _step(
+    stack: Stack,
+    what: str,
+    work: Callable[[], Any],
+    log_tail: Callable[[], str] | None = None,
+) -> None:
+    """Run a blocking start in a worker thread; a failure becomes a StartError."""
+    stack.check_stop()
+    try:
+        await asyncio.to_thread(work)
+    except Exception as err:
+        detail = f"\n--- log tail ---\n{log_tail()}" if log_tail is not None else ""
+        raise StartError(f"{what} failed: {err}{detail}") from err
+    stack.check_stop()
+
+
+async def _start_simulator(
+    stack: Stack,
+    exits: contextlib.AsyncExitStack,
+    ha: HomeAssistant,
+    addresses: Addresses,
+    controller: DeviceServer,
+) -> Simulator:
+    opts = stack.options
+    rest = HaRest(ha.url, ha.token)
+    exits.push_async_callback(rest.close)
+    gateway = MqttLink(
+        "demo-gateway",
+        MqttSettings(
+            host="127.0.0.1",
+            port=addresses.mqtt_port,
+            client_id="demo-gateway",
+            username=addresses.mqtt_username,
+            password=addresses.mqtt_password,
+            keepalive_s=10,
+            availability_topic="demo-gateway/status",
+        ),
+    )
+    zone = ZoneInfo(TIME_ZONE)
+    clock = SimClock(origin_at_hour(datetime.now(zone), opts.start_hour), opts.speed)
+    site_file = opts.state_dir.resolve() / "site.json"
+    simulator = Simulator(
+        ha=rest,
+        clock=clock,
+        gateway=gateway,
+        controller=controller,
+        params=SiteParams(),
+        site=load_site(site_file, INITIAL_SITE),
+    )
+    # One tick before the loop: it proves HA accepts the simulator's writes,
+    # and the apps find readings in HA when they start.
+    simulator.start_links()
+    await asyncio.wait_for(simulator.tick(), 20.0)
+    if simulator.health["HA sensors"].failing:
+        raise StartError("Home Assistant refused the simulator's sensor writes (see above)")
+    sim_stop = asyncio.Event()
+    task = asyncio.create_task(simulator.run(sim_stop), name="demo-simulator")
+
+    async def stop_simulator() -> None:
+        sim_stop.set()
+        try:
+            await asyncio.wait_for(task, 20.0)
+        except Exception:
+            _LOGGER.exception("the simulator did not stop cleanly")
+        save_site(site_file, simulator.site)
+
+    exits.push_async_callback(stop_simulator)
+    return simulator
+
+
+class DemoAppDaemon(AppDaemon):
+    """The harness's AppDaemon with the demo's own apps.yaml and secrets.
+
+    The app dir gets a symlink to apps.yaml (the documented file runs
+    as it is) and AppDaemon's config dir a secrets.yaml with the sandbox's
+    addresses; AppDaemon finds it next to appdaemon.yaml.
+    """
+
+    def __init__(
+        self, config_dir: Path, config: AppDaemonConfig, secret_values: dict[str, Any]
+    ) -> None:
+        super().__init__(config_dir, config)
+        self.secret_values = secret_values
+        # The repository on AppDaemon's import path: a BLE link of the demo
+        # names its simulated device's backend as demo.ble_battery:BACKEND.
+        self.process = ManagedProcess(
+            self.process.name,
+            self.process.argv,
+            self.process.log_path,
+            env={"PYTHONPATH": str(config_files.REPO)},
+            cwd=config_dir,
+        )
+
+    def write(self) -> None:
+        super().write()
+        apps_yaml = self.app_dir / "apps.yaml"
+        apps_yaml.unlink(missing_ok=True)
+        apps_yaml.symlink_to(config_files.DEMO_APPS_YAML)
+        secrets_path = self.config_dir / "secrets.yaml"
+        secrets_path.write_text(yaml.safe_dump(self.secret_values, sort_keys=False))
+        os.chmod(secrets_path, 0o600)
+
+
+async def _wait_entities(stack: Stack, ha: HomeAssistant) -> None:
+    """Wait until the apps' first entities are in HA (warn, do not fail)."""
+    timeout = aiohttp.ClientTimeout(total=5)
+    deadline = time.monotonic() + APPS_READY_TIMEOUT_S
+    async with aiohttp.ClientSession(timeout=timeout, headers=ha.headers) as session:
+        missing = list(READY_ENTITIES)
+        while missing and time.monotonic() < deadline:
+            stack.check_stop()
+            still = []
+            for entity_id in missing:
+                try:
+                    async with session.get(f"{ha.url}/api/states/{entity_id}") as resp:
+                        if resp.status != 200:
+                            still.append(entity_id)
+                except (aiohttp.ClientError, TimeoutError):
+                    still.append(entity_id)
+            missing = still
+            if missing:
+                await asyncio.sleep(0.2)
+    if missing:
+        stack.say(f"==> warning: not in Home Assistant yet: {', '.join(missing)} (see the logs)")
+
+
+def _print_urls(stack: Stack) -> None:
+    ha, appdaemon = stack.ha, stack.appdaemon
+    assert ha is not None  # started before the URLs are printed
+    assert appdaemon is not None
+    state = stack.options.state_dir.resolve()
+    stack.say("")
+    stack.say("Gridwatch demo is running.")
+    stack.say(
+        f"  Home Assistant:      {ha.url}   (user {OWNER_USERNAME}, password {OWNER_PASSWORD})"
+    )
+    stack.say(f"  Gridwatch panel:     {appdaemon.url}/{config_files.DASHBOARD_NAME}")
+    stack.say(f"  AppDaemon admin:     {appdaemon.url}/")
+    if stack.broker is not None:
+        stack.say(f"  MQTT broker:         mqtt://127.0.0.1:{stack.broker.port}")
+    stack.say(f"  Logs:                {state}")
+    duration = stack.options.duration_s
+    stack.say(f"Running for {duration:g} s." if duration is not None else "Press Ctrl-C to stop.")
+    stack.say("")
+
+
+async def _run_until_stopped(stack: Stack) -> None:
+    """Wait for a stop request or the duration; print a status line now and then."""
+    began = time.monotonic()
+    duration = stack.options.duration_s
+    while not stack.stop.is_set():
+        left = STATUS_INTERVAL_S if duration is None else duration - (time.monotonic() - began)
+        if left <= 0:
+            stack.say(f"==> {duration:g} s are up")
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stack.stop.wait(), min(left, STATUS_INTERVAL_S))
+        _check_processes(stack)
+        if not stack.stop.is_set():
+            _status(stack)
+
+
+def _check_processes(stack: Stack) -> None:
+    for name, proc in (
+        ("Home Assistant", stack.ha.process if stack.ha else None),
+        ("AppDaemon", stack.appdaemon.process if stack.appdaemon else None),
+    ):
+        if proc is not None and not proc.running:
+            stack.request_stop(f"{name} exited")
+
+
+def _status(stack: Stack) -> None:
+    sim = stack.simulator
+    if sim is None or sim.last is None:
+        return
+    r = sim.last.readings
+    stack.say(
+        f"[{sim.last.time:%H:%M}] PV {r.pv_w:.0f} W, load {r.load_w:.0f} W, battery "
+        f"{r.battery_w:.0f} W ({r.soc_pct:.1f} %), grid {r.grid_w:.0f} W, {sim.last.mode}"
+    )
