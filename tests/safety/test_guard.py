@@ -259,7 +259,7 @@ def test_nothing_while_a_stop_is_in_flight():
 def test_unknown_actuator_at_startup_is_stopped():
     action = only_action(decide(GuardState(), ev(), OPEN, SETTINGS, NOW))
     assert action.kind is ActionKind.STOP
-    assert action.reason == "actuator state not verified"
+    assert action.reason == "discharge state unknown: making sure it is off"
 
 
 def test_verified_start_then_follow():
