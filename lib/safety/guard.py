@@ -268,7 +268,11 @@ def decide(
     if state.actuator is Actuator.UNKNOWN:
         if state.stop_failed is not None and now < state.hold_until:
             return Decision(state)
-        why = "retry failed stop" if state.stop_failed else "discharge state unknown: making sure it is off"
+        why = (
+            "retry failed stop"
+            if state.stop_failed
+            else "discharge state unknown: making sure it is off"
+        )
         return _stop(state, why)
 
     if discharging:

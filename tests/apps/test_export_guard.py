@@ -121,7 +121,9 @@ async def test_startup_verifies_a_stop_and_publishes_every_entity(hass, app):
     assert attrs(hass, "binary_sensor.breaker_open")["can_attempt"] is True
     assert entity(hass, "sensor.export_headroom_power") == "2900"
     assert entity(hass, "sensor.export_headroom_energy") == "8.5"
-    assert entity(hass, "sensor.last_action").startswith("stop (discharge state unknown: making sure it is off)")
+    assert entity(hass, "sensor.last_action").startswith(
+        "stop (discharge state unknown: making sure it is off)"
+    )
 
 
 async def test_event_start_sets_power_then_enables(hass, app):
