@@ -18,7 +18,6 @@ from lib.transport.errors import (
     AuthError,
     ConnectError,
     ConnectionLost,
-    LinkClosedError,
     NotConnectedError,
     RequestTimeout,
     TransportError,
@@ -255,20 +254,6 @@ async def test_bad_credentials_raise_auth_error_and_stop_the_loop(device_server)
         assert device_server.login_attempts == 2
     finally:
         await link.disconnect()
-
-
-async def test_disconnect_during_hanging_login_fails_connect_at_once(device_server, link):
-    device_server.hang_logins()
-    connecting = asyncio.create_task(link.connect(timeout=60))
-    await device_server.wait_for(lambda: device_server.login_attempts == 1)
-
-    await link.disconnect()
-
-    with pytest.raises(LinkClosedError):
-        await asyncio.wait_for(connecting, HANG_GUARD_S)
-    device_server.hang_logins(False)
-    await link.connect(timeout=HANG_GUARD_S)
-    assert link.connected
 
 
 async def test_malformed_answers_are_counted_and_polling_goes_on(device_server, link):
