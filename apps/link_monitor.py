@@ -43,7 +43,7 @@ class LinkMonitorRunner:
     ) -> None:
         self.config, self.hass, self.notices, self.log = config, hass, notices, logger
         self.build = build or functools.partial(build_link, clock=hass.monotonic, logger=logger)
-        self.publisher = EntityPublisher(hass, logger)
+        self.publisher = EntityPublisher(hass, logger, clock=hass.monotonic)
         self.links: dict[str, Link] = {}
         self.monitors: dict[str, LinkMonitor] = {}
         self._broken: dict[str, Fatal] = {}  # link -> why it could not be built

@@ -222,6 +222,26 @@ async def test_publisher_skips_unchanged_and_retries_failures(caplog):
     assert "could not write sensor.x" in caplog.text
 
 
+async def test_publisher_writes_a_heartbeat_only_change_at_most_once_a_minute():
+    hass = FakeHass()
+    clock = hass.clock
+    pub = EntityPublisher(hass, logging.getLogger("t"), clock=clock.monotonic)
+
+    def beat(value, at):
+        return EntityUpdate("sensor.p", value, {"stale": False, "last_good": at})
+
+    assert await pub.write(beat("5", None))
+    assert await pub.write(beat("5", "12:00:01"))  # first heartbeat: news
+    clock.advance(30)
+    assert not await pub.write(beat("5", "12:00:31"))  # only ticking: held back
+    assert await pub.write(beat("6", "12:00:32"))  # a new value always goes out
+    clock.advance(59)
+    assert not await pub.write(beat("6", "12:01:31"))
+    clock.advance(1)
+    assert await pub.write(beat("6", "12:01:32"))  # a minute on: refreshed
+    assert [w[1] for w in hass.entity_writes] == ["5", "5", "6", "6"]
+
+
 async def test_publisher_bounds_a_stuck_write():
     pub = EntityPublisher(_StuckWriter(), logging.getLogger("t"), timeout_s=0.05)
     assert not await pub.write(EntityUpdate("sensor.x", "1", {}))
