@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from demo.config_files import DEMO_APPS_YAML
 from demo.stack import DEFAULT_STATE_DIR, DemoOptions, run_demo
 
 
@@ -60,10 +61,32 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
         action="store_true",
         help="do not load HA's web UI (faster boot; the Gridwatch panel still works)",
     )
+    parser.add_argument(
+        "--apps-yaml",
+        type=Path,
+        default=DEMO_APPS_YAML,
+        metavar="PATH",
+        help=(
+            "the apps.yaml AppDaemon runs (default: the repository's apps.yaml); "
+            "AppDaemon reloads an app when its entry in the file is edited (AppDaemon "
+            "4.5.13 misses a deleted key: restart the demo after deleting one)"
+        ),
+    )
+    parser.add_argument(
+        "--no-apps-check",
+        action="store_true",
+        help=(
+            "start even if apps.yaml is invalid (its problems are printed as a warning): "
+            "each bad app then refuses to run, with one error in AppDaemon's log and a "
+            "notification in Home Assistant, and the other apps run"
+        ),
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug lines")
     args = parser.parse_args(argv)
     if not 0 <= args.start_hour < 24:
         parser.error("--start-hour must be in [0, 24)")
+    if not args.apps_yaml.is_file():
+        parser.error(f"--apps-yaml: no such file: {args.apps_yaml}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -75,6 +98,8 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
         start_hour=args.start_hour,
         state_dir=args.state_dir,
         frontend=not args.no_frontend,
+        apps_yaml=args.apps_yaml,
+        check_apps=not args.no_apps_check,
     )
 
 

@@ -3,8 +3,8 @@
 The harness's configuration is kept (same zone, recorder, notify service,
 integrations); the demo swaps the e2e tests' simulator knobs and template
 meters for its own helpers, because here the site simulator writes the meter
-sensors itself, as a meter integration would. It adds HA's frontend so the
-printed HA URL opens a UI.
+sensors itself, as a meter integration would, plus the simulator's fault
+switch. It adds HA's frontend so the printed HA URL opens a UI.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from demo.entities import helpers_config
+from demo.simulator import GRID_METER_OFFLINE
 from demo.site_model import SiteParams
 from tests.e2e.ha_config import DOMAINS, HaConfig
 
@@ -40,6 +41,12 @@ class DemoHaConfig(HaConfig):
         config["homeassistant"]["name"] = "Gridwatch demo"
         config.pop("template", None)
         config.update(helpers_config(self.params.max_discharge_w))
+        # The simulator's fault switch; off at every start: a healthy site.
+        config["input_boolean"][GRID_METER_OFFLINE.split(".")[1]] = {
+            "name": "Demo fault: grid meter offline",
+            "icon": "mdi:meter-electric-outline",
+            "initial": False,
+        }
         if self.frontend:
             config["frontend"] = {}
         return config

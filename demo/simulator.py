@@ -12,6 +12,9 @@ publishes the result on every channel a real site would use:
 A channel that is down (HA restarting, broker stopped) is skipped for that
 tick and logged once; the site keeps running, as a real one would.
 
+A fault can be switched on in HA: :data:`GRID_METER_OFFLINE` makes the grid
+meter's sensor ``unavailable`` until it is switched off again.
+
 The fourth transport, Bluetooth LE, needs its device inside AppDaemon's
 process: see :mod:`demo.ble_battery`.
 """
@@ -27,10 +30,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from demo import feeds
-from demo.entities import CONTROL_IDS, DISCHARGE_ENABLE
+from demo.entities import CONTROL_IDS, DISCHARGE_ENABLE, GRID_POWER
 from demo.ha_rest import HaRest, HaRestError
 from demo.inverter import Controls, InverterState, decide
 from demo.sim_clock import DailyCounter, SimClock, hour_of_day
@@ -47,6 +50,11 @@ _LOGGER = logging.getLogger("demo.simulator")
 # a real meter reports, and the export guard sees readings well inside its
 # 30 s staleness limit.
 DEFAULT_TICK_S = 1.0
+# A fault to show (and test) what the suite does when the grid meter drops
+# out: while this HA helper (defined in the sandbox, "Demo fault: grid meter
+# offline") is on, the grid power sensor reads ``unavailable``, as HA shows a
+# meter its integration lost.
+GRID_METER_OFFLINE: Final = "input_boolean.demo_fault_grid_meter_offline"
 # Realistic lifetime meter readings, so the dashboard does not start at 0.
 INITIAL_SITE = SiteState(
     soc_pct=80.0,
@@ -118,6 +126,7 @@ class Simulator:
         self._inverter = InverterState()
         self._today = DailyCounter(self.clock.origin.date(), self.site.exported_kwh)
         self._started: float | None = None
+        self.grid_meter_offline = False
         self._previous: float | None = None
         self.health = {
             name: ChannelHealth(name)
@@ -195,11 +204,15 @@ class Simulator:
 
     async def _read_controls(self) -> Controls:
         try:
-            states = await self.ha.get_states(CONTROL_IDS)
+            states = await self.ha.get_states((*CONTROL_IDS, GRID_METER_OFFLINE))
         except HaRestError as err:
             self.health["HA controls"].failed(err)
             return Controls()  # HA unreachable: the inverter stops discharging
         self.health["HA controls"].ok()
+        offline = states[GRID_METER_OFFLINE] == "on"
+        if offline != self.grid_meter_offline:
+            _LOGGER.info("simulator: fault: grid meter %s", "offline" if offline else "back")
+        self.grid_meter_offline = offline
         return Controls.from_states(states)
 
     async def _switch_off(self) -> None:
@@ -215,16 +228,13 @@ class Simulator:
 
     async def _publish_ha(self, snap: feeds.Snapshot) -> None:
         measured = {"measured_at": self.wall_clock().isoformat(timespec="seconds")}
-        await asyncio.gather(
-            *(
-                self.ha.set_state(
-                    sensor.entity_id,
-                    state,
-                    sensor.attributes() | (measured if sensor.heartbeat else {}),
-                )
-                for sensor, state in feeds.ha_states(snap)
-            )
-        )
+        writes = []
+        for sensor, state in feeds.ha_states(snap):
+            attributes = sensor.attributes() | (measured if sensor.heartbeat else {})
+            if sensor is GRID_POWER and self.grid_meter_offline:
+                state, attributes = "unavailable", sensor.attributes()
+            writes.append(self.ha.set_state(sensor.entity_id, state, attributes))
+        await asyncio.gather(*writes)
 
     async def _publish_mqtt(self, snap: feeds.Snapshot) -> None:
         if self.gateway is None or not self.gateway.connected:

@@ -6,6 +6,10 @@ on one exit stack, so whatever happens (a part that fails to start, Ctrl-C,
 SIGTERM, the end of ``--duration``) everything already started is stopped, in
 reverse order. Blocking starts (processes waited for with the e2e harness)
 run in worker threads; a stop request is honoured between steps.
+
+While the demo runs it checks every second that HA and AppDaemon still run:
+HA's own restart service (exit code 100) gets HA started again, as a real
+install's supervisor does; any other exit stops the demo.
 """
 
 from __future__ import annotations
@@ -59,6 +63,10 @@ CONTROLLER_USER = "installer"
 READY_ENTITIES = ("sensor.notifier_active_notices", "binary_sensor.gateway_connected")
 APPS_READY_TIMEOUT_S = 60.0
 STATUS_INTERVAL_S = 60.0
+# How often the demo looks whether HA and AppDaemon still run.
+PROCESS_CHECK_S = 1.0
+# HA's exit code when its restart service was called (homeassistant.const).
+HA_RESTART_EXIT_CODE = 100
 
 
 class StartError(RuntimeError):
@@ -79,6 +87,9 @@ class DemoOptions:
         start_hour: simulated time of day at start (local, HA's zone).
         state_dir: where HA's config/database and AppDaemon's config live.
         frontend: load HA's web UI.
+        apps_yaml: the apps.yaml AppDaemon runs (default: the repository's).
+        check_apps: refuse to start when apps.yaml is invalid (False: warn
+            and start anyway; each bad app then refuses to run by itself).
     """
 
     duration_s: float | None = None
@@ -86,6 +97,8 @@ class DemoOptions:
     start_hour: float = 10.0
     state_dir: Path = DEFAULT_STATE_DIR
     frontend: bool = True
+    apps_yaml: Path = config_files.DEMO_APPS_YAML
+    check_apps: bool = True
 
 
 @dataclass
@@ -187,10 +200,13 @@ async def _start(stack: Stack, exits: contextlib.AsyncExitStack) -> None:
     secret_values = config_files.secrets(addresses)
     # Check apps.yaml before the slow part: a bad entry fails in a second,
     # naming every bad key, instead of after HA and AppDaemon booted.
-    apps = config_files.load_apps_yaml(config_files.DEMO_APPS_YAML, secret_values)
+    apps_yaml = opts.apps_yaml.resolve()
+    apps = config_files.load_apps_yaml(apps_yaml, secret_values)
     problems = await asyncio.to_thread(config_files.check_apps, apps)
+    if problems and opts.check_apps:
+        raise StartError(f"{apps_yaml} is invalid:\n" + "\n".join(problems))
     if problems:
-        raise StartError("apps.yaml is invalid:\n" + "\n".join(problems))
+        stack.say(f"==> warning: {apps_yaml} is invalid (starting anyway):\n" + "\n".join(problems))
 
     stack.say("==> starting Home Assistant")
     ha_config.write(ha_dir)  # always: the port is new each run
@@ -217,6 +233,7 @@ async def _start(stack: Stack, exits: contextlib.AsyncExitStack) -> None:
             dashboard_dir=config_files.DASHBOARD_DIR,
         ),
         secret_values,
+        apps_yaml,
     )
     exits.push_async_callback(asyncio.to_thread, appdaemon.stop)
     await _step(
@@ -303,15 +320,21 @@ class DemoAppDaemon(AppDaemon):
     """The harness's AppDaemon with the demo's own apps.yaml and secrets.
 
     The app dir gets a symlink to apps.yaml (the documented file runs
-    as it is) and AppDaemon's config dir a secrets.yaml with the sandbox's
-    addresses; AppDaemon finds it next to appdaemon.yaml.
+    as it is, and AppDaemon reloads an app when its entry is edited) and
+    AppDaemon's config dir a secrets.yaml with the sandbox's addresses;
+    AppDaemon finds it next to appdaemon.yaml.
     """
 
     def __init__(
-        self, config_dir: Path, config: AppDaemonConfig, secret_values: dict[str, Any]
+        self,
+        config_dir: Path,
+        config: AppDaemonConfig,
+        secret_values: dict[str, Any],
+        apps_yaml: Path = config_files.DEMO_APPS_YAML,
     ) -> None:
         super().__init__(config_dir, config)
         self.secret_values = secret_values
+        self.apps_yaml = apps_yaml
         # The repository on AppDaemon's import path: a BLE link of the demo
         # names its simulated device's backend as demo.ble_battery:BACKEND.
         self.process = ManagedProcess(
@@ -326,7 +349,7 @@ class DemoAppDaemon(AppDaemon):
         super().write()
         apps_yaml = self.app_dir / "apps.yaml"
         apps_yaml.unlink(missing_ok=True)
-        apps_yaml.symlink_to(config_files.DEMO_APPS_YAML)
+        apps_yaml.symlink_to(self.apps_yaml)
         secrets_path = self.config_dir / "secrets.yaml"
         secrets_path.write_text(yaml.safe_dump(self.secret_values, sort_keys=False))
         os.chmod(secrets_path, 0o600)
@@ -378,26 +401,45 @@ def _print_urls(stack: Stack) -> None:
 async def _run_until_stopped(stack: Stack) -> None:
     """Wait for a stop request or the duration; print a status line now and then."""
     began = time.monotonic()
+    next_status = began + STATUS_INTERVAL_S
     duration = stack.options.duration_s
     while not stack.stop.is_set():
-        left = STATUS_INTERVAL_S if duration is None else duration - (time.monotonic() - began)
+        now = time.monotonic()
+        left = PROCESS_CHECK_S if duration is None else duration - (now - began)
         if left <= 0:
             stack.say(f"==> {duration:g} s are up")
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stack.stop.wait(), min(left, STATUS_INTERVAL_S))
-        _check_processes(stack)
-        if not stack.stop.is_set():
+            await asyncio.wait_for(stack.stop.wait(), min(left, PROCESS_CHECK_S))
+        await _check_processes(stack)
+        if not stack.stop.is_set() and time.monotonic() >= next_status:
+            next_status += STATUS_INTERVAL_S
             _status(stack)
 
 
-def _check_processes(stack: Stack) -> None:
-    for name, proc in (
-        ("Home Assistant", stack.ha.process if stack.ha else None),
-        ("AppDaemon", stack.appdaemon.process if stack.appdaemon else None),
-    ):
-        if proc is not None and not proc.running:
-            stack.request_stop(f"{name} exited")
+async def _check_processes(stack: Stack) -> None:
+    """Stop the demo when HA or AppDaemon exited; restart HA when it asked to."""
+    ha, appdaemon = stack.ha, stack.appdaemon
+    if ha is not None and not ha.process.running and not stack.stop.is_set():
+        code = ha.process.stop()  # reaps it: the exit code
+        if code != HA_RESTART_EXIT_CODE:
+            stack.request_stop(f"Home Assistant exited (code {code})")
+            return
+        # Its restart service (Settings > System > Restart) exits with this
+        # code; as HA's supervisor or a container's restart policy does, the
+        # demo starts it again, on the same port, with the same token.
+        stack.say("==> Home Assistant is restarting (its restart service was called)")
+        try:
+            await _step(stack, "restarting Home Assistant", ha.start, ha.process.log_tail)
+        except StartError as err:
+            stack.say(f"==> {err}")
+            stack.request_stop("Home Assistant did not come back")
+            return
+        except Stopped:
+            return
+        stack.say("==> Home Assistant is back")
+    if appdaemon is not None and not appdaemon.process.running:
+        stack.request_stop("AppDaemon exited")
 
 
 def _status(stack: Stack) -> None:

@@ -85,6 +85,16 @@ class DemoRun:
         self.lines.append(line)
         return line
 
+    async def wait_line(self, text: str, timeout: float) -> str:
+        """Read stdout until a line containing ``text``; return that line."""
+        async with asyncio.timeout(timeout):
+            while True:
+                line = await self.readline()
+                if line is None:
+                    raise RuntimeError(f"the demo exited before printing {text!r}")
+                if text in line:
+                    return line
+
     async def wait(self, timeout: float) -> int:
         """Read the rest of stdout and wait for the exit code."""
         assert self.proc is not None

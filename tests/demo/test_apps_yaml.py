@@ -23,6 +23,7 @@ from demo.config_files import (
     secrets,
 )
 from demo.sandbox import DemoHaConfig
+from demo.simulator import GRID_METER_OFFLINE
 from demo.site_model import SiteReadings, SiteState
 from lib.config.energy_tally import EnergyTallySchema
 from lib.config.link_monitor import LinkMonitorSchema
@@ -187,7 +188,7 @@ def test_the_sandbox_has_the_inverter_controls_and_no_template_meters(tmp_path):
         for domain in ("input_boolean", "input_number")
         for name in config[domain]
     }
-    assert defined == {*entities.CONTROL_IDS, entities.DISCHARGE_REQUEST}
+    assert defined == {*entities.CONTROL_IDS, entities.DISCHARGE_REQUEST, GRID_METER_OFFLINE}
     assert "frontend" in config
 
 

@@ -21,7 +21,7 @@ from demo.entities import (
 )
 from demo.ha_rest import HaRest
 from demo.sim_clock import SimClock
-from demo.simulator import Simulator
+from demo.simulator import GRID_METER_OFFLINE, Simulator
 from demo.site_model import SiteState
 from lib.transport.http import LoginSettings
 from lib.transport.mqtt import MqttLink, MqttSettings
@@ -111,6 +111,23 @@ async def test_a_timed_discharge_switches_the_helper_off(ha, rest):
     assert ("input_boolean", "turn_off", {"entity_id": DISCHARGE_ENABLE}) in ha.services
     assert ha.state(DISCHARGE_ENABLE) == "off"
     assert ha.state(BATTERY_POWER.entity_id) == "0"
+
+
+async def test_the_grid_meter_fault_makes_its_sensor_unavailable_until_switched_off(ha, rest):
+    clock = FakeClock()
+    sim = simulator(rest, clock)
+    ha.set(GRID_METER_OFFLINE, "on")
+    await sim.tick()
+    grid = ha.states[GRID_POWER.entity_id]
+    assert grid["state"] == "unavailable"
+    assert grid["attributes"]["unit_of_measurement"] == "W"
+    assert "measured_at" not in grid["attributes"]
+    assert float(ha.state(BATTERY_SOC.entity_id)) == 50.0  # the other meters still report
+    ha.set(GRID_METER_OFFLINE, "off")
+    clock.advance(1.0)
+    await sim.tick()
+    assert float(ha.state(GRID_POWER.entity_id)) < 0
+    assert "measured_at" in ha.states[GRID_POWER.entity_id]["attributes"]
 
 
 async def test_ha_down_means_no_discharge_and_the_site_keeps_running(ha, rest):

@@ -6,7 +6,15 @@ import io
 import pytest
 
 from demo.__main__ import parse_args
-from demo.stack import DEFAULT_STATE_DIR, Stack, StartError, Stopped, _step
+from demo.stack import (
+    DEFAULT_STATE_DIR,
+    HA_RESTART_EXIT_CODE,
+    Stack,
+    StartError,
+    Stopped,
+    _check_processes,
+    _step,
+)
 
 
 def test_defaults_run_until_ctrl_c_in_real_time():
@@ -61,3 +69,62 @@ async def test_a_stop_requested_during_a_step_ends_the_start_after_it():
     with pytest.raises(Stopped):
         await _step(stack, "starting Home Assistant", lambda: ran.append(False))
     assert ran == [True]
+
+
+def test_another_apps_yaml_and_no_check(tmp_path):
+    apps = tmp_path / "apps.yaml"
+    apps.write_text("{}\n")
+    opts = parse_args(["--apps-yaml", str(apps), "--no-apps-check"])
+    assert (opts.apps_yaml, opts.check_apps) == (apps, False)
+    assert parse_args([]).check_apps
+
+
+def test_a_missing_apps_yaml_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--apps-yaml", str(tmp_path / "nope.yaml")])
+    assert exc.value.code == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+class FakeProcess:
+    def __init__(self, exit_code: int) -> None:
+        self.exit_code = exit_code
+        self.running = False
+
+    def stop(self) -> int:
+        return self.exit_code
+
+    def log_tail(self, lines: int = 80) -> str:
+        return "log"
+
+
+class FakeHa:
+    def __init__(self, exit_code: int) -> None:
+        self.process = FakeProcess(exit_code)
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        self.process.running = True
+
+
+async def test_ha_restarted_by_its_restart_service_is_started_again():
+    out = io.StringIO()
+    stack = Stack(parse_args([]), out)
+    ha = FakeHa(HA_RESTART_EXIT_CODE)
+    stack.ha = ha  # type: ignore[assignment]
+    await _check_processes(stack)
+    assert ha.starts == 1
+    assert not stack.stop.is_set()
+    assert "Home Assistant is back" in out.getvalue()
+
+
+async def test_ha_that_exits_otherwise_stops_the_demo():
+    out = io.StringIO()
+    stack = Stack(parse_args([]), out)
+    ha = FakeHa(1)
+    stack.ha = ha  # type: ignore[assignment]
+    await _check_processes(stack)
+    assert ha.starts == 0
+    assert stack.stop.is_set()
+    assert "Home Assistant exited (code 1)" in out.getvalue()
