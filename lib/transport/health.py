@@ -42,6 +42,14 @@ class HealthPolicy:
     # the window mean) a connected link reports DEGRADED before it fails.
     degraded_below: float = 0.8
     slow_connect_factor: float = 2.0
+    # Loopback and LAN connects take milliseconds and vary by more than the
+    # factor by chance: "slowing" also needs this much absolute growth.
+    slow_connect_margin_s: float = 1.0
+    # A connection that has held this long is healthy again, whatever the
+    # attempts before it did (the same period resets the reconnect backoff);
+    # without it a link that rode out one outage would read degraded until
+    # enough new attempts pushed the failures out of the window, i.e. forever.
+    stable_after_s: float = 30.0
     timeouts: TimeoutPolicy = TimeoutPolicy()
 
 
@@ -61,6 +69,7 @@ class HealthTracker:
         self.last_message_at: float | None = None
         self.last_error: str | None = None
         self._ever_connected = False
+        self._connected_since: float | None = None
 
     @property
     def timeout_s(self) -> float:
@@ -73,7 +82,9 @@ class HealthTracker:
         self.running = False
         self.connected = False
 
-    def attempt_succeeded(self, duration_s: float) -> None:
+    def attempt_succeeded(self, duration_s: float, now: float | None = None) -> None:
+        """Count a successful connect that took ``duration_s``, made at ``now``."""
+        self._connected_since = now
         self.attempts += 1
         self.successes += 1
         self.consecutive_failures = 0
@@ -104,11 +115,19 @@ class HealthTracker:
             return 1.0
         return sum(self._outcomes) / len(self._outcomes)
 
-    def state(self) -> LinkState:
+    def state(self, now: float | None = None) -> LinkState:
+        """The link's state; with ``now``, a connection up for
+        ``stable_after_s`` counts as healthy whatever came before it."""
         if not self.running:
             return LinkState.DISCONNECTED
         if not self.connected:
             return LinkState.OFFLINE
+        if (
+            now is not None
+            and self._connected_since is not None
+            and now - self._connected_since >= self.policy.stable_after_s
+        ):
+            return LinkState.CONNECTED
         if self.success_rate() < self.policy.degraded_below or self._connects_slowing():
             return LinkState.DEGRADED
         return LinkState.CONNECTED
@@ -118,12 +137,17 @@ class HealthTracker:
             return False
         earlier = list(self._connect_times)[:-1]
         mean = sum(earlier) / len(earlier)
-        return mean > 0 and self._connect_times[-1] > self.policy.slow_connect_factor * mean
+        last = self._connect_times[-1]
+        return (
+            mean > 0
+            and last > self.policy.slow_connect_factor * mean
+            and last - mean > self.policy.slow_connect_margin_s
+        )
 
-    def snapshot(self) -> HealthSnapshot:
+    def snapshot(self, now: float | None = None) -> HealthSnapshot:
         times = list(self._connect_times)
         return HealthSnapshot(
-            state=self.state(),
+            state=self.state(now),
             attempts=self.attempts,
             successes=self.successes,
             consecutive_failures=self.consecutive_failures,

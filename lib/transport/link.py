@@ -193,7 +193,7 @@ class Link(ABC):
 
     @property
     def health(self) -> HealthSnapshot:
-        return self._health.snapshot()
+        return self._health.snapshot(self._clock())
 
     @property
     def fatal_error(self) -> TransportError | None:
@@ -312,7 +312,7 @@ class Link(ABC):
             and not self._closing.is_set()
         ):
             duration = self._clock() - started
-            self._health.attempt_succeeded(duration)
+            self._health.attempt_succeeded(duration, self._clock())
             self._connected_at = self._clock()
             self._connected.set()
             self._logger.debug("link %s: connected in %.3f s", self.name, duration)

@@ -120,3 +120,24 @@ def test_snapshot_without_connects_has_no_durations() -> None:
     assert snap.last_connect_s is None
     assert snap.mean_connect_s is None
     assert snap.state is LinkState.OFFLINE
+
+
+def test_a_connection_that_held_is_healthy_again_after_an_outage() -> None:
+    # One broker restart with a failed retry: [ok, failed, ok] is a 67 % rate,
+    # below the threshold, and a healthy link makes no new attempts to mend it.
+    tracker = running()
+    tracker.attempt_succeeded(0.01, now=0.0)
+    tracker.lost("broker restart")
+    tracker.attempt_failed("refused")
+    tracker.attempt_succeeded(0.01, now=100.0)
+    assert tracker.state(now=100.0) is LinkState.DEGRADED  # just back: still suspect
+    assert tracker.state(now=129.9) is LinkState.DEGRADED
+    assert tracker.state(now=130.0) is LinkState.CONNECTED
+    assert tracker.snapshot(now=130.0).state is LinkState.CONNECTED
+
+
+def test_millisecond_jitter_is_not_a_slowing_connect() -> None:
+    tracker = running()
+    for duration in (0.002, 0.002, 0.002, 0.010):  # 5x the mean, but 8 ms
+        tracker.attempt_succeeded(duration)
+    assert tracker.state() is LinkState.CONNECTED
