@@ -6,6 +6,7 @@ Pure: raw samples, settings and ``now`` in; an :class:`Evaluation` out.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -18,6 +19,7 @@ from lib.safety.validation import (
     SOC_RANGE,
     Invalid,
     Range,
+    Validation,
     validate,
 )
 
@@ -134,6 +136,21 @@ class Evaluation:
         return not self.stale and not self.invalid
 
 
+@functools.lru_cache(maxsize=64)
+def _validate_hashable(raw: object, bounds: Range) -> Validation:
+    return validate(raw, bounds)
+
+
+def _validate(raw: object, bounds: Range) -> Validation:
+    # Every grid reading re-checks SoC and exported energy too, whose raw
+    # states rarely change: a small cache of pure results keeps the decision
+    # per reading cheap (bench/bench_guard.py).
+    try:
+        return _validate_hashable(raw, bounds)
+    except TypeError:  # an unhashable raw value (a list from a device payload)
+        return validate(raw, bounds)
+
+
 def check_reading(name: ReadingName, sample: Sample, spec: ReadingSpec, now: float) -> ReadingCheck:
     """Validate and age-check one sample.
 
@@ -148,7 +165,7 @@ def check_reading(name: ReadingName, sample: Sample, spec: ReadingSpec, now: flo
         is the absence of current data, and is reported as such.
     """
     fresh = freshness(sample.at, now, spec.max_age_s)
-    result = validate(sample.raw, spec.bounds)
+    result = _validate(sample.raw, spec.bounds)
     if isinstance(result, Invalid):
         if result.missing or sample.at is None:
             reason = "never received" if sample.at is None else result.reason

@@ -74,3 +74,17 @@ def test_range_rejects_inverted_or_infinite_bounds():
 def test_parse_number_accepts_ints_and_floats():
     assert parse_number(3) == 3.0
     assert parse_number(-2.5) == -2.5
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [("55", "ok"), ("55", "ok"), (["55"], "invalid"), ({"soc": 55}, "invalid"), ("140", "invalid")],
+)
+def test_reading_checks_are_the_same_cached_or_not(raw, status):
+    # Repeated raw states hit a cache; unhashable device payloads bypass it.
+    from lib.safety.readings import ReadingName, ReadingSpec, ReadingStatus, Sample, check_reading
+    from lib.safety.validation import SOC_RANGE
+
+    check = check_reading(ReadingName.SOC, Sample(raw, 10.0), ReadingSpec(SOC_RANGE), 12.0)
+    assert check.status is ReadingStatus(status)
+    assert (check.value == 55.0) is (status == "ok")
