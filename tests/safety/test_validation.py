@@ -78,13 +78,14 @@ def test_parse_number_accepts_ints_and_floats():
 
 @pytest.mark.parametrize(
     ("raw", "status"),
-    [("55", "ok"), ("55", "ok"), (["55"], "invalid"), ({"soc": 55}, "invalid"), ("140", "invalid")],
+    [("55", "ok"), (["55"], "invalid"), ({"soc": 55}, "invalid"), ("140", "invalid")],
 )
 def test_reading_checks_are_the_same_cached_or_not(raw, status):
     # Repeated raw states hit a cache; unhashable device payloads bypass it.
     from lib.safety.readings import ReadingName, ReadingSpec, ReadingStatus, Sample, check_reading
     from lib.safety.validation import SOC_RANGE
 
-    check = check_reading(ReadingName.SOC, Sample(raw, 10.0), ReadingSpec(SOC_RANGE), 12.0)
-    assert check.status is ReadingStatus(status)
-    assert (check.value == 55.0) is (status == "ok")
+    for _ in range(2):  # the second time from the cache, where there is one
+        check = check_reading(ReadingName.SOC, Sample(raw, 10.0), ReadingSpec(SOC_RANGE), 12.0)
+        assert check.status is ReadingStatus(status)
+        assert (check.value == 55.0) is (status == "ok")
