@@ -35,10 +35,10 @@ def test_free_port_is_bindable() -> None:
 def test_stop_escalates_to_sigkill_when_sigterm_is_ignored(tmp_path: Path) -> None:
     ready = tmp_path / "ready"
     script = (
-        "import signal, time, pathlib\n"
+        "import signal, pathlib\n"
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
         f"pathlib.Path({str(ready)!r}).touch()\n"
-        "time.sleep(60)\n"
+        "signal.pause()  # until a signal it does not ignore: SIGKILL\n"
     )
     proc = ManagedProcess("stubborn", [sys.executable, "-c", script], tmp_path / "log")
     proc.start()
