@@ -139,10 +139,10 @@ def _fake_hass(tmp_path: Path, body: str) -> HomeAssistant:
 def test_ha_start_fails_fast_when_its_port_is_taken(tmp_path: Path) -> None:
     ha = _fake_hass(
         tmp_path,
-        "import time\n"
+        "import signal\n"
         "print('ERROR [homeassistant.components.http] Failed to create HTTP server at port 1:'"
         " ' address already in use', flush=True)\n"
-        "time.sleep(60)\n",
+        "signal.pause()  # a stuck HA: it never exits by itself\n",
     )
     try:
         with pytest.raises(ProcessDied, match="could not bind"):
