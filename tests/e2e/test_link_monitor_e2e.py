@@ -117,23 +117,15 @@ def _apps(gw: Mosquitto, meter: Mosquitto, device: DeviceServer) -> dict[str, An
 @pytest.fixture(scope="module")
 def gw_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     """The broker the long outage takes down (not the session's: it is stopped)."""
-    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto-gw"))
-    try:
-        broker.start()
+    with Mosquitto(tmp_path_factory.mktemp("mosquitto-gw")) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture(scope="module")
 def meter_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     """The broker that only blips (its link's backoff is not climbed by the other)."""
-    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto-meter"))
-    try:
-        broker.start()
+    with Mosquitto(tmp_path_factory.mktemp("mosquitto-meter")) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

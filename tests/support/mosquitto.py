@@ -81,6 +81,14 @@ class Mosquitto:
         self._proc: subprocess.Popen[bytes] | None = None
         self._write_config()
 
+    def __enter__(self) -> Mosquitto:
+        """Start the broker; leaving the block always stops it."""
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
     @property
     def running(self) -> bool:
         return self._alive()
@@ -236,20 +244,14 @@ class Mosquitto:
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     """An anonymous mosquitto broker on a free loopback port, for the session."""
-    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    try:
-        broker.start()
+    with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture(scope="session")
 def mosquitto_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     """A broker that only accepts AUTH_USER / AUTH_PASSWORD, for the session."""
-    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto-auth"), users={AUTH_USER: AUTH_PASSWORD})
-    try:
-        broker.start()
+    with Mosquitto(
+        tmp_path_factory.mktemp("mosquitto-auth"), users={AUTH_USER: AUTH_PASSWORD}
+    ) as broker:
         yield broker
-    finally:
-        broker.stop()

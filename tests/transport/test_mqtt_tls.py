@@ -40,15 +40,11 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mosqu
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
              "-CAcreateserial", "-out", "server.pem", "-days", "2",
              "-extfile", "san.ext", cwd=work)  # fmt: skip
-    broker = Mosquitto(
+    with Mosquitto(
         work,
         extra_config=[f"certfile {work / 'server.pem'}", f"keyfile {work / 'server.key'}"],
-    )
-    try:
-        broker.start()
+    ) as broker:
         yield broker, work / "ca.pem"
-    finally:
-        broker.stop()
 
 
 @pytest.fixture
