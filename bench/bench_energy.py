@@ -7,7 +7,7 @@ meters three ways in the same run:
 * cold: the batched design's first cycle of a day, two
   ``recorder/statistics_during_period`` commands for all meters (today and
   month to date), keeping the month's complete days
-  (:mod:`lib.energy.month_cache`);
+  (:mod:`gridwatch.energy.month_cache`);
 * warm: every other cycle of the day, the today command only plus the kept
   complete days;
 * per meter: the same cycle with one pair of commands per meter.
@@ -140,9 +140,9 @@ def seed_database(db_path: Path, meters: int, first: datetime, hours: int) -> in
 
 async def cold_cycle(ws: HaSocket, meters: list[Any], periods: Any) -> tuple[Any, Any, float]:
     """Both commands; returns the tally, the month cache and parse+compute seconds."""
-    from lib.energy.month_cache import fill_month_cache
-    from lib.energy.statistics import build_requests, parse_statistics
-    from lib.energy.tally import compute_tally_from
+    from gridwatch.energy.month_cache import fill_month_cache
+    from gridwatch.energy.recorder_statistics import build_requests, parse_statistics
+    from gridwatch.energy.tally import compute_tally_from
 
     ids = [m.statistic_id for m in meters]
     requests = build_requests(ids, periods)
@@ -158,8 +158,8 @@ async def warm_cycle(
     ws: HaSocket, meters: list[Any], periods: Any, cache: Any
 ) -> tuple[Any, float]:
     """The today command only, with the kept complete days of the month."""
-    from lib.energy.statistics import build_requests, parse_statistics
-    from lib.energy.tally import compute_tally_from
+    from gridwatch.energy.recorder_statistics import build_requests, parse_statistics
+    from gridwatch.energy.tally import compute_tally_from
 
     ids = [m.statistic_id for m in meters]
     hourly = await ws.command(build_requests(ids, periods).today)
@@ -169,8 +169,8 @@ async def warm_cycle(
 
 
 async def per_meter_cycle(ws: HaSocket, meters: list[Any], periods: Any) -> Any:
-    from lib.energy.statistics import StatRow, build_requests, parse_statistics
-    from lib.energy.tally import compute_tally
+    from gridwatch.energy.recorder_statistics import StatRow, build_requests, parse_statistics
+    from gridwatch.energy.tally import compute_tally
 
     hourly: dict[str, tuple[StatRow, ...]] = {}
     daily: dict[str, tuple[StatRow, ...]] = {}
@@ -195,8 +195,8 @@ def _timed_median(times: list[float]) -> float:
 
 
 async def measure(ws: HaSocket, zone: ZoneInfo, first: datetime) -> list[Row]:
-    from lib.energy.periods import tally_periods
-    from lib.energy.tally import Meter
+    from gridwatch.energy.periods import tally_periods
+    from gridwatch.energy.tally import Meter
 
     rows: list[Row] = []
     meters_all = [Meter(METER_ID.format(i), f"m{i}", f"m{i}") for i in range(max(SIZES))]
@@ -286,7 +286,7 @@ async def month_query_variants(ws: HaSocket, meters: list[Any], periods: Any) ->
     and subtracts it from the latest sum that the today command already
     returns.
     """
-    from lib.energy.statistics import build_requests
+    from gridwatch.energy.recorder_statistics import build_requests
 
     ids = [m.statistic_id for m in meters]
     used = build_requests(ids, periods).month
@@ -322,7 +322,7 @@ async def month_query_variants(ws: HaSocket, meters: list[Any], periods: Any) ->
 
 
 async def run() -> list[Row]:
-    from lib.energy.periods import tally_periods
+    from gridwatch.energy.periods import tally_periods
     from tests.e2e.ha import HomeAssistant
     from tests.e2e.ha_config import DOMAINS, TIME_ZONE, HaConfig
     from tests.e2e.ha_install import ensure_installed, install_from_env

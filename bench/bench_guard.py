@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import Row, format_table, progress, row
-from lib.safety.breaker import CircuitBreaker
-from lib.safety.guard import (
+from gridwatch.guard.decisions import (
     GuardSettings,
     GuardState,
     Outcome,
@@ -45,7 +44,8 @@ from lib.safety.guard import (
     note_grid_sample,
     request_start,
 )
-from lib.safety.readings import Readings, Sample
+from gridwatch.guard.readings import Readings, Sample
+from gridwatch.safety.breaker import CircuitBreaker
 
 READINGS = 20_000
 ROUNDS = 5
@@ -150,7 +150,7 @@ FLOOR_APP = textwrap.dedent(
 
 def _guard_app(power_entity: str, enable_entity: str) -> dict[str, Any]:
     return {
-        "module": "export_guard",
+        "module": "gridwatch_export_guard",
         "class": "ExportGuard",
         "export_limit_w": 3000,
         "deadband_w": 100,

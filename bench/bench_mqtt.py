@@ -225,7 +225,7 @@ def _wait_drained(tally: Tally, finished: Any, sleep: Any) -> None:
 async def ingest_once(host: str, port: int, qos: int) -> dict[str, Tally]:
     """Queue one publish run for both consumers' offline sessions, then let
     each drain it in turn: same messages, same broker, same run."""
-    from lib.transport.mqtt import MqttLink, MqttSettings
+    from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
 
     tag = uuid.uuid4().hex[:4]
     base = f"bench/ingest/q{qos}-{tag}"
@@ -304,9 +304,9 @@ async def ingest_rows(host: str, port: int) -> list[Row]:
 
 
 async def recovery_rows(broker: Any) -> list[Row]:
-    from lib.transport.backoff import BackoffPolicy
-    from lib.transport.errors import TransportError
-    from lib.transport.mqtt import MqttLink, MqttSettings
+    from gridwatch.transport.backoff_policy import BackoffPolicy
+    from gridwatch.transport.errors import TransportError
+    from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
 
     host, port = broker.host, broker.port
     topic = f"bench/recovery/{uuid.uuid4().hex[:6]}"
@@ -396,7 +396,7 @@ async def recovery_rows(broker: Any) -> list[Row]:
 
 
 async def resubscribe_rows(host: str, port: int) -> list[Row]:
-    from lib.transport.mqtt import MqttLink, MqttSettings
+    from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
 
     rows: list[Row] = []
     for count in (0, RESUBSCRIBE_TOPICS):
@@ -425,7 +425,7 @@ async def resubscribe_rows(host: str, port: int) -> list[Row]:
 
 
 async def lag_rows(host: str, port: int) -> list[Row]:
-    from lib.transport.mqtt import MqttLink, MqttSettings
+    from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
 
     rows: list[Row] = []
     idle = await _probe_lag(asyncio.sleep(2.0))

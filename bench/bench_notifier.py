@@ -15,8 +15,8 @@ ACTIVE = 200
 
 
 async def run() -> list[Row]:
-    from lib.notices import parse_notice_event
-    from lib.notifications.registry import NoticeRegistry, NotifierPolicy
+    from gridwatch.notices.client import parse_notice_event
+    from gridwatch.notices.registry import NoticeRegistry, NotifierPolicy
 
     registry = NoticeRegistry(NotifierPolicy(min_repost_s=60, repeat_s=900, push_enabled=True))
     events = [

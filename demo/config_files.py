@@ -96,7 +96,7 @@ def check_apps(apps: dict[str, dict[str, Any]]) -> list[str]:
     import importlib
     import sys
 
-    from lib.config.base import ConfigError, load_config
+    from gridwatch.config.base import ConfigError, load_config
 
     if str(REPO / "apps") not in sys.path:
         sys.path.insert(0, str(REPO / "apps"))  # AppDaemon imports apps by bare name

@@ -5,7 +5,7 @@ HA, advances :func:`demo.site_model.step` on the simulated clock, and
 publishes the result on every channel a real site would use:
 
 - HA's REST API: the meter sensors (as a meter integration would),
-- MQTT: a meter gateway's JSON messages (through :class:`lib.transport.mqtt.MqttLink`),
+- MQTT: a meter gateway's JSON messages (through :class:`gridwatch.transport.mqtt_link.MqttLink`),
 - the controller: a WebSocket ``telemetry`` event and an HTTP status endpoint
   (served by the test suite's :class:`~tests.support.device_server.DeviceServer`).
 
@@ -38,10 +38,10 @@ from demo.ha_rest import HaRest, HaRestError
 from demo.inverter import Controls, InverterState, decide
 from demo.sim_clock import DailyCounter, SimClock, hour_of_day
 from demo.site_model import SiteParams, SiteState, step
-from lib.transport.errors import TransportError
+from gridwatch.transport.errors import TransportError
 
 if TYPE_CHECKING:
-    from lib.transport.mqtt import MqttLink
+    from gridwatch.transport.mqtt_link import MqttLink
     from tests.support.device_server import DeviceServer
 
 _LOGGER = logging.getLogger("demo.simulator")

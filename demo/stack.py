@@ -44,7 +44,7 @@ from demo.sim_clock import SimClock, origin_at_hour
 from demo.simulator import INITIAL_SITE, Simulator
 from demo.site_model import SiteParams
 from demo.site_store import load_site, save_site
-from lib.transport.mqtt import MqttLink, MqttSettings
+from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
 from tests.e2e.appdaemon_proc import AppDaemon, AppDaemonConfig
 from tests.e2e.ha import OWNER_PASSWORD, OWNER_USERNAME, HomeAssistant
 from tests.e2e.ha_config import TIME_ZONE

@@ -12,15 +12,15 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from energy_tally import EnergyTally, TallyRunner
 
-from lib.config.base import load_config
-from lib.config.energy_tally import EnergyTallyConfig, EnergyTallySchema
-from lib.energy.month_cache import SETTLE_GRACE
-from lib.energy.periods import tally_periods
-from lib.energy.statistics import COMMAND_TYPE, build_requests, parse_statistics
-from lib.energy.tally import Tally, compute_tally, live_reading
-from lib.notices import NOTICE_EVENT, NoticeClient
+from gridwatch.config.base import load_config
+from gridwatch.config.energy_tally_schema import EnergyTallyConfig, EnergyTallySchema
+from gridwatch.energy.month_cache import SETTLE_GRACE
+from gridwatch.energy.periods import tally_periods
+from gridwatch.energy.recorder_statistics import COMMAND_TYPE, build_requests, parse_statistics
+from gridwatch.energy.tally import Tally, compute_tally, live_reading
+from gridwatch.notices.client import NOTICE_EVENT, NoticeClient
+from gridwatch_energy_tally import EnergyTally, TallyRunner
 from tests.energy.recorder_model import RecorderModel
 from tests.support.app_harness import make_app
 from tests.support.clock import FakeClock

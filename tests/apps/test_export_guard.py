@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from export_guard import ExportGuard
 
-from lib.notices import NOTICE_EVENT
+from gridwatch.notices.client import NOTICE_EVENT
+from gridwatch_export_guard import ExportGuard
 from tests.support.app_harness import make_app
 from tests.support.fake_hass import Fail, FakeHass, Succeed
 

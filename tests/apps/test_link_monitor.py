@@ -12,14 +12,14 @@ import copy
 import logging
 
 import pytest
-from link_monitor import LinkMonitorApp, LinkMonitorRunner
 
-from lib.config.base import load_config
-from lib.config.link_monitor import LinkConfig, LinkMonitorConfig, LinkMonitorSchema
-from lib.notices import NOTICE_EVENT, NoticeClient
-from lib.transport.errors import AuthError, ConnectError, UnsupportedHostError
-from lib.transport.health import LinkState
-from lib.transport.link import Link
+from gridwatch.config.base import load_config
+from gridwatch.config.link_monitor_schema import LinkConfig, LinkMonitorConfig, LinkMonitorSchema
+from gridwatch.notices.client import NOTICE_EVENT, NoticeClient
+from gridwatch.transport.errors import AuthError, ConnectError, UnsupportedHostError
+from gridwatch.transport.health import LinkState
+from gridwatch.transport.link import Link
+from gridwatch_link_monitor import LinkMonitorApp, LinkMonitorRunner
 from tests.support.clock import FakeClock
 from tests.support.fake_hass import FakeHass
 
@@ -28,7 +28,7 @@ NOTICE_AFTER = 300
 
 ARGS = {
     "name": "link_monitor",
-    "module": "link_monitor",
+    "module": "gridwatch_link_monitor",
     "class": "LinkMonitorApp",
     "tick_interval_s": 5,
     "links": [

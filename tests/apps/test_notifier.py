@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from notifier import Notifier
 
-from lib.notices import NOTICE_EVENT, RESYNC_EVENT, NoticeClient
+from gridwatch.notices.client import NOTICE_EVENT, RESYNC_EVENT, NoticeClient
+from gridwatch_notifier import Notifier
 from tests.support.app_harness import make_app
 from tests.support.fake_hass import Fail, FakeHass
 

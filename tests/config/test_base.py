@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 from marshmallow import fields, validate
 
-from lib.config import APPDAEMON_KEYS, ConfigError, ConfigSchema, app_options, load_config
+from gridwatch.config import APPDAEMON_KEYS, ConfigError, ConfigSchema, app_options, load_config
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class SampleSchema(ConfigSchema):
 
 AD_ARGS = {
     "name": "export_guard",
-    "module": "export_guard",
+    "module": "gridwatch_export_guard",
     "class": "ExportGuard",
     "priority": 10,
     "dependencies": ["notifier"],

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lib.config import ConfigError, load_config
-from lib.config.export_guard import (
+from gridwatch.config import ConfigError, load_config
+from gridwatch.config.export_guard_schema import (
     ActuatorsSchema,
     ExportGuardConfig,
     ExportGuardSchema,
@@ -16,10 +16,10 @@ from lib.config.export_guard import (
     ValueActuator,
     ValueSchema,
 )
-from lib.safety.readings import GridSign
-from lib.safety.validation import POWER_RANGE, SOC_RANGE, Range
+from gridwatch.guard.readings import GridSign
+from gridwatch.safety.validation import POWER_RANGE, SOC_RANGE, Range
 
-AD = {"name": "export_guard", "module": "export_guard", "class": "ExportGuard"}
+AD = {"name": "export_guard", "module": "gridwatch_export_guard", "class": "ExportGuard"}
 MINIMAL = {
     **AD,
     "export_limit_w": 3680,

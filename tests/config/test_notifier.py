@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from lib.config import ConfigError, load_config
-from lib.config.notifier import NotifierConfig, NotifierSchema
+from gridwatch.config import ConfigError, load_config
+from gridwatch.config.notifier_schema import NotifierConfig, NotifierSchema
 
-AD = {"name": "notifier", "module": "notifier", "class": "Notifier"}
+AD = {"name": "notifier", "module": "gridwatch_notifier", "class": "Notifier"}
 
 
 def test_defaults():

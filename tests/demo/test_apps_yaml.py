@@ -25,12 +25,12 @@ from demo.config_files import (
 from demo.sandbox import DemoHaConfig
 from demo.simulator import GRID_METER_OFFLINE
 from demo.site_model import SiteReadings, SiteState
-from lib.config.energy_tally import EnergyTallySchema
-from lib.config.link_monitor import LinkMonitorSchema
-from lib.energy.entities import meter_entity_ids, role_entity_ids
-from lib.links.entities import link_entity_ids
-from lib.links.values import Reading, extract
-from lib.safety.guard_entities import entity_ids as guard_entity_ids
+from gridwatch.config.energy_tally_schema import EnergyTallySchema
+from gridwatch.config.link_monitor_schema import LinkMonitorSchema
+from gridwatch.energy.entities import meter_entity_ids, role_entity_ids
+from gridwatch.guard.entities import entity_ids as guard_entity_ids
+from gridwatch.links.entities import link_entity_ids
+from gridwatch.links.values import Reading, extract
 from tests.support.fake_bleak import TELEMETRY_UUID
 
 LINK_APPS = ("link_monitor",)

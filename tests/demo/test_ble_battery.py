@@ -5,8 +5,8 @@ import struct
 import pytest
 
 from demo import ble_battery
-from lib.links.values import Reading, ValueSpec, extract
-from lib.transport.ble import BleLink, BleSettings
+from gridwatch.links.values import Reading, ValueSpec, extract
+from gridwatch.transport.ble_link import BleLink, BleSettings
 from tests.support.device_server import Inbox
 from tests.support.fake_bleak import TELEMETRY_UUID
 

@@ -23,9 +23,9 @@ from demo.ha_rest import HaRest
 from demo.sim_clock import SimClock
 from demo.simulator import GRID_METER_OFFLINE, Simulator
 from demo.site_model import SiteState
-from lib.transport.http import LoginSettings
-from lib.transport.mqtt import MqttLink, MqttSettings
-from lib.transport.websocket import WebSocketLink, WebSocketSettings
+from gridwatch.transport.http_link import LoginSettings
+from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
+from gridwatch.transport.websocket_link import WebSocketLink, WebSocketSettings
 from tests.demo.fake_ha_rest import TOKEN, FakeHaRest
 from tests.support.clock import FakeClock
 from tests.support.device_server import DeviceServer, Inbox

@@ -47,7 +47,7 @@ import pytest_asyncio
 from demo.config_files import DEMO_APPS_YAML
 from demo.entities import BATTERY_POWER, DISCHARGE_ENABLE, DISCHARGE_REQUEST, GRID_POWER
 from demo.simulator import GRID_METER_OFFLINE
-from lib.notices import NOTICE_EVENT
+from gridwatch.notices.client import NOTICE_EVENT
 from tests.demo.demo_process import DemoRun, processes_under
 from tests.e2e.ha_client import HaClient, HaCommandError
 from tests.support.mosquitto import MOSQUITTO_BIN

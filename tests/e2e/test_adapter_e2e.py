@@ -1,4 +1,4 @@
-"""The AppDaemon adapter (lib/hass/adapter.py) against a real HA and AppDaemon.
+"""The AppDaemon adapter (lib/gridwatch/runtime/adapter.py) against a real HA and AppDaemon.
 
 The probe app (apps_fixtures/adapter_probe.py) runs each adapter operation on
 request and writes the outcome to an entity; the test reads HA directly.

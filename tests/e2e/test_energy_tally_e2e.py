@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from lib.energy.periods import TallyPeriods, tally_periods
+from gridwatch.energy.periods import TallyPeriods, tally_periods
 from tests.e2e.appdaemon_factory import AppDaemonFactory
 from tests.e2e.appdaemon_proc import AppDaemon
 from tests.e2e.ha import HomeAssistant
@@ -87,9 +87,9 @@ def tally_ad(appdaemon_module_factory: AppDaemonFactory, seeded: TallyPeriods) -
     meters.append({"statistic_id": MISSING[0], "name": MISSING[1], "role": MISSING[2]})
     ad = appdaemon_module_factory.start(
         apps={
-            "notifier": {"module": "notifier", "class": "Notifier", "min_repost_s": 0},
+            "notifier": {"module": "gridwatch_notifier", "class": "Notifier", "min_repost_s": 0},
             APP: {
-                "module": "energy_tally",
+                "module": "gridwatch_energy_tally",
                 "class": "EnergyTally",
                 "meters": meters,
                 "interval_s": 3600,  # cycles come from the refresh event here

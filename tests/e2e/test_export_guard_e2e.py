@@ -25,7 +25,7 @@ GRID, SOC, EXPORTED = "sensor.eg_e2e_grid", "sensor.eg_e2e_soc", "sensor.eg_e2e_
 
 def guard_app(**overrides: Any) -> dict[str, Any]:
     app: dict[str, Any] = {
-        "module": "export_guard",
+        "module": "gridwatch_export_guard",
         "class": "ExportGuard",
         "export_limit_w": 3000,
         "deadband_w": 100,
@@ -50,7 +50,7 @@ def guard_app(**overrides: Any) -> dict[str, Any]:
     return app
 
 
-NOTIFIER = {"module": "notifier", "class": "Notifier", "min_repost_s": 0, "tick_s": 1}
+NOTIFIER = {"module": "gridwatch_notifier", "class": "Notifier", "min_repost_s": 0, "tick_s": 1}
 
 
 @pytest.fixture(autouse=True)

@@ -185,8 +185,8 @@ def test_app_dir_holds_only_apps_lib_and_the_generated_config(tmp_path: Path) ->
         if p.suffix in {".yaml", ".toml"}
     )
     assert configs == ["apps.yaml"]  # AppDaemon would read any other one as app config
-    assert (ad.app_dir / "apps" / "notifier.py").is_file()
-    assert (ad.app_dir / "lib" / "__init__.py").is_file()
+    assert (ad.app_dir / "apps" / "gridwatch_notifier.py").is_file()
+    assert (ad.app_dir / "lib" / "gridwatch" / "__init__.py").is_file()
     assert (ad.app_dir / "test_apps" / "one_app.py").read_text() == "# test app\n"
     assert not (ad.app_dir / "test_apps" / "__init__.py").exists()
     assert not list(ad.app_dir.rglob("__pycache__"))

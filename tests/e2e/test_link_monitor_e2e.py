@@ -46,7 +46,7 @@ PV_EVENT = "pv"
 GRACE_S = 10.0
 NOTICE_AFTER_S = 10.0
 TICK_S = 1.0
-GW_NOTICE = f"{APP}_{GW}_outage"  # lib.notices.notice_id(app, "<link>_outage")
+GW_NOTICE = f"{APP}_{GW}_outage"  # gridwatch.notices.client.notice_id(app, "<link>_outage")
 # Values land in HA within a tick or two; reconnects follow the real backoff
 # (1, 2, 4, 8 s ...), so after a broker came back allow a couple of steps.
 SHOWN_S = 10.0
@@ -70,9 +70,14 @@ def _apps(gw: Mosquitto, meter: Mosquitto, device: DeviceServer) -> dict[str, An
     timing = {"grace_period_s": GRACE_S, "outage_notice_after_s": NOTICE_AFTER_S}
     return {
         # Named apart from test_notifier_e2e's notifier: its own sensor.
-        "lm_notifier": {"module": "notifier", "class": "Notifier", "min_repost_s": 0, "tick_s": 1},
+        "lm_notifier": {
+            "module": "gridwatch_notifier",
+            "class": "Notifier",
+            "min_repost_s": 0,
+            "tick_s": 1,
+        },
         APP: {
-            "module": "link_monitor",
+            "module": "gridwatch_link_monitor",
             "class": "LinkMonitorApp",
             "tick_interval_s": TICK_S,
             "links": [

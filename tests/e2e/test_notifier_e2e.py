@@ -27,7 +27,7 @@ def notifier_ad(appdaemon_module_factory: AppDaemonFactory) -> AppDaemon:
     ad = appdaemon_module_factory.start(
         apps={
             "notifier": {
-                "module": "notifier",
+                "module": "gridwatch_notifier",
                 "class": "Notifier",
                 # No rate limit: a re-post that shows up is then the dedupe failing.
                 "min_repost_s": 0,

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from lib.energy.cycle import CycleState, Health, after_failure, after_success
-from lib.energy.periods import tally_periods
-from lib.energy.statistics import StatRow
-from lib.energy.tally import Meter, Tally, compute_tally
+from gridwatch.energy.cycle import CycleState, Health, after_failure, after_success
+from gridwatch.energy.periods import tally_periods
+from gridwatch.energy.recorder_statistics import StatRow
+from gridwatch.energy.tally import Meter, Tally, compute_tally
 
 NOW = datetime(2026, 6, 15, 10, 0, tzinfo=UTC)
 PERIODS = tally_periods(NOW, ZoneInfo("Europe/Berlin"))

@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from lib.energy.entities import meter_entity_ids, tally_entities
-from lib.energy.periods import tally_periods
-from lib.energy.statistics import StatRow
-from lib.energy.tally import Meter, Role, compute_tally
-from lib.hass.states import slugify
+from gridwatch.energy.entities import meter_entity_ids, tally_entities
+from gridwatch.energy.periods import tally_periods
+from gridwatch.energy.recorder_statistics import StatRow
+from gridwatch.energy.tally import Meter, Role, compute_tally
+from gridwatch.hass.states import slugify
 
 BERLIN = ZoneInfo("Europe/Berlin")
 PERIODS = tally_periods(datetime(2026, 6, 15, 10, 0, tzinfo=UTC), BERLIN)

@@ -1,4 +1,4 @@
-"""The month's complete days kept between cycles (lib/energy/month_cache.py).
+"""The month's complete days kept between cycles (lib/gridwatch/energy/month_cache.py).
 
 Validity across local day and month rollovers (DST days included), a changed
 meter set, forced refetches, the settle time after midnight, and the
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib.energy.month_cache import (
+from gridwatch.energy.month_cache import (
     SETTLE_GRACE,
     MonthCacheHolder,
     cached_days,
@@ -23,10 +23,10 @@ from lib.energy.month_cache import (
     month_key,
     settled_at,
 )
-from lib.energy.periods import day_start, tally_periods
-from lib.energy.statistics import build_requests, parse_statistics
-from lib.energy.tally import CompletedDays, Meter, Tally, compute_tally, compute_tally_from
-from lib.energy.units import EnergyUnit
+from gridwatch.energy.periods import day_start, tally_periods
+from gridwatch.energy.recorder_statistics import build_requests, parse_statistics
+from gridwatch.energy.tally import CompletedDays, Meter, Tally, compute_tally, compute_tally_from
+from gridwatch.energy.units import EnergyUnit
 from tests.energy.recorder_model import RecorderModel
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lib.energy.periods import tally_periods
+from gridwatch.energy.periods import tally_periods
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

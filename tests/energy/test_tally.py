@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib.energy.periods import tally_periods
-from lib.energy.statistics import build_requests, parse_statistics
-from lib.energy.tally import LiveReading, Meter, Role, Tally, compute_tally
-from lib.energy.units import EnergyUnit
+from gridwatch.energy.periods import tally_periods
+from gridwatch.energy.recorder_statistics import build_requests, parse_statistics
+from gridwatch.energy.tally import LiveReading, Meter, Role, Tally, compute_tally
+from gridwatch.energy.units import EnergyUnit
 from tests.energy.recorder_model import RecorderModel
 
 BERLIN = ZoneInfo("Europe/Berlin")

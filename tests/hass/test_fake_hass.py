@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from lib.hass.errors import CommandError, CommandTimeout, HassError, ServiceError, ServiceTimeout
-from lib.hass.ports import HassPort
+from gridwatch.hass.errors import (
+    CommandError,
+    CommandTimeout,
+    HassError,
+    ServiceError,
+    ServiceTimeout,
+)
+from gridwatch.hass.ports import HassPort
 from tests.support.fake_hass import Fail, FakeHass, Succeed, TimeOut
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lib.hass.ports import EntityState
-from lib.hass.states import (
+from gridwatch.hass.ports import EntityState
+from gridwatch.hass.states import (
     parse_bool,
     parse_float,
     parse_state,

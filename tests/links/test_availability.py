@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from lib.links.availability import (
+from gridwatch.links.availability import (
     AvailabilityPolicy,
     Fatal,
     FatalKind,
@@ -17,8 +17,8 @@ from lib.links.availability import (
     assess_link,
     assess_value,
 )
-from lib.links.values import ValueState
-from lib.transport.health import HealthSnapshot, LinkState
+from gridwatch.links.values import ValueState
+from gridwatch.transport.health import HealthSnapshot, LinkState
 from tests.support.clock import FakeClock
 
 GRACE = 600.0

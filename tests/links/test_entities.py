@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lib.hass.errors import HassError
-from lib.links.availability import (
+from gridwatch.hass.errors import HassError
+from gridwatch.links.availability import (
     AvailabilityPolicy,
     Fatal,
     FatalKind,
@@ -18,7 +18,7 @@ from lib.links.availability import (
     RaiseOutageNotice,
     ValueView,
 )
-from lib.links.entities import (
+from gridwatch.links.entities import (
     EntityUpdate,
     link_entity_ids,
     render_connected,
@@ -26,13 +26,13 @@ from lib.links.entities import (
     render_value,
     wall_time,
 )
-from lib.links.monitor import LinkMonitor, LinkPlan, RaiseNotice, ResolveNotice, fatal_of
-from lib.links.outage import outage_text
-from lib.links.publisher import EntityPublisher
-from lib.links.values import ValueSpec, ValueState
-from lib.transport.errors import AuthError, ConnectError, UnsupportedHostError
-from lib.transport.health import HealthSnapshot, LinkState
-from lib.transport.link import Message
+from gridwatch.links.monitor import LinkMonitor, LinkPlan, RaiseNotice, ResolveNotice, fatal_of
+from gridwatch.links.outage import outage_text
+from gridwatch.links.publisher import EntityPublisher
+from gridwatch.links.values import ValueSpec, ValueState
+from gridwatch.transport.errors import AuthError, ConnectError, UnsupportedHostError
+from gridwatch.transport.health import HealthSnapshot, LinkState
+from gridwatch.transport.link import Message
 from tests.support.fake_hass import FakeHass
 
 WALL = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

@@ -15,15 +15,15 @@ import struct
 import uuid
 
 import pytest
-from link_monitor import LinkMonitorRunner
 
-from lib.config.base import load_config
-from lib.config.link_monitor import LinkMonitorConfig, LinkMonitorSchema
-from lib.links.factory import build_link
-from lib.notices import NOTICE_EVENT, NoticeClient
-from lib.transport.backoff import BackoffPolicy
-from lib.transport.link import Message
-from lib.transport.mqtt import MqttLink, MqttSettings
+from gridwatch.config.base import load_config
+from gridwatch.config.link_monitor_schema import LinkMonitorConfig, LinkMonitorSchema
+from gridwatch.notices.client import NOTICE_EVENT, NoticeClient
+from gridwatch.runtime.link_factory import build_link
+from gridwatch.transport.backoff_policy import BackoffPolicy
+from gridwatch.transport.link import Message
+from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
+from gridwatch_link_monitor import LinkMonitorRunner
 from tests.support.clock import FakeClock
 from tests.support.device_server import DeviceServer, eventually
 from tests.support.fake_bleak import TELEMETRY_UUID, FakePeripheral

@@ -1,6 +1,6 @@
 import pytest
 
-from lib.links.outage import human_duration
+from gridwatch.links.outage import human_duration
 
 
 @pytest.mark.parametrize(

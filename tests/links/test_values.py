@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib.links.availability import AvailabilityPolicy
-from lib.links.monitor import LinkMonitor, LinkPlan
-from lib.links.values import (
+from gridwatch.links.availability import AvailabilityPolicy
+from gridwatch.links.monitor import LinkMonitor, LinkPlan
+from gridwatch.links.values import (
     Invalid,
     Reading,
     ValueKind,
@@ -24,7 +24,7 @@ from lib.links.values import (
     format_state,
     parse_path,
 )
-from lib.transport.link import Message
+from gridwatch.transport.link import Message
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from lib.safety.breaker import BreakerOpenError, BreakerState, CircuitBreaker
+from gridwatch.safety.breaker import BreakerOpenError, BreakerState, CircuitBreaker
 from tests.support.clock import FakeClock
 
 

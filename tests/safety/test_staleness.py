@@ -1,6 +1,6 @@
 import pytest
 
-from lib.safety.staleness import DEFAULT_MAX_AGE_S, Freshness, freshness
+from gridwatch.safety.staleness import DEFAULT_MAX_AGE_S, Freshness, freshness
 
 
 def test_default_threshold_is_thirty_seconds():

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from lib.safety.validation import (
+from gridwatch.safety.validation import (
     ENERGY_RANGE,
     POWER_RANGE,
     SOC_RANGE,
@@ -82,8 +82,14 @@ def test_parse_number_accepts_ints_and_floats():
 )
 def test_reading_checks_are_the_same_cached_or_not(raw, status):
     # Repeated raw states hit a cache; unhashable device payloads bypass it.
-    from lib.safety.readings import ReadingName, ReadingSpec, ReadingStatus, Sample, check_reading
-    from lib.safety.validation import SOC_RANGE
+    from gridwatch.guard.readings import (
+        ReadingName,
+        ReadingSpec,
+        ReadingStatus,
+        Sample,
+        check_reading,
+    )
+    from gridwatch.safety.validation import SOC_RANGE
 
     for _ in range(2):  # the second time from the cache, where there is one
         check = check_reading(ReadingName.SOC, Sample(raw, 10.0), ReadingSpec(SOC_RANGE), 12.0)

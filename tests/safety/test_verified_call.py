@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from lib.safety.verified_call import CallResult, VerifyPolicy, failure_reason, verified_call
+from gridwatch.safety.verified_call import CallResult, VerifyPolicy, failure_reason, verified_call
 from tests.support.clock import FakeClock
 
 

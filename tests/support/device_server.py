@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from lib.transport.link import Message
+from gridwatch.transport.link import Message
 
 try:
     import pytest

@@ -1,4 +1,4 @@
-"""An in-memory Home Assistant implementing :class:`lib.hass.ports.HassPort`.
+"""An in-memory Home Assistant implementing :class:`gridwatch.hass.ports.HassPort`.
 
 Used by the unit tests of every app. Deterministic: callbacks run inline
 (awaited before the call that triggered them returns), timers run only when
@@ -41,15 +41,14 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from lib.hass.adapter import encode_state_body
-from lib.hass.errors import (
+from gridwatch.hass.errors import (
     CommandError,
     CommandTimeout,
     HassError,
     ServiceError,
     ServiceTimeout,
 )
-from lib.hass.ports import (
+from gridwatch.hass.ports import (
     DEFAULT_COMMAND_TIMEOUT_S,
     DEFAULT_SERVICE_TIMEOUT_S,
     EntityState,
@@ -59,6 +58,7 @@ from lib.hass.ports import (
     TickCallback,
     split_service,
 )
+from gridwatch.runtime.adapter import encode_state_body
 from tests.support.clock import FakeClock
 
 # --- scripted outcomes ---------------------------------------------------------
@@ -138,7 +138,7 @@ async def _call(callback: Callable[..., Any], *args: Any) -> None:
 
 
 class FakeHass:
-    """In-memory HA + AppDaemon behind the :class:`~lib.hass.ports.HassPort` port.
+    """In-memory HA + AppDaemon behind the :class:`~gridwatch.hass.ports.HassPort` port.
 
     Args:
         clock: the time source (a new :class:`FakeClock` by default).

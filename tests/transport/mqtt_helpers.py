@@ -9,8 +9,8 @@ import time
 import uuid
 from collections.abc import Callable
 
-from lib.transport.backoff import BackoffPolicy
-from lib.transport.link import Message
+from gridwatch.transport.backoff_policy import BackoffPolicy
+from gridwatch.transport.link import Message
 
 # Reconnect quickly in tests; the real schedule has its own fake-clock test.
 FAST_BACKOFF = BackoffPolicy(initial_s=0.05, factor=2.0, cap_s=0.2, jitter=0.0)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lib.transport.backoff import (
+from gridwatch.transport.backoff_policy import (
     BackoffPolicy,
     TimeoutPolicy,
     adaptive_timeout,

@@ -18,8 +18,8 @@ from bleak import BleakClient
 from bleak.backends.client import BaseBleakClient
 from bleak.exc import BleakError
 
-from lib.transport.ble import BleLink, BleSettings
-from lib.transport.errors import (
+from gridwatch.transport.ble_link import BleLink, BleSettings
+from gridwatch.transport.errors import (
     ConnectError,
     ConnectionLost,
     LinkClosedError,
@@ -28,8 +28,8 @@ from lib.transport.errors import (
     RequestTimeout,
     UnsupportedHostError,
 )
-from lib.transport.health import LinkState
-from lib.transport.link import Message
+from gridwatch.transport.health import LinkState
+from gridwatch.transport.link import Message
 from tests.support.clock import FakeClock
 from tests.support.fake_bleak import (
     COMMAND_UUID,
@@ -286,7 +286,7 @@ async def test_disconnect_is_bounded_when_the_device_hangs(make_link, fake_ble, 
         await asyncio.Event().wait()
 
     monkeypatch.setattr(client, "disconnect", stuck)
-    monkeypatch.setattr("lib.transport.ble.DISCONNECT_TIMEOUT_S", 0.02)
+    monkeypatch.setattr("gridwatch.transport.ble_link.DISCONNECT_TIMEOUT_S", 0.02)
     await asyncio.wait_for(link.disconnect(), 1)
     assert not link.connected
 
@@ -365,7 +365,7 @@ async def test_unsupported_host_is_one_clear_error(clock, caplog) -> None:
         clock=clock,
         sleep=clock.sleep,
     )
-    with caplog.at_level(logging.DEBUG, logger="lib.transport"):
+    with caplog.at_level(logging.DEBUG, logger="gridwatch.transport"):
         link.start()
         await until(lambda: link.fatal_error is not None)
     await asyncio.sleep(0.01)

@@ -1,11 +1,11 @@
-"""Per-link health bookkeeping (lib/transport/health.py): pure, no clock."""
+"""Per-link health bookkeeping (lib/gridwatch/transport/health.py): pure, no clock."""
 
 from __future__ import annotations
 
 import pytest
 
-from lib.transport.backoff import TimeoutPolicy
-from lib.transport.health import HealthPolicy, HealthTracker, LinkState
+from gridwatch.transport.backoff_policy import TimeoutPolicy
+from gridwatch.transport.health import HealthPolicy, HealthTracker, LinkState
 
 
 def running(policy: HealthPolicy = HealthPolicy()) -> HealthTracker:

@@ -13,8 +13,8 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from lib.transport.backoff import BackoffPolicy
-from lib.transport.errors import (
+from gridwatch.transport.backoff_policy import BackoffPolicy
+from gridwatch.transport.errors import (
     AuthError,
     ConnectError,
     ConnectionLost,
@@ -22,8 +22,8 @@ from lib.transport.errors import (
     RequestTimeout,
     TransportError,
 )
-from lib.transport.health import LinkState
-from lib.transport.http import (
+from gridwatch.transport.health import LinkState
+from gridwatch.transport.http_link import (
     HttpPollLink,
     HttpPollSettings,
     HttpStatusError,

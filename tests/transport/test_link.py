@@ -1,4 +1,4 @@
-"""The shared connection lifecycle (lib/transport/link.py), driven through a
+"""The shared connection lifecycle (lib/gridwatch/transport/link.py), driven through a
 minimal scripted transport and the fake clock: no network, no real waiting
 for backoff delays."""
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from lib.transport.backoff import BackoffPolicy, TimeoutPolicy
-from lib.transport.errors import (
+from gridwatch.transport.backoff_policy import BackoffPolicy, TimeoutPolicy
+from gridwatch.transport.errors import (
     AuthError,
     ConnectError,
     ConnectionLost,
@@ -22,8 +22,8 @@ from lib.transport.errors import (
     TransportError,
     UnsupportedHostError,
 )
-from lib.transport.health import HealthPolicy, LinkState
-from lib.transport.link import Link, Message, Subscription
+from gridwatch.transport.health import HealthPolicy, LinkState
+from gridwatch.transport.link import Link, Message, Subscription
 from tests.support.clock import FakeClock
 
 Step = str | BaseException

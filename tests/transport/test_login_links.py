@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from lib.transport import LinkClosedError
+from gridwatch.transport import LinkClosedError
 from tests.transport import test_http, test_websocket
 
 HANG_GUARD_S = 5.0

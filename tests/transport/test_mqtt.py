@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-import lib.transport.mqtt as mqtt_module
-from lib.transport.backoff import BackoffPolicy, backoff_delay
-from lib.transport.errors import (
+import gridwatch.transport.mqtt_link as mqtt_module
+from gridwatch.transport.backoff_policy import BackoffPolicy, backoff_delay
+from gridwatch.transport.errors import (
     AuthError,
     ConnectError,
     ConnectionLost,
@@ -22,8 +22,8 @@ from lib.transport.errors import (
     NotConnectedError,
     RequestTimeout,
 )
-from lib.transport.health import LinkState
-from lib.transport.mqtt import MqttLink, MqttSettings
+from gridwatch.transport.health import LinkState
+from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
 from tests.support.clock import FakeClock
 from tests.support.fault_proxy import FaultProxyFactory
 from tests.support.mosquitto import AUTH_PASSWORD, AUTH_USER, Mosquitto, free_port

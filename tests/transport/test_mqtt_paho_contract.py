@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from lib.transport.mqtt import _PAHO_LOCKS, _LoopClient
+from gridwatch.transport.mqtt_link import _PAHO_LOCKS, _LoopClient
 
 
 @pytest.mark.parametrize("method", ["_sock_recv", "_ssl_wrap_socket", "_sock_close"])

@@ -6,8 +6,8 @@ import ssl
 
 import pytest
 
-from lib.transport.errors import ConnectError
-from lib.transport.mqtt import MqttLink, MqttSettings, build_tls_context, validate_filter
+from gridwatch.transport.errors import ConnectError
+from gridwatch.transport.mqtt_link import MqttLink, MqttSettings, build_tls_context, validate_filter
 
 
 def test_tls_verifies_certificate_and_host_by_default() -> None:

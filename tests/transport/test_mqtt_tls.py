@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lib.transport.errors import ConnectError
-from lib.transport.mqtt import MqttLink, MqttSettings
+from gridwatch.transport.errors import ConnectError
+from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
 from tests.support.mosquitto import Mosquitto
 from tests.transport.mqtt_helpers import FAST_BACKOFF, Inbox, unique
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lib.transport.errors import PayloadError
-from lib.transport.payload import PayloadErrorLog, decode_json, decode_json_object
+from gridwatch.transport.errors import PayloadError
+from gridwatch.transport.payload import PayloadErrorLog, decode_json, decode_json_object
 
 json_values = st.recursive(
     st.none()

@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from lib.transport.backoff import BackoffPolicy
-from lib.transport.errors import (
+from gridwatch.transport.backoff_policy import BackoffPolicy
+from gridwatch.transport.errors import (
     AuthError,
     ConnectError,
     ConnectionLost,
@@ -21,9 +21,9 @@ from lib.transport.errors import (
     RequestError,
     RequestTimeout,
 )
-from lib.transport.health import LinkState
-from lib.transport.http import LoginSettings
-from lib.transport.websocket import RpcError, WebSocketLink, WebSocketSettings
+from gridwatch.transport.health import LinkState
+from gridwatch.transport.http_link import LoginSettings
+from gridwatch.transport.websocket_link import RpcError, WebSocketLink, WebSocketSettings
 from tests.support.clock import FakeClock
 from tests.support.device_server import (
     METHOD_NOT_FOUND,

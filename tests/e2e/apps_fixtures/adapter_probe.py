@@ -17,7 +17,7 @@ from typing import Any
 
 from appdaemon.adapi import ADAPI
 
-from lib.hass.adapter import AppDaemonHassPort
+from gridwatch.runtime.adapter import AppDaemonHassPort
 
 PROBE_EVENT = "gridwatch_e2e_probe"
 

@@ -1,1 +1,0 @@
-"""Energy arithmetic: tally periods, recorder statistics request/parse, headroom."""

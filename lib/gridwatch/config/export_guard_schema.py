@@ -1,0 +1,421 @@
+"""The export guard's ``apps.yaml`` schema.
+
+Example entry::
+
+    export_guard:
+      module: gridwatch_export_guard
+      class: ExportGuard
+      dry_run: true                 # decide and publish, touch nothing
+      export_limit_w: 3680
+      deadband_w: 100
+      daily_export_cap_kwh: 20
+      cap_margin_kwh: 0.2
+      min_soc_pct: 15
+      max_discharge_w: 5000
+      readings:
+        grid_power: {entity: sensor.grid_power}          # export positive
+        soc: {entity: sensor.battery_soc, max_age_s: 900}
+        export_today: {entity: sensor.grid_export_today, max_age_s: 900}
+      grid_sign: export_positive    # or import_positive
+      actuators:
+        enable: {entity: input_boolean.battery_discharge}
+        power: {entity: input_number.battery_discharge_power}
+        cutoff_soc: {entity: input_number.battery_cutoff_soc}     # optional
+        duration: {entity: input_number.battery_discharge_minutes} # optional
+      request_entity: input_boolean.battery_discharge_request  # optional
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
+
+from gridwatch.config.base import ConfigSchema, event_type_field
+from gridwatch.guard.actuators import SwitchActuator, ValueActuator
+from gridwatch.guard.decisions import GuardSettings
+from gridwatch.guard.readings import GridSign, ReadingSpec, ReadingSpecs
+from gridwatch.safety.staleness import DEFAULT_MAX_AGE_S
+from gridwatch.safety.validation import ENERGY_RANGE, POWER_RANGE, SOC_RANGE, Range
+from gridwatch.safety.verified_call import VerifyPolicy
+
+__all__ = [
+    "DEFAULT_EVENT",
+    "ExportGuardConfig",
+    "ExportGuardSchema",
+    "SwitchActuator",
+    "ValueActuator",
+]
+
+DEFAULT_EVENT: Final = "gridwatch_export_guard"
+_ENTITY: Final = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
+_SERVICE: Final = re.compile(r"^[a-z0-9_]+[./][a-z0-9_]+$")
+_VALUE_DOMAINS: Final = {"input_number": "set_value", "number": "set_value"}
+_SWITCH_DOMAINS: Final = frozenset({"input_boolean", "switch"})
+
+
+@dataclass(frozen=True)
+class ExportGuardConfig:
+    """The export guard's validated options.
+
+    Attributes:
+        guard: limits and behaviour for the decision logic.
+        entities: reading name (grid_power, soc, export_today, pv_power)
+            -> entity id.
+        enable: the discharge on/off actuator.
+        power: the discharge power actuator (W).
+        cutoff_soc: the battery's cutoff SoC actuator (%), if any.
+        duration: the discharge duration actuator (minutes), if any.
+        request_entity: an on/off entity whose on/off requests start/stop.
+        event: HA event type carrying start/stop requests.
+        tick_s: period of the safety tick.
+        dry_run: compute, publish and log; never touch an actuator.
+        verify: timing of each verified actuator call.
+        breaker_threshold: failures in a row that open the breaker.
+        breaker_reset_s: seconds open before one probe is allowed.
+    """
+
+    guard: GuardSettings
+    entities: Mapping[str, str]
+    enable: SwitchActuator
+    power: ValueActuator
+    cutoff_soc: ValueActuator | None = None
+    duration: ValueActuator | None = None
+    request_entity: str | None = None
+    event: str = DEFAULT_EVENT
+    tick_s: float = 5.0
+    dry_run: bool = False
+    verify: VerifyPolicy = field(default_factory=VerifyPolicy)
+    breaker_threshold: int = 5
+    breaker_reset_s: float = 60.0
+
+
+def _entity(example: str, description: str, **kwargs: Any) -> fields.String:
+    return fields.String(
+        validate=validate.Regexp(_ENTITY, error="not an entity id (domain.object_id)"),
+        metadata={"example": example, "description": description},
+        **kwargs,
+    )
+
+
+def _service(example: str, description: str) -> fields.String:
+    return fields.String(
+        load_default=None,
+        validate=validate.Regexp(_SERVICE, error="not a service (domain/service)"),
+        metadata={"example": example, "description": description},
+    )
+
+
+class ReadingSchema(ConfigSchema):
+    """One reading: its entity, and optionally its age limit and range."""
+
+    config_class: ClassVar[type[Any] | None] = None
+
+    entity = _entity("sensor.grid_power", "the entity providing the reading", required=True)
+    max_age_s = fields.Float(
+        load_default=DEFAULT_MAX_AGE_S,
+        validate=validate.Range(min=1, max=86400),
+        metadata={
+            "example": 900,
+            "description": "stale after this many seconds without an update; HA reports "
+            "only changes, so slow sensors (SoC, energy) need more than 30",
+        },
+    )
+    min = fields.Float(
+        load_default=None,
+        allow_nan=False,
+        metadata={"example": -20000, "description": "lowest plausible value"},
+    )
+    max = fields.Float(
+        load_default=None,
+        allow_nan=False,
+        metadata={"example": 20000, "description": "highest plausible value"},
+    )
+
+    @validates_schema
+    def _ordered(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        low, high = data.get("min"), data.get("max")
+        if low is not None and high is not None and low > high:
+            raise ValidationError(f"min {low} is above max {high}", "min")
+
+
+class ReadingsSchema(ConfigSchema):
+    """The guard's readings."""
+
+    config_class: ClassVar[type[Any] | None] = None
+
+    grid_power = fields.Nested(
+        ReadingSchema,
+        required=True,
+        metadata={"example": {"entity": "sensor.grid_power"}, "description": "grid power, W"},
+    )
+    soc = fields.Nested(
+        ReadingSchema,
+        required=True,
+        metadata={"example": {"entity": "sensor.battery_soc", "max_age_s": 900}},
+    )
+    export_today = fields.Nested(
+        ReadingSchema,
+        required=True,
+        metadata={"example": {"entity": "sensor.grid_export_today", "max_age_s": 900}},
+    )
+    pv_power = fields.Nested(
+        ReadingSchema,
+        load_default=None,
+        metadata={"example": {"entity": "sensor.pv_power"}, "description": "optional, shown only"},
+    )
+
+
+class SwitchSchema(ConfigSchema):
+    """The discharge enable actuator."""
+
+    config_class: ClassVar[type[Any] | None] = None
+
+    entity = _entity(
+        "input_boolean.battery_discharge", "turned on/off and read back", required=True
+    )
+    on_service = _service("switch/turn_on", "default: <domain>/turn_on")
+    off_service = _service("switch/turn_off", "default: <domain>/turn_off")
+
+    @validates_schema
+    def _services_known(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        domain = str(data.get("entity", "")).partition(".")[0]
+        if domain not in _SWITCH_DOMAINS and not (
+            data.get("on_service") and data.get("off_service")
+        ):
+            raise ValidationError(
+                f"{domain} entities need on_service and off_service", "on_service"
+            )
+
+    @post_load
+    def _make(self, data: dict[str, Any], **_kwargs: Any) -> SwitchActuator:
+        domain = data["entity"].partition(".")[0]
+        return SwitchActuator(
+            entity=data["entity"],
+            on_service=_slash(data["on_service"] or f"{domain}/turn_on"),
+            off_service=_slash(data["off_service"] or f"{domain}/turn_off"),
+        )
+
+
+class ValueSchema(ConfigSchema):
+    """A numeric actuator."""
+
+    config_class: ClassVar[type[Any] | None] = None
+
+    entity = _entity("input_number.battery_discharge_power", "set and read back", required=True)
+    service = _service("number/set_value", "default: <domain>/set_value")
+    tolerance = fields.Float(
+        load_default=1.0,
+        validate=validate.Range(min=0),
+        metadata={"example": 10, "description": "read-back within this counts as set"},
+    )
+
+    @validates_schema
+    def _service_known(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        domain = str(data.get("entity", "")).partition(".")[0]
+        if domain not in _VALUE_DOMAINS and not data.get("service"):
+            raise ValidationError(f"{domain} entities need a service", "service")
+
+    @post_load
+    def _make(self, data: dict[str, Any], **_kwargs: Any) -> ValueActuator:
+        domain = data["entity"].partition(".")[0]
+        service = data["service"] or f"{domain}/{_VALUE_DOMAINS.get(domain, 'set_value')}"
+        return ValueActuator(data["entity"], _slash(service), data["tolerance"])
+
+
+class ActuatorsSchema(ConfigSchema):
+    """The actuators the guard drives."""
+
+    config_class: ClassVar[type[Any] | None] = None
+
+    enable = fields.Nested(
+        SwitchSchema,
+        required=True,
+        metadata={"example": {"entity": "input_boolean.battery_discharge"}},
+    )
+    power = fields.Nested(
+        ValueSchema,
+        required=True,
+        metadata={"example": {"entity": "input_number.battery_discharge_power"}},
+    )
+    cutoff_soc = fields.Nested(
+        ValueSchema,
+        load_default=None,
+        metadata={"example": {"entity": "input_number.battery_cutoff_soc"}},
+    )
+    duration = fields.Nested(
+        ValueSchema,
+        load_default=None,
+        metadata={"example": {"entity": "input_number.battery_discharge_minutes"}},
+    )
+
+
+def _slash(service: str) -> str:
+    return service.replace(".", "/", 1)
+
+
+def _positive(example: float, description: str, **kwargs: Any) -> fields.Float:
+    return fields.Float(
+        validate=validate.Range(min=0, min_inclusive=False),
+        allow_nan=False,
+        metadata={"example": example, "description": description},
+        **kwargs,
+    )
+
+
+def _non_negative(default: float, example: float, description: str) -> fields.Float:
+    return fields.Float(
+        load_default=default,
+        validate=validate.Range(min=0),
+        allow_nan=False,
+        metadata={"example": example, "description": description},
+    )
+
+
+class ExportGuardSchema(ConfigSchema):
+    """Validates the export guard entry; builds :class:`ExportGuardConfig`."""
+
+    export_limit_w = _positive(3680, "grid export power limit, W", required=True)
+    deadband_w = _non_negative(100.0, 100, "regulate this far below the limit, W")
+    daily_export_cap_kwh = _positive(20, "daily export energy cap, kWh", required=True)
+    cap_margin_kwh = _non_negative(0.2, 0.2, "kept free below the daily cap, kWh")
+    min_soc_pct = fields.Float(
+        load_default=10.0,
+        validate=validate.Range(min=0, max=100),
+        metadata={"example": 15, "description": "discharge stops at this SoC, %"},
+    )
+    soc_hysteresis_pct = _non_negative(2.0, 2, "a restart needs SoC this far above the minimum")
+    max_discharge_w = _positive(5000, "most discharge power ever commanded, W", required=True)
+    min_discharge_w = _non_negative(100.0, 100, "less headroom than this stops the discharge, W")
+    grid_sign = fields.Enum(
+        GridSign,
+        by_value=True,
+        load_default=GridSign.EXPORT_POSITIVE,
+        metadata={"example": "import_positive", "description": "sign of export on the grid sensor"},
+    )
+    readings = fields.Nested(
+        ReadingsSchema,
+        required=True,
+        metadata={
+            "example": {
+                "grid_power": {"entity": "sensor.grid_power"},
+                "soc": {"entity": "sensor.battery_soc", "max_age_s": 900},
+                "export_today": {"entity": "sensor.grid_export_today", "max_age_s": 900},
+            }
+        },
+    )
+    actuators = fields.Nested(
+        ActuatorsSchema,
+        required=True,
+        metadata={
+            "example": {
+                "enable": {"entity": "input_boolean.battery_discharge"},
+                "power": {"entity": "input_number.battery_discharge_power"},
+            }
+        },
+    )
+    request_entity = _entity(
+        "input_boolean.battery_discharge_request",
+        "on requests a discharge, off stops it",
+        load_default=None,
+    )
+    event = event_type_field(DEFAULT_EVENT, "HA event carrying requests")
+    tick_s = fields.Float(
+        load_default=5.0,
+        validate=validate.Range(min=1, max=60),
+        metadata={"example": 5, "description": "safety tick period, s"},
+    )
+    dry_run = fields.Boolean(
+        load_default=False,
+        metadata={"example": True, "description": "decide and publish, touch no actuator"},
+    )
+    call_timeout_s = fields.Float(
+        load_default=5.0, validate=validate.Range(min=0.5, max=60), metadata={"example": 5}
+    )
+    verify_within_s = fields.Float(
+        load_default=3.0, validate=validate.Range(min=0, max=60), metadata={"example": 3}
+    )
+    attempts = fields.Integer(
+        load_default=3, validate=validate.Range(min=1, max=10), metadata={"example": 3}
+    )
+    retry_after_s = fields.Float(
+        load_default=5.0, validate=validate.Range(min=0, max=600), metadata={"example": 5}
+    )
+    breaker_threshold = fields.Integer(
+        load_default=5, validate=validate.Range(min=1, max=100), metadata={"example": 5}
+    )
+    breaker_reset_s = fields.Float(
+        load_default=60.0, validate=validate.Range(min=1, max=3600), metadata={"example": 60}
+    )
+
+    @validates_schema
+    def _coherent(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        errors: dict[str, list[str]] = {}
+        limit, deadband = data.get("export_limit_w"), data.get("deadband_w")
+        if limit is not None and deadband is not None and deadband >= limit:
+            errors["deadband_w"] = [f"must be below export_limit_w ({limit:g})"]
+        cap, margin = data.get("daily_export_cap_kwh"), data.get("cap_margin_kwh")
+        if cap is not None and margin is not None and margin >= cap:
+            errors["cap_margin_kwh"] = [f"must be below daily_export_cap_kwh ({cap:g})"]
+        top, bottom = data.get("max_discharge_w"), data.get("min_discharge_w")
+        if top is not None and bottom is not None and bottom > top:
+            errors["min_discharge_w"] = [f"must not exceed max_discharge_w ({top:g})"]
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def _make_config(self, data: dict[str, Any], **_kwargs: Any) -> ExportGuardConfig:
+        readings: dict[str, Any] = data["readings"]
+        defaults = {
+            "grid_power": POWER_RANGE,
+            "soc": SOC_RANGE,
+            "export_today": ENERGY_RANGE,
+            "pv_power": POWER_RANGE,
+        }
+        specs: dict[str, ReadingSpec] = {}
+        entities: dict[str, str] = {}
+        for name, bounds in defaults.items():
+            entry = readings.get(name)
+            if entry is None:
+                continue
+            low = bounds.low if entry["min"] is None else entry["min"]
+            high = bounds.high if entry["max"] is None else entry["max"]
+            specs[name] = ReadingSpec(Range(low, high, bounds.unit), entry["max_age_s"])
+            entities[name] = entry["entity"]
+        actuators: dict[str, Any] = data["actuators"]
+        guard = GuardSettings(
+            export_limit_w=data["export_limit_w"],
+            daily_cap_kwh=data["daily_export_cap_kwh"],
+            max_discharge_w=data["max_discharge_w"],
+            deadband_w=data["deadband_w"],
+            margin_kwh=data["cap_margin_kwh"],
+            min_soc_pct=data["min_soc_pct"],
+            soc_hysteresis_pct=data["soc_hysteresis_pct"],
+            min_discharge_w=data["min_discharge_w"],
+            retry_after_s=data["retry_after_s"],
+            grid_sign=data["grid_sign"],
+            specs=ReadingSpecs(**specs),
+        )
+        entities["enable"] = actuators["enable"].entity
+        return ExportGuardConfig(
+            guard=guard,
+            entities=entities,
+            enable=actuators["enable"],
+            power=actuators["power"],
+            cutoff_soc=actuators["cutoff_soc"],
+            duration=actuators["duration"],
+            request_entity=data["request_entity"],
+            event=data["event"],
+            tick_s=data["tick_s"],
+            dry_run=data["dry_run"],
+            verify=VerifyPolicy(
+                call_timeout_s=data["call_timeout_s"],
+                verify_within_s=data["verify_within_s"],
+                attempts=data["attempts"],
+            ),
+            breaker_threshold=data["breaker_threshold"],
+            breaker_reset_s=data["breaker_reset_s"],
+        )

@@ -1,0 +1,662 @@
+"""Configuration of the link monitor app (``apps.yaml``).
+
+Each link names exactly one transport block (``mqtt``, ``websocket``,
+``http`` or ``ble``) with its settings, and lists the values it carries.
+
+Example::
+
+    link_monitor:
+      module: gridwatch_link_monitor
+      class: LinkMonitorApp
+      links:
+        - name: gateway
+          mqtt:
+            host: 192.168.1.10
+            username: gridwatch
+            password: !secret mqtt_password
+          stale_after_s: 120
+          values:
+            - name: grid_power
+              source: gateway/meter/state
+              path: power
+              unit: W
+              device_class: power
+              state_class: measurement
+              min: -50000
+              max: 50000
+        - name: battery
+          ble:
+            address: "AA:BB:CC:DD:EE:FF"
+          values:
+            - name: soc
+              source: 0000ffe1-0000-1000-8000-00805f9b34fb
+              offset: 4
+              format: "<H"
+              scale: 0.1
+              unit: "%"
+              device_class: battery
+              min: 0
+              max: 100
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
+
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
+
+from gridwatch.config.base import ConfigSchema
+from gridwatch.links.availability import AvailabilityPolicy
+from gridwatch.links.entities import RESERVED_VALUE_NAMES, link_entity_ids
+from gridwatch.links.values import ValueKind, ValueSpec
+from gridwatch.transport.backoff_policy import TimeoutPolicy
+from gridwatch.transport.mqtt_topics import validate_filter
+
+__all__ = [
+    "TRANSPORTS",
+    "BleConfig",
+    "HttpConfig",
+    "LinkConfig",
+    "LinkMonitorConfig",
+    "LinkMonitorSchema",
+    "MqttConfig",
+    "WebSocketConfig",
+]
+
+TRANSPORTS = ("mqtt", "websocket", "http", "ble")
+# Names become entity object ids: HA's slug alphabet, starting with a letter.
+_SLUG = re.compile(r"^[a-z][a-z0-9_]*$")
+_SLUG_ERROR = "use lowercase letters, digits and _ (starting with a letter)"
+_HTTP_URL = re.compile(r"^https?://[^/\s]+(/\S*)?$")
+# BLE: a MAC address (Linux/BlueZ) or a CoreBluetooth UUID (macOS).
+_BLE_ADDRESS = re.compile(
+    r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$"
+)
+
+
+# --- result dataclasses ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """An MQTT broker connection (see :mod:`gridwatch.transport.mqtt_link`)."""
+
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in logs or reprs
+    tls: bool = False
+    ca_file: str | None = None
+    tls_insecure: bool = False
+    client_id: str | None = None
+    keepalive_s: int = 30
+    protocol: str = "3.1.1"
+    qos: int = 1
+    # Retained online/offline (with a last will) so HA and other clients see
+    # when the monitor itself is gone; None turns it off.
+    availability_topic: str | None = None
+
+    def target(self) -> str:
+        """Where the link points, safe to show."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class WebSocketConfig:
+    """A device with an HTTP login and a WebSocket event API."""
+
+    url: str
+    ws_path: str = "/ws"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    login_path: str = "/api/login"
+    heartbeat_s: float = 10.0
+    request_timeout_s: float = 10.0
+    verify_ssl: bool = True
+
+    def target(self) -> str:
+        """Where the link points, safe to show (no user:password@)."""
+        return _without_userinfo(self.url)
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """A device polled over HTTP(S) for JSON."""
+
+    url: str
+    poll_interval_s: float = 10.0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    login_path: str = "/api/login"
+    request_timeout_s: float = 10.0
+    failures_before_offline: int = 3
+    probe_path: str | None = None
+    verify_ssl: bool = True
+
+    def target(self) -> str:
+        """Where the link points, safe to show (no user:password@)."""
+        return _without_userinfo(self.url)
+
+
+@dataclass(frozen=True)
+class BleConfig:
+    """A Bluetooth LE device; values arrive as notifications."""
+
+    address: str
+    connect_attempts: int = 3
+    scan_timeout_s: float = 10.0
+    request_timeout_s: float = 10.0
+    # "module:attribute" of a bleak backend class used instead of the host's
+    # Bluetooth stack: for simulated devices (tests, the demo), not for users.
+    backend: str | None = None
+
+    def target(self) -> str:
+        return self.address
+
+
+TransportConfig = MqttConfig | WebSocketConfig | HttpConfig | BleConfig
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """One link: transport, timing and values.
+
+    Attributes:
+        name: slug naming the link's entities.
+        transport: mqtt / websocket / http / ble.
+        settings: the transport block.
+        values: the values it carries.
+        policy: grace, staleness and outage alert timing.
+        timeouts: adaptive connect timeout.
+    """
+
+    name: str
+    transport: str
+    settings: TransportConfig
+    values: tuple[ValueSpec, ...]
+    policy: AvailabilityPolicy
+    timeouts: TimeoutPolicy
+
+    @property
+    def poll_interval_s(self) -> float | None:
+        """Seconds between polls for a polling link, else ``None``."""
+        if isinstance(self.settings, HttpConfig):
+            return self.settings.poll_interval_s
+        return None
+
+
+@dataclass(frozen=True)
+class LinkMonitorConfig:
+    """The link monitor's validated options.
+
+    Attributes:
+        links: the links, in the order given.
+        tick_interval_s: seconds between availability evaluations.
+    """
+
+    links: tuple[LinkConfig, ...]
+    tick_interval_s: float = 5.0
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))
+
+
+# --- schemas ----------------------------------------------------------------------
+
+
+def _seconds(default: float | None, low: float, high: float, example: float, what: str) -> Any:
+    return fields.Float(
+        load_default=default,
+        allow_none=default is None,
+        allow_nan=False,
+        validate=validate.Range(min=low, max=high),
+        metadata={"example": example, "description": what},
+    )
+
+
+def _username() -> Any:
+    return fields.String(
+        load_default=None, metadata={"example": "gridwatch", "description": "login user"}
+    )
+
+
+def _password() -> Any:
+    return fields.String(
+        load_default=None,
+        metadata={
+            "example": "!secret device_password",
+            "description": "login password; use !secret",
+            "secret": True,
+        },
+    )
+
+
+def _http_url(example: str) -> Any:
+    return fields.String(
+        required=True,
+        validate=validate.Regexp(_HTTP_URL, error="not an http(s):// URL"),
+        metadata={"example": example, "description": "the device's base URL"},
+    )
+
+
+def _path(default: str | None, example: str, what: str) -> Any:
+    return fields.String(
+        load_default=default,
+        allow_none=default is None,
+        validate=validate.Regexp(r"^/\S*$", error="a path starts with /"),
+        metadata={"example": example, "description": what},
+    )
+
+
+def _verify_ssl() -> Any:
+    return fields.Boolean(
+        load_default=True,
+        metadata={
+            "example": True,
+            "description": "verify the TLS certificate (false only for self-signed devices)",
+        },
+    )
+
+
+class _NeedsPasswordWithUser(ConfigSchema):
+    @validates_schema
+    def _credentials(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if (data.get("username") is None) != (data.get("password") is None):
+            raise ValidationError("give both username and password, or neither", "password")
+
+
+class MqttSchema(_NeedsPasswordWithUser):
+    config_class = MqttConfig
+
+    host = fields.String(
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={"example": "192.168.1.10", "description": "broker host name or address"},
+    )
+    port = fields.Integer(
+        load_default=1883,
+        validate=validate.Range(min=1, max=65535),
+        metadata={"example": 1883, "description": "broker port (8883 with tls)"},
+    )
+    username = _username()
+    password = _password()
+    tls = fields.Boolean(
+        load_default=False, metadata={"example": True, "description": "connect with TLS"}
+    )
+    ca_file = fields.String(
+        load_default=None,
+        metadata={"example": "/config/ca.pem", "description": "CA bundle for TLS"},
+    )
+    tls_insecure = fields.Boolean(
+        load_default=False,
+        metadata={"example": False, "description": "skip certificate checks (testing only)"},
+    )
+    client_id = fields.String(
+        load_default=None,
+        metadata={"example": "gridwatch-link-monitor", "description": "MQTT client id"},
+    )
+    keepalive_s = fields.Integer(
+        load_default=30,
+        validate=validate.Range(min=5, max=600),
+        metadata={
+            "example": 30,
+            "description": "MQTT keepalive (dead path seen in 2-3 of these)",
+        },
+    )
+    protocol = fields.String(
+        load_default="3.1.1",
+        validate=validate.OneOf(["3.1.1", "5"]),
+        metadata={"example": "5", "description": "MQTT protocol version"},
+    )
+    qos = fields.Integer(
+        load_default=1,
+        validate=validate.OneOf([0, 1, 2]),
+        metadata={"example": 1, "description": "subscription QoS"},
+    )
+    availability_topic = fields.String(
+        load_default=None,
+        validate=validate.Regexp(r"^[^#+]+$", error="a topic without wildcards"),
+        metadata={
+            "example": "gridwatch/gateway/availability",
+            "description": "retained online/offline of the monitor's own connection",
+        },
+    )
+
+
+class WebSocketSchema(_NeedsPasswordWithUser):
+    config_class = WebSocketConfig
+
+    url = _http_url("http://192.168.1.20")
+    ws_path = _path("/ws", "/ws", "WebSocket endpoint path")
+    username = _username()
+    password = _password()
+    login_path = _path("/api/login", "/api/login", "token login path")
+    heartbeat_s = _seconds(10.0, 1, 300, 10, "ping after this long without traffic")
+    request_timeout_s = _seconds(10.0, 1, 120, 10, "limit for each request")
+    verify_ssl = _verify_ssl()
+
+
+class HttpSchema(_NeedsPasswordWithUser):
+    config_class = HttpConfig
+
+    url = _http_url("http://192.168.1.30")
+    poll_interval_s = _seconds(10.0, 1, 3600, 10, "seconds between polls")
+    username = _username()
+    password = _password()
+    login_path = _path("/api/login", "/api/login", "token login path")
+    request_timeout_s = _seconds(10.0, 1, 120, 10, "limit for each request")
+    failures_before_offline = fields.Integer(
+        load_default=3,
+        validate=validate.Range(min=1, max=100),
+        metadata={
+            "example": 3,
+            "description": "failed poll rounds in a row before the link counts as offline",
+        },
+    )
+    probe_path = _path(None, "/api/status", "fetched on connect to prove the device answers")
+    verify_ssl = _verify_ssl()
+
+
+class BleSchema(ConfigSchema):
+    config_class = BleConfig
+
+    address = fields.String(
+        required=True,
+        validate=validate.Regexp(_BLE_ADDRESS, error="not a Bluetooth address"),
+        metadata={"example": "AA:BB:CC:DD:EE:FF", "description": "device address"},
+    )
+    connect_attempts = fields.Integer(
+        load_default=3,
+        validate=validate.Range(min=1, max=10),
+        metadata={"example": 3, "description": "tries within one connect before backing off"},
+    )
+    scan_timeout_s = _seconds(10.0, 1, 120, 10, "how long to look for the device")
+    request_timeout_s = _seconds(10.0, 1, 120, 10, "limit for notify setup, reads, writes")
+    backend = fields.String(
+        load_default=None,
+        validate=validate.Regexp(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", error="not module:attribute"),
+        metadata={
+            "example": "demo.ble_battery:BACKEND",
+            "description": "bleak backend class instead of the host's Bluetooth (simulators)",
+        },
+    )
+
+
+class ValueSchema(ConfigSchema):
+    """One value of a link."""
+
+    config_class: ClassVar[type[Any] | None] = None
+
+    name = fields.String(
+        required=True,
+        validate=validate.Regexp(_SLUG, error=_SLUG_ERROR),
+        metadata={"example": "grid_power", "description": "names sensor.<link>_<name>"},
+    )
+    source = fields.String(
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={
+            "example": "gateway/meter/state",
+            "description": "MQTT topic, WebSocket event, HTTP path or BLE characteristic UUID",
+        },
+    )
+    path = fields.String(
+        load_default="",
+        metadata={"example": "data.phases[0].power", "description": "JSON path in the payload"},
+    )
+    offset = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=0, max=512),
+        metadata={"example": 4, "description": "byte offset in a binary (BLE) payload"},
+    )
+    fmt = fields.String(
+        data_key="format",
+        load_default=None,
+        metadata={"example": "<H", "description": "struct format of the number at offset"},
+    )
+    scale = fields.Float(
+        load_default=1.0,
+        allow_nan=False,
+        metadata={"example": 0.1, "description": "multiplier applied to the number"},
+    )
+    kind = fields.Enum(
+        ValueKind,
+        by_value=True,
+        load_default=ValueKind.NUMBER,
+        metadata={"example": "number", "description": "number or text"},
+    )
+    unit = fields.String(
+        load_default=None, metadata={"example": "W", "description": "unit of measurement"}
+    )
+    device_class = fields.String(
+        load_default=None, metadata={"example": "power", "description": "HA device class"}
+    )
+    state_class = fields.String(
+        load_default=None,
+        validate=validate.OneOf(["measurement", "total", "total_increasing"]),
+        metadata={"example": "measurement", "description": "HA state class"},
+    )
+    minimum = fields.Float(
+        data_key="min",
+        load_default=None,
+        allow_nan=False,
+        metadata={"example": -50000, "description": "smallest valid value"},
+    )
+    maximum = fields.Float(
+        data_key="max",
+        load_default=None,
+        allow_nan=False,
+        metadata={"example": 50000, "description": "largest valid value"},
+    )
+    precision = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=0, max=10),
+        metadata={"example": 1, "description": "decimals in the published state"},
+    )
+
+    @validates_schema
+    def _consistent(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if data.get("name") in RESERVED_VALUE_NAMES:
+            raise ValidationError(
+                f"{data['name']!r} is the link's own entity; pick another name", "name"
+            )
+        try:
+            ValueSpec(key=data.get("source") or "-", **_spec_args(data))
+        except ValueError as err:
+            raise ValidationError(str(err), _key_of(str(err))) from None
+
+    @post_load
+    def _make_config(self, data: dict[str, Any], **_kwargs: Any) -> Any:
+        return ValueSpec(key=data["source"], **_spec_args(data))
+
+
+def _key_of(message: str) -> str:
+    """The apps.yaml key a :class:`ValueSpec` complaint is about."""
+    for word, key in (
+        ("JSON path", "path"),
+        ("offset must", "offset"),
+        ("fmt", "format"),
+        ("struct", "format"),
+        ("minimum", "min"),
+        ("scale", "scale"),
+        ("precision", "precision"),
+    ):
+        if word in message:
+            return key
+    return "_schema"
+
+
+def _spec_args(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k != "source"}
+
+
+def _topic_filter_problem(topic: str) -> str | None:
+    try:
+        validate_filter(topic)
+    except ValueError as err:
+        return f"source: {err}"
+    return None
+
+
+class LinkSchema(ConfigSchema):
+    """One link."""
+
+    config_class: ClassVar[type[Any] | None] = None
+
+    name = fields.String(
+        required=True,
+        validate=validate.Regexp(_SLUG, error=_SLUG_ERROR),
+        metadata={"example": "gateway", "description": "names the link's entities"},
+    )
+    mqtt = fields.Nested(
+        MqttSchema,
+        load_default=None,
+        metadata={"example": {"host": "192.168.1.10"}, "description": "MQTT broker"},
+    )
+    websocket = fields.Nested(
+        WebSocketSchema,
+        load_default=None,
+        metadata={
+            "example": {"url": "http://192.168.1.20", "username": "admin", "password": "..."},
+            "description": "controller with HTTP login and WebSocket events",
+        },
+    )
+    http = fields.Nested(
+        HttpSchema,
+        load_default=None,
+        metadata={"example": {"url": "http://192.168.1.30"}, "description": "HTTP JSON polling"},
+    )
+    ble = fields.Nested(
+        BleSchema,
+        load_default=None,
+        metadata={"example": {"address": "AA:BB:CC:DD:EE:FF"}, "description": "Bluetooth LE"},
+    )
+    connect_timeout_s = _seconds(25.0, 1, 300, 25, "connect timeout after a success")
+    connect_timeout_max_s = _seconds(45.0, 1, 600, 45, "connect timeout after many failures")
+    grace_period_s = _seconds(600.0, 10, 86400, 600, "outage before values go unavailable")
+    stale_after_s = _seconds(None, 1, 86400, 120, "data older than this is stale")
+    outage_notice_after_s = _seconds(600.0, 10, 86400, 600, "outage before a notice")
+    values = fields.List(
+        fields.Nested(ValueSchema),
+        required=True,
+        validate=validate.Length(min=1, error="list at least one value"),
+        metadata={
+            "example": [{"name": "grid_power", "source": "gateway/meter/state", "path": "power"}],
+            "description": "values the link carries",
+        },
+    )
+
+    @validates_schema
+    def _check(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        errors: dict[str, list[str]] = {}
+        given = [t for t in TRANSPORTS if data.get(t) is not None]
+        if len(given) != 1:
+            errors.setdefault("_schema", []).append(
+                "give exactly one transport block: mqtt, websocket, http or ble"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if data["connect_timeout_max_s"] < data["connect_timeout_s"]:
+            errors.setdefault("connect_timeout_max_s", []).append(
+                "must be at least connect_timeout_s"
+            )
+        values: list[ValueSpec] = data.get("values") or []
+        names = [v.name for v in values]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            errors.setdefault("values", []).append(f"value {dup!r} is listed twice")
+        if len(given) == 1:
+            transport = given[0]
+            if transport == "mqtt":
+                for spec in values:
+                    problem = _topic_filter_problem(spec.key)
+                    if problem:
+                        errors.setdefault("values", []).append(f"{spec.name}: {problem}")
+            binary = [v.name for v in values if v.binary]
+            if transport != "ble" and binary:
+                errors.setdefault("values", []).append(
+                    f"{', '.join(binary)}: offset/format are for BLE; use path for {transport}"
+                )
+            poll = getattr(data[transport], "poll_interval_s", None)
+            if poll is not None:
+                # A single failed poll must never exhaust the grace period.
+                if data["grace_period_s"] < 2 * poll:
+                    errors.setdefault("grace_period_s", []).append(
+                        f"must be at least twice the poll interval ({2 * poll:g} s)"
+                    )
+                stale = data.get("stale_after_s")
+                if stale is not None and stale <= poll:
+                    errors.setdefault("stale_after_s", []).append(
+                        f"must exceed the poll interval ({poll:g} s)"
+                    )
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def _make_config(self, data: dict[str, Any], **_kwargs: Any) -> Any:
+        transport = next(t for t in TRANSPORTS if data.get(t) is not None)
+        return LinkConfig(
+            name=data["name"],
+            transport=transport,
+            settings=data[transport],
+            values=tuple(data["values"]),
+            policy=AvailabilityPolicy(
+                grace_period_s=data["grace_period_s"],
+                stale_after_s=data["stale_after_s"],
+                outage_notice_after_s=data["outage_notice_after_s"],
+            ),
+            timeouts=TimeoutPolicy(
+                base_s=data["connect_timeout_s"], max_s=data["connect_timeout_max_s"]
+            ),
+        )
+
+
+class LinkMonitorSchema(ConfigSchema):
+    """The link monitor's ``apps.yaml`` entry."""
+
+    config_class = LinkMonitorConfig
+
+    links = fields.List(
+        fields.Nested(LinkSchema),
+        required=True,
+        validate=validate.Length(min=1, error="list at least one link"),
+        metadata={
+            "example": [
+                {
+                    "name": "gateway",
+                    "mqtt": {"host": "192.168.1.10"},
+                    "values": [{"name": "grid_power", "source": "meter/state", "path": "power"}],
+                }
+            ],
+            "description": "device links to monitor",
+        },
+    )
+    tick_interval_s = _seconds(5.0, 1, 300, 5, "seconds between availability checks")
+
+    @validates_schema
+    def _unique(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        links: list[LinkConfig] = data.get("links") or []
+        seen: dict[str, str] = {}
+        problems: list[str] = []
+        for link in links:
+            if link.name in seen.values():
+                problems.append(f"link {link.name!r} is listed twice")
+                continue
+            for entity_id in link_entity_ids(link.name, [v.name for v in link.values]):
+                if entity_id in seen:
+                    problems.append(
+                        f"{entity_id} would belong to links {seen[entity_id]!r} and "
+                        f"{link.name!r}; rename one of them"
+                    )
+                seen[entity_id] = link.name
+        if problems:
+            raise ValidationError(problems, "links")
+
+    @post_load
+    def _make_config(self, data: dict[str, Any], **_kwargs: Any) -> Any:
+        data["links"] = tuple(data["links"])
+        return LinkMonitorConfig(**data)

@@ -1,0 +1,1 @@
+"""Energy arithmetic: tally periods, recorder statistics request/parse, the month cache."""

@@ -1,0 +1,168 @@
+"""Performs the export guard's actions on HA actuators, each step through
+one verified call (act, read back, retry).
+
+Knows HA only through the ports (:mod:`gridwatch.hass.ports`): a service call to
+act, a state read to verify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from gridwatch.guard.decisions import Action, ActionKind
+from gridwatch.hass.ports import ServiceCaller, StateReader
+from gridwatch.hass.states import parse_bool, parse_float
+from gridwatch.safety.verified_call import CallResult, VerifyPolicy, verified_call
+
+
+@dataclass(frozen=True)
+class SwitchActuator:
+    """An on/off actuator (discharge enable).
+
+    Attributes:
+        entity: the entity turned on/off and read back.
+        on_service: ``domain/service`` that turns it on.
+        off_service: ``domain/service`` that turns it off.
+    """
+
+    entity: str
+    on_service: str
+    off_service: str
+
+
+@dataclass(frozen=True)
+class ValueActuator:
+    """A numeric actuator (power, cutoff SoC, duration).
+
+    Attributes:
+        entity: the entity set and read back.
+        service: ``domain/service`` called with ``{"entity_id", "value"}``.
+        tolerance: a read-back this close counts as set (devices round).
+    """
+
+    entity: str
+    service: str
+    tolerance: float = 1.0
+
+
+class ActuatorPort(ServiceCaller, StateReader, Protocol):
+    """What the actuators need of HA."""
+
+
+@dataclass(frozen=True)
+class ActuatorSet:
+    """The guard's actuators; cutoff SoC and duration are optional."""
+
+    enable: SwitchActuator
+    power: ValueActuator
+    cutoff_soc: ValueActuator | None = None
+    duration: ValueActuator | None = None
+
+
+class GuardActuators:
+    """Drives the actuators for one :class:`Action` at a time.
+
+    Args:
+        hass: service calls and state reads.
+        actuators: which entities and services.
+        policy: timing of each verified call (default: 5 s / 3 s / 3 attempts).
+        clock: monotonic clock for the verify window.
+        sleep: sleep between polls and retries.
+    """
+
+    def __init__(
+        self,
+        hass: ActuatorPort,
+        actuators: ActuatorSet,
+        policy: VerifyPolicy | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._hass = hass
+        self._act = actuators
+        self._policy = policy or VerifyPolicy()
+        self._clock = clock
+        self._sleep = sleep
+
+    async def perform(self, action: Action) -> CallResult:
+        """Carry out ``action``; every step verified, the first failure ends it.
+
+        A start sets power (and cutoff SoC and duration if configured)
+        before it turns discharge on, so the battery never runs at a stale
+        power. A stop only turns discharge off: the one step that must work.
+
+        Returns:
+            The result of the last step run.
+        """
+        acts = self._act
+        steps: list[Callable[[], Awaitable[CallResult]]] = []
+        if action.kind is ActionKind.STOP:
+            steps.append(lambda: self._switch(acts.enable, on=False))
+        else:
+            steps.append(lambda: self._value(acts.power, action.power_w))
+        if action.kind is ActionKind.START:
+            cutoff, duration = acts.cutoff_soc, acts.duration
+            if cutoff is not None and action.cutoff_soc_pct is not None:
+                soc = action.cutoff_soc_pct
+                steps.append(lambda: self._value(cutoff, soc))
+            if duration is not None and action.duration_min is not None:
+                minutes = math.ceil(action.duration_min)
+                steps.append(lambda: self._value(duration, minutes))
+            steps.append(lambda: self._switch(acts.enable, on=True))
+        result = CallResult(True, 0, None)
+        for step in steps:
+            result = await step()
+            if not result.ok:
+                break
+        return result
+
+    async def _switch(self, switch: SwitchActuator, *, on: bool) -> CallResult:
+        service = switch.on_service if on else switch.off_service
+
+        def shows(raw: str | None) -> bool:
+            return parse_bool(raw) is on
+
+        return await self._verified(
+            service,
+            {"entity_id": switch.entity},
+            switch.entity,
+            shows,
+            f"{service} {switch.entity}",
+        )
+
+    async def _value(self, actuator: ValueActuator, value: float) -> CallResult:
+        def shows(raw: str | None) -> bool:
+            number = parse_float(raw).value
+            return number is not None and abs(number - value) <= actuator.tolerance
+
+        data = {"entity_id": actuator.entity, "value": value}
+        what = f"{actuator.service} {actuator.entity}={value:g}"
+        return await self._verified(actuator.service, data, actuator.entity, shows, what)
+
+    async def _verified(
+        self,
+        service: str,
+        data: dict[str, object],
+        entity: str,
+        shows: Callable[[str | None], bool],
+        what: str,
+    ) -> CallResult:
+        timeout = self._policy.call_timeout_s
+
+        async def act() -> object:
+            return await self._hass.call_service(service, data, timeout_s=timeout)
+
+        async def read() -> str | None:
+            # The state text only: it is what reasons and logs quote.
+            state = await self._hass.get_state(entity)
+            return None if state is None else state.raw
+
+        return await verified_call(
+            act, read, shows, what=what, policy=self._policy, clock=self._clock, sleep=self._sleep
+        )

@@ -1,0 +1,160 @@
+"""The entities the export guard publishes, rendered from its state.
+
+Pure: every entity's state and full attribute set, ready for
+``set_entity``. Entity ids use the app's name as prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from gridwatch.guard.decisions import GuardState
+from gridwatch.guard.readings import Evaluation
+from gridwatch.guard.status import Status
+from gridwatch.safety.breaker import BreakerSnapshot, BreakerState
+
+# HA refuses states longer than 255 characters.
+MAX_STATE_LEN = 255
+
+
+@dataclass(frozen=True)
+class Published:
+    """One entity to write."""
+
+    entity_id: str
+    state: str | int | float | bool | None
+    attributes: dict[str, Any]
+
+
+def entity_ids(prefix: str) -> dict[str, str]:
+    """The guard's entity ids, by role.
+
+    Args:
+        prefix: the app's name, slugged.
+    """
+    return {
+        "health": f"sensor.{prefix}_health",
+        "error": f"sensor.{prefix}_error",
+        "data_age": f"sensor.{prefix}_data_age",
+        "breaker": f"binary_sensor.{prefix}_breaker_open",
+        "headroom_power": f"sensor.{prefix}_export_headroom_power",
+        "headroom_energy": f"sensor.{prefix}_export_headroom_energy",
+        "last_action": f"sensor.{prefix}_last_action",
+    }
+
+
+def render(
+    prefix: str,
+    state: GuardState,
+    ev: Evaluation,
+    breaker: BreakerSnapshot,
+    status: Status,
+    *,
+    dry_run: bool,
+    now_mono: float,
+    now_wall: datetime,
+) -> list[Published]:
+    """Every entity with its state and full attributes.
+
+    Args:
+        prefix: entity id prefix (the app's name, slugged).
+        state: the guard state.
+        ev: the readings' evaluation.
+        breaker: the breaker now.
+        status: health and error.
+        dry_run: the guard only simulates.
+        now_mono: monotonic now (to date the breaker's last failure).
+        now_wall: wall-clock now.
+
+    Returns:
+        The entities, in a stable order.
+    """
+    ids = entity_ids(prefix)
+    name = prefix.replace("_", " ").title()
+    last_failure = None
+    if breaker.last_failure_at is not None:
+        ago = max(0.0, now_mono - breaker.last_failure_at)
+        last_failure = (now_wall - timedelta(seconds=ago)).isoformat(timespec="seconds")
+    reasons = {c.name.value: c.reason for c in ev.checks if c.reason}
+    return [
+        Published(
+            ids["health"],
+            status.health.value,
+            {
+                "friendly_name": f"{name} health",
+                "icon": "mdi:shield-check",
+                "conditions": sorted(c.value for c in status.conditions),
+                "dry_run": dry_run,
+                "discharge": state.actuator.value,
+                "discharge_power_w": round(state.power_w),
+                "requested": state.request is not None,
+            },
+        ),
+        Published(
+            ids["error"],
+            status.error,
+            {
+                "friendly_name": f"{name} error",
+                "icon": "mdi:alert-circle-outline",
+                "readings": reasons,
+                "actuator_error": state.actuator_error,
+                "stop_failed": state.stop_failed,
+            },
+        ),
+        Published(
+            ids["data_age"],
+            None if ev.data_age_s is None else round(ev.data_age_s),
+            {
+                "friendly_name": f"{name} data age",
+                "unit_of_measurement": "s",
+                "device_class": "duration",
+                "state_class": "measurement",
+            },
+        ),
+        Published(
+            ids["breaker"],
+            breaker.state is not BreakerState.CLOSED,
+            {
+                "friendly_name": f"{name} breaker open",
+                "device_class": "problem",
+                "state": breaker.state.value,
+                "failure_count": breaker.failure_count,
+                "last_failure": last_failure,
+                "last_failure_reason": breaker.last_failure_reason,
+                "can_attempt": breaker.can_attempt,
+            },
+        ),
+        Published(
+            ids["headroom_power"],
+            None if ev.power_headroom_w is None else round(ev.power_headroom_w),
+            {
+                "friendly_name": f"{name} export headroom power",
+                "unit_of_measurement": "W",
+                "device_class": "power",
+                "state_class": "measurement",
+                "export_w": None if ev.export_w is None else round(ev.export_w),
+                "pv_power_w": None if ev.pv is None or ev.pv.value is None else round(ev.pv.value),
+            },
+        ),
+        Published(
+            ids["headroom_energy"],
+            None if ev.energy_headroom_kwh is None else round(ev.energy_headroom_kwh, 3),
+            {
+                "friendly_name": f"{name} export headroom energy",
+                "unit_of_measurement": "kWh",
+                "exported_today_kwh": ev.exported_today_kwh,
+            },
+        ),
+        Published(
+            ids["last_action"],
+            state.last_action[:MAX_STATE_LEN],
+            {
+                "friendly_name": f"{name} last action",
+                "icon": "mdi:battery-arrow-down",
+                "last_stop_reason": state.last_stop_reason,
+                "dry_run": dry_run,
+            },
+        ),
+    ]

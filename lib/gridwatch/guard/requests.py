@@ -1,0 +1,85 @@
+"""Start/stop requests to the export guard, from the HA event and the
+request entity, parsed once at the boundary."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gridwatch.hass.states import parse_bool, parse_float
+
+
+@dataclass(frozen=True)
+class StartCommand:
+    """Start (or re-target) a discharge.
+
+    Attributes:
+        power_w: wanted power (W); ``None`` for the most allowed.
+        duration_min: minutes; ``None`` until stopped.
+    """
+
+    power_w: float | None = None
+    duration_min: float | None = None
+
+
+@dataclass(frozen=True)
+class StopCommand:
+    """Stop the discharge."""
+
+
+Command = StartCommand | StopCommand
+
+
+class RequestError(ValueError):
+    """A request could not be understood; the message says why."""
+
+
+def parse_event(data: Mapping[str, Any]) -> Command:
+    """Parse the data of a ``gridwatch_export_guard`` event.
+
+    Args:
+        data: ``{"action": "start"|"stop", "power_w": ..., "duration_min": ...}``
+            (power and duration optional, numbers or numeric strings).
+
+    Returns:
+        The command.
+
+    Raises:
+        RequestError: naming each bad field.
+    """
+    action = str(data.get("action", "")).strip().lower()
+    if action == "stop":
+        return StopCommand()
+    problems: list[str] = []
+    if action != "start":
+        problems.append(f"action must be 'start' or 'stop', got {data.get('action')!r}")
+    power = _optional_positive(data, "power_w", problems)
+    duration = _optional_positive(data, "duration_min", problems)
+    if problems:
+        raise RequestError("; ".join(problems))
+    return StartCommand(power, duration)
+
+
+def parse_request_state(raw: object) -> Command | None:
+    """Interpret the request entity's state (an input_boolean).
+
+    Returns:
+        Start for on, stop for off, ``None`` when missing or not on/off
+        (``unavailable`` is no request either way: the guard keeps its state).
+    """
+    value = parse_bool(raw)
+    if value is None:
+        return None
+    return StartCommand() if value else StopCommand()
+
+
+def _optional_positive(data: Mapping[str, Any], key: str, problems: list[str]) -> float | None:
+    if data.get(key) is None:
+        return None
+    parsed = parse_float(data[key])
+    if parsed.value is None or parsed.value <= 0 or not math.isfinite(parsed.value):
+        problems.append(f"{key} must be a positive number, got {data[key]!r}")
+        return None
+    return parsed.value

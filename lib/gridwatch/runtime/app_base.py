@@ -1,0 +1,207 @@
+"""The one base class of every Gridwatch app.
+
+A Gridwatch app is an ASYNC AppDaemon app. It subclasses
+:class:`GridwatchApp`, names its schema, and implements :meth:`setup`::
+
+    class ExportGuard(GridwatchApp[GuardConfig]):
+        schema = GuardSchema          # a gridwatch.config.ConfigSchema
+
+        async def setup(self, config: GuardConfig, hass: HassPort, notices: NoticeClient) -> None:
+            self._tick = await hass.run_every(self._on_tick, config.interval_s)
+
+        async def teardown(self) -> None:   # optional
+            ...
+
+Do not name attributes ``config``, ``args``, ``name`` or ``logger``: ``ADAPI``
+already uses them (``self.config`` is AppDaemon's own configuration).
+
+What the base does in ``initialize``:
+
+1. Validates ``self.args`` with the schema (:func:`gridwatch.config.load_config`).
+2. On :class:`~gridwatch.config.ConfigError`: logs ONE error naming every bad key,
+   raises the notice "Gridwatch: <app> configuration error" through the
+   notifier event AND directly as a persistent notification (the notifier
+   itself may be the misconfigured app), and stops there: no listeners, no
+   entities, :meth:`setup` is not called.
+3. Otherwise builds the AppDaemon adapter and a started
+   :class:`~gridwatch.notices.client.NoticeClient`, clears an earlier configuration
+   notice, and awaits ``setup(config, hass, notices)``.
+
+``terminate`` awaits :meth:`teardown`, then cancels every listener and timer
+the adapter registered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
+
+from appdaemon.adapi import ADAPI
+from marshmallow import Schema
+
+from gridwatch.config.base import ConfigError, load_config
+from gridwatch.hass.errors import HassError
+from gridwatch.hass.ports import HassPort
+from gridwatch.notices.client import NOTICE_EVENT, Notice, NoticeClient, Severity, notice_id
+from gridwatch.runtime.adapter import AppDaemonHassPort
+
+ConfigT = TypeVar("ConfigT")
+
+
+class ManagedPort(HassPort, Protocol):
+    """A port the app base starts and closes (the adapter; FakeHass in tests)."""
+
+    async def start(self) -> None:
+        """Register the port's own hooks (HA reconnect)."""
+        ...
+
+    async def close(self) -> None:
+        """Cancel every listener and timer registered through the port."""
+        ...
+
+
+# The condition name of the configuration notice: id "<app>_configuration_error".
+CONFIG_CONDITION: Final = "configuration_error"
+
+
+def config_error_notice(app_name: str, error: ConfigError) -> Notice:
+    """The notice raised for a misconfigured app.
+
+    Args:
+        app_name: the app's name in apps.yaml.
+        error: the validation error.
+
+    Returns:
+        A warning notice listing every problem, with the steps to fix it.
+    """
+    problems = "\n".join(
+        f"- `{p.key}`: {p.why}" + (f" (e.g. `{p.example}`)" if p.example else "")
+        for p in error.problems
+    )
+    return Notice(
+        notice_id=notice_id(app_name, CONFIG_CONDITION),
+        severity=Severity.WARNING,
+        title=f"Gridwatch: {app_name} configuration error",
+        message=f"The app `{app_name}` is not running because its apps.yaml entry is invalid:\n"
+        f"{problems}",
+        steps=(
+            f"Open apps.yaml and find the entry `{app_name}:`.",
+            "Fix each key listed above (the examples show valid values).",
+            "Save the file: AppDaemon restarts the app and this notice clears.",
+        ),
+    )
+
+
+class GridwatchApp(ADAPI, Generic[ConfigT]):
+    """Base of every Gridwatch app (see the module docstring).
+
+    Class attributes:
+        schema: the app's marshmallow schema (a ``ConfigSchema`` subclass).
+    """
+
+    schema: ClassVar[type[Schema]]
+
+    # Set by initialize(); None while the app refuses to run.
+    hass_port: ManagedPort | None = None
+    notices: NoticeClient | None = None
+    # Tests set this (tests.support.app_harness) to run the app on FakeHass.
+    port_factory: Callable[[], ManagedPort] | None = None
+
+    async def initialize(self) -> None:
+        """AppDaemon entry point; do not override (implement :meth:`setup`)."""
+        self.hass_port = None
+        self.notices = None
+        port: ManagedPort = (
+            self.port_factory() if self.port_factory is not None else AppDaemonHassPort(self)
+        )
+        try:
+            config: ConfigT = load_config(self.schema, self.args, app_name=self.name)
+        except ConfigError as err:
+            # The ONE error record: every bad key, why, and an example.
+            self.logger.error("%s", err)
+            await report_config_error(port, self.name, err, self.logger)
+            return
+        await port.start()
+        notices = NoticeClient(port, self.name)
+        await notices.start()
+        self.hass_port, self.notices = port, notices
+        await clear_config_error(port, notices, self.logger)
+        await self.setup(config, port, notices)
+
+    async def setup(self, config: ConfigT, hass: HassPort, notices: NoticeClient) -> None:
+        """Start the app: register listeners and timers, publish entities.
+
+        Args:
+            config: the validated configuration (the schema's dataclass).
+            hass: the Home Assistant port.
+            notices: the app's notice client (already started).
+        """
+        raise NotImplementedError
+
+    async def teardown(self) -> None:
+        """Stop the app's own work (close links...). Listeners and timers
+        registered through ``hass`` are cancelled by the base afterwards."""
+
+    async def terminate(self) -> None:
+        """AppDaemon exit point; do not override (implement :meth:`teardown`)."""
+        port, notices = self.hass_port, self.notices
+        self.hass_port = self.notices = None
+        if port is None:
+            return  # refused to run: nothing was started
+        try:
+            await self.teardown()
+        finally:
+            if notices is not None:
+                await notices.stop()
+            await port.close()
+
+
+async def report_config_error(
+    hass: HassPort, app_name: str, error: ConfigError, logger: logging.Logger | Any
+) -> None:
+    """Raise the configuration notice through the notifier AND directly.
+
+    Failures are logged as warnings (HA may be down); never raised.
+
+    Args:
+        hass: the port to fire and call through.
+        app_name: the misconfigured app.
+        error: what is wrong.
+        logger: where to log delivery failures.
+    """
+    notice = config_error_notice(app_name, error)
+    try:
+        await hass.fire_event(NOTICE_EVENT, notice.to_event_data())
+    except (HassError, ValueError) as err:
+        logger.warning("could not send the configuration notice event: %s", err)
+    steps = "\n".join(f"{i}. {s}" for i, s in enumerate(notice.steps, 1))
+    try:
+        await hass.call_service(
+            "persistent_notification/create",
+            {
+                "notification_id": notice.notice_id,
+                "title": notice.title,
+                "message": f"{notice.message}\n\n{steps}",
+            },
+        )
+    except HassError as err:
+        logger.warning("could not create the configuration notification: %s", err)
+
+
+async def clear_config_error(
+    hass: HassPort, notices: NoticeClient, logger: logging.Logger | Any
+) -> None:
+    """Clear a configuration notice left by an earlier, misconfigured start.
+
+    Args:
+        hass: the port (dismisses the direct notification).
+        notices: the app's client (resolves the notice at the notifier).
+        logger: where to log failures.
+    """
+    nid = notices.notice_id(CONFIG_CONDITION)
+    try:
+        await notices.resolve(CONFIG_CONDITION)
+        await hass.call_service("persistent_notification/dismiss", {"notification_id": nid})
+    except HassError as err:
+        logger.warning("could not clear the configuration notice %s: %s", nid, err)

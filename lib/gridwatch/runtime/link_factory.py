@@ -1,0 +1,185 @@
+"""Build a transport link from a link's config.
+
+The transport module is imported only when a link of that transport is
+configured, so a user without BLE never imports bleak (nor aiohttp without a
+WebSocket/HTTP link).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gridwatch.config.link_monitor_schema import (
+    BleConfig,
+    HttpConfig,
+    LinkConfig,
+    MqttConfig,
+    WebSocketConfig,
+)
+from gridwatch.links.monitor import LinkPlan
+from gridwatch.transport.health import HealthPolicy
+from gridwatch.transport.link import Link
+
+LinkBuilder = Callable[[LinkConfig], Link]
+
+
+def build_link(
+    config: LinkConfig,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    logger: logging.Logger | None = None,
+    **link_options: Any,
+) -> Link:
+    """Create (not start) the link ``config`` describes.
+
+    Args:
+        config: the link's validated config.
+        clock: monotonic clock the link stamps messages and health with; the
+            monitor must use the same one.
+        logger: the link's logger (default: the transport module's).
+        **link_options: extra :class:`~gridwatch.transport.link.Link` options
+            (backoff, sleep ...), mostly for tests.
+
+    Returns:
+        An :class:`~gridwatch.transport.mqtt_link.MqttLink`,
+        :class:`~gridwatch.transport.websocket_link.WebSocketLink`,
+        :class:`~gridwatch.transport.http_link.HttpPollLink` or
+        :class:`~gridwatch.transport.ble_link.BleLink`.
+
+    Raises:
+        ValueError: settings the transport refuses (config validation should
+            have caught them first).
+    """
+    options: dict[str, Any] = {
+        "health": HealthPolicy(timeouts=config.timeouts),
+        "clock": clock,
+        **link_options,
+    }
+    if logger is not None:
+        options["logger"] = logger
+    settings = config.settings
+    if isinstance(settings, MqttConfig):
+        return _mqtt(config.name, settings, options)
+    if isinstance(settings, WebSocketConfig):
+        return _websocket(config.name, settings, options)
+    if isinstance(settings, HttpConfig):
+        return _http(config.name, settings, options)
+    return _ble(config.name, settings, options)
+
+
+def plan_for(config: LinkConfig) -> LinkPlan:
+    """The monitor's view of a configured link (no credentials in it)."""
+    return LinkPlan(
+        name=config.name,
+        transport=config.transport,
+        target=config.settings.target(),
+        values=config.values,
+        policy=config.policy,
+    )
+
+
+def subscribe_options(config: LinkConfig) -> Mapping[str, Any]:
+    """Options to pass to ``link.subscribe`` for each of the link's keys."""
+    if isinstance(config.settings, MqttConfig):
+        return {"qos": config.settings.qos}
+    return {}
+
+
+# Each builder imports its transport inside the function (see module docstring).
+
+
+def _mqtt(name: str, cfg: MqttConfig, options: dict[str, Any]) -> Link:
+    from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
+
+    settings = MqttSettings(
+        host=cfg.host,
+        port=cfg.port,
+        client_id=cfg.client_id or "",
+        username=cfg.username,
+        password=cfg.password,
+        keepalive_s=cfg.keepalive_s,
+        protocol="5" if cfg.protocol == "5" else "3.1.1",
+        tls=cfg.tls,
+        ca_file=cfg.ca_file,
+        tls_insecure=cfg.tls_insecure,
+        availability_topic=cfg.availability_topic,
+        default_qos=cfg.qos,
+    )
+    return MqttLink(name, settings, **options)
+
+
+def _login(username: str | None, password: str | None, path: str) -> Any:
+    from gridwatch.transport.http_link import LoginSettings
+
+    if username is None or password is None:
+        return None
+    return LoginSettings(username=username, password=password, path=path)
+
+
+def _websocket(name: str, cfg: WebSocketConfig, options: dict[str, Any]) -> Link:
+    from gridwatch.transport.websocket_link import (
+        WebSocketLink,
+        WebSocketSettings,
+    )
+
+    settings = WebSocketSettings(
+        base_url=cfg.url,
+        ws_path=cfg.ws_path,
+        login=_login(cfg.username, cfg.password, cfg.login_path),
+        heartbeat_s=cfg.heartbeat_s,
+        request_timeout_s=cfg.request_timeout_s,
+        http_timeout_s=cfg.request_timeout_s,
+        verify_ssl=cfg.verify_ssl,
+    )
+    return WebSocketLink(name, settings, **options)
+
+
+def _http(name: str, cfg: HttpConfig, options: dict[str, Any]) -> Link:
+    from gridwatch.transport.http_link import HttpPollLink, HttpPollSettings
+
+    settings = HttpPollSettings(
+        base_url=cfg.url,
+        login=_login(cfg.username, cfg.password, cfg.login_path),
+        poll_interval_s=cfg.poll_interval_s,
+        request_timeout_s=cfg.request_timeout_s,
+        failures_before_offline=cfg.failures_before_offline,
+        probe_path=cfg.probe_path,
+        verify_ssl=cfg.verify_ssl,
+    )
+    return HttpPollLink(name, settings, **options)
+
+
+def _ble(name: str, cfg: BleConfig, options: dict[str, Any]) -> Link:
+    from gridwatch.transport.ble_link import BleLink, BleSettings
+
+    settings = BleSettings(
+        address=cfg.address,
+        connect_attempts=cfg.connect_attempts,
+        scan_timeout_s=cfg.scan_timeout_s,
+        request_timeout_s=cfg.request_timeout_s,
+    )
+    if cfg.backend is not None and "backend" not in options:
+        from bleak.backends.client import BaseBleakClient
+
+        backend = _import_attribute(cfg.backend)
+        if not (isinstance(backend, type) and issubclass(backend, BaseBleakClient)):
+            raise ValueError(f"BLE backend {cfg.backend!r} is not a bleak client backend class")
+        options["backend"] = backend
+    return BleLink(name, settings, **options)
+
+
+def _import_attribute(spec: str) -> Any:
+    """Resolve ``"package.module:attribute"``.
+
+    Raises:
+        ValueError: the module or the attribute does not exist.
+    """
+    module_name, _, attribute = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot load BLE backend {spec!r}: {err}") from err

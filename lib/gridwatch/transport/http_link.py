@@ -1,0 +1,438 @@
+"""HTTP for device links: one request function, the token login, and the
+HTTP polling link.
+
+Every HTTP exchange of the suite (the WebSocket link's login included) goes
+through :func:`http_json`, and :func:`translate_client_error` is the one place
+where aiohttp's exceptions become the suite's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from gridwatch.transport.errors import (
+    AuthError,
+    ConnectError,
+    ConnectionLost,
+    NotConnectedError,
+    PayloadError,
+    RequestError,
+    RequestTimeout,
+    TransportError,
+)
+from gridwatch.transport.link import Link, cancel_and_wait
+from gridwatch.transport.payload import DEFAULT_MAX_PAYLOAD_BYTES, PayloadErrorLog, decode_json
+
+_LOGGER = logging.getLogger(__name__)
+
+# HTTP statuses that mean "these credentials (or this token) are refused".
+AUTH_STATUSES = frozenset({401, 403})
+
+
+class HttpStatusError(RequestError):
+    """The device answered with an HTTP error status.
+
+    Attributes:
+        status: the HTTP status code.
+    """
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class LoginSettings:
+    """Credentials for the device's token login (``POST path``
+    ``{"username", "password"}`` -> ``{"token"}``)."""
+
+    username: str
+    password: str = field(repr=False)  # never in logs or reprs
+    path: str = "/api/login"
+
+
+def translate_client_error(
+    err: BaseException, what: str, *, established: bool = False
+) -> TransportError:
+    """The suite's error for an aiohttp (or socket) failure during ``what``.
+
+    Args:
+        err: the exception aiohttp (or the socket layer) raised.
+        what: a short description of the operation, for the message.
+        established: the failure hit a connection that was already open
+            (a WebSocket send), rather than an attempt to reach the device.
+
+    Returns:
+        :class:`AuthError` for a 401/403 answer (a WebSocket handshake
+        included), :class:`HttpStatusError` for another error status,
+        :class:`RequestTimeout` for a timeout, :class:`ConnectionLost` for a
+        failure on an established connection, :class:`ConnectError` for
+        everything else (refused, reset, DNS, TLS).
+    """
+    if isinstance(err, aiohttp.ClientResponseError):
+        if err.status in AUTH_STATUSES:
+            return AuthError(f"{what}: refused with HTTP {err.status}")
+        return HttpStatusError(err.status, f"{what}: {err.message}")
+    if isinstance(err, TimeoutError):
+        return RequestTimeout(f"{what}: timed out")
+    if established:
+        return ConnectionLost(f"{what}: {type(err).__name__}: {err}")
+    return ConnectError(f"{what}: {type(err).__name__}: {err}")
+
+
+def make_session(verify_ssl: bool) -> aiohttp.ClientSession:
+    """A session for one link. ``verify_ssl=False`` is for devices with
+    self-signed certificates only; verification is on by default."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=verify_ssl))
+
+
+class SessionSlot:
+    """The aiohttp session of one link's connection.
+
+    An injected session belongs to the caller and is never closed here; one
+    the link creates lives for one connection and is closed with it.
+    """
+
+    def __init__(self, injected: aiohttp.ClientSession | None, verify_ssl: bool) -> None:
+        self._injected = injected
+        self._verify_ssl = verify_ssl
+        self.current: aiohttp.ClientSession | None = None
+
+    def open(self) -> aiohttp.ClientSession:
+        """The session for a new connection (set before any await, so a
+        cancelled open still gets it closed)."""
+        self.current = self._injected or make_session(self._verify_ssl)
+        return self.current
+
+    async def close(self) -> None:
+        session, self.current = self.current, None
+        if session is not None and session is not self._injected:
+            await session.close()
+
+
+async def http_json(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: URL,
+    *,
+    timeout: float,
+    json: Any = None,
+    token: str | None = None,
+    verify_ssl: bool = True,
+    max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+) -> Any:
+    """Send one HTTP request and decode its JSON answer.
+
+    Args:
+        session: the aiohttp session to use.
+        method: HTTP method.
+        url: absolute URL.
+        timeout: seconds for the whole exchange, body included.
+        json: request body, sent as JSON when not None.
+        token: bearer token for the ``Authorization`` header.
+        verify_ssl: verify the device's TLS certificate.
+        max_bytes: answers larger than this are refused.
+
+    Returns:
+        The decoded JSON answer (None for an empty body).
+
+    Raises:
+        AuthError: 401/403.
+        HttpStatusError: another error status.
+        RequestTimeout: no complete answer within ``timeout``.
+        ConnectError: the device could not be reached.
+        PayloadError: the answer is not JSON or too large.
+    """
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    what = f"{method} {url.path}"
+    try:
+        async with (
+            asyncio.timeout(timeout),
+            session.request(method, url, json=json, headers=headers, ssl=verify_ssl) as resp,
+        ):
+            if resp.status >= 400:
+                resp.raise_for_status()
+            body = await _read_limited(resp, max_bytes)
+    except (aiohttp.ClientError, TimeoutError, OSError) as err:
+        raise translate_client_error(err, what) from err
+    if not body.strip():
+        return None
+    return decode_json(body, max_bytes)
+
+
+async def _read_limited(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """The body, but at most one byte past ``max_bytes``: enough for the
+    decoder to call it oversized without buffering a runaway answer."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= max_bytes:
+        chunk = await resp.content.read(max_bytes + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+async def fetch_token(
+    session: aiohttp.ClientSession,
+    base_url: URL,
+    login: LoginSettings,
+    *,
+    timeout: float,
+    verify_ssl: bool = True,
+) -> str:
+    """Log in and return the bearer token.
+
+    Raises:
+        AuthError: the device refused the credentials.
+        ConnectError: the device could not be reached, or answered the login
+            with something that is not a token.
+        RequestTimeout: no answer within ``timeout``.
+    """
+    body = {"username": login.username, "password": login.password}
+    try:
+        answer = await http_json(
+            session,
+            "POST",
+            base_url.join(URL(login.path)),
+            json=body,
+            timeout=timeout,
+            verify_ssl=verify_ssl,
+        )
+    except PayloadError as err:
+        raise ConnectError(f"login answer is not JSON: {err}") from err
+    except HttpStatusError as err:
+        raise ConnectError(f"login failed: {err}") from err
+    token = answer.get("token") if isinstance(answer, dict) else None
+    if not isinstance(token, str) or not token:
+        raise ConnectError("login answer has no token")
+    return token
+
+
+@dataclass(frozen=True)
+class HttpPollSettings:
+    """How to reach and poll a device over HTTP.
+
+    Attributes:
+        base_url: ``http(s)://host:port`` of the device.
+        login: token login, or None for a device without one.
+        poll_interval_s: pause between poll rounds (real time: the ``sleep``
+            given to the link paces reconnects only).
+        request_timeout_s: limit for each HTTP exchange.
+        failures_before_offline: consecutive failed poll rounds that count
+            as a lost connection. One failed poll is a blip, not an outage:
+            reporting it would flap the link's HA entity.
+        probe_path: fetched once on connect to prove the device answers
+            (without it, and without a login, connect succeeds offline and
+            failed polls take the link offline).
+        verify_ssl: verify the device's TLS certificate.
+        max_payload_bytes: answers larger than this are dropped and counted.
+    """
+
+    base_url: str
+    login: LoginSettings | None = None
+    poll_interval_s: float = 10.0
+    request_timeout_s: float = 10.0
+    failures_before_offline: int = 3
+    probe_path: str | None = None
+    verify_ssl: bool = True
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+
+    def __post_init__(self) -> None:
+        if self.poll_interval_s <= 0 or self.request_timeout_s <= 0:
+            raise ValueError("poll_interval_s and request_timeout_s must be > 0")
+        if self.failures_before_offline < 1:
+            raise ValueError("failures_before_offline must be >= 1")
+
+
+class HttpPollLink(Link):
+    """Polls JSON endpoints of a device; subscriptions are URL paths.
+
+    While connected, every ``poll_interval_s`` each subscribed path is
+    fetched and its decoded JSON delivered to the subscriber (key = path).
+
+    Args:
+        name: the link's name.
+        settings: where and how to poll.
+        session: an aiohttp session to use; the link closes only a session it
+            created itself.
+        **link_options: passed to :class:`Link` (backoff, clock, sleep...).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        settings: HttpPollSettings,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        **link_options: Any,
+    ) -> None:
+        super().__init__(name, **link_options)
+        self.settings = settings
+        self.payload_errors = PayloadErrorLog(name, self._logger)
+        self._base = URL(settings.base_url)
+        self._session = SessionSlot(session, settings.verify_ssl)
+        self._token: str | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._failed_rounds = 0
+
+    @property
+    def failed_rounds(self) -> int:
+        """Consecutive poll rounds that reached no endpoint."""
+        return self._failed_rounds
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """One HTTP exchange with the device on the current session.
+
+        Args:
+            method: HTTP method.
+            path: path on the device (``/api/status``), joined to the base URL.
+            json: body to send as JSON.
+            timeout: seconds (default: ``request_timeout_s``).
+
+        Returns:
+            The decoded JSON answer.
+
+        Raises:
+            NotConnectedError: the link has no session (not connected).
+            AuthError, HttpStatusError, RequestTimeout, ConnectError,
+            PayloadError: see :func:`http_json`.
+        """
+        session = self._session.current
+        if session is None or session.closed:
+            raise NotConnectedError(f"link {self.name}: not connected")
+        return await http_json(
+            session,
+            method,
+            self._base.join(URL(path)),
+            json=json,
+            token=self._token,
+            timeout=self.settings.request_timeout_s if timeout is None else timeout,
+            verify_ssl=self.settings.verify_ssl,
+            max_bytes=self.settings.max_payload_bytes,
+        )
+
+    # ------------------------------------------------------------------
+    # Link hooks
+
+    async def _open(self) -> None:
+        session = self._session.open()
+        self._token = None
+        self._failed_rounds = 0
+        if self.settings.login is not None:
+            self._token = await fetch_token(
+                session,
+                self._base,
+                self.settings.login,
+                timeout=self.settings.request_timeout_s,
+                verify_ssl=self.settings.verify_ssl,
+            )
+        if self.settings.probe_path is not None:
+            try:
+                await self.request("GET", self.settings.probe_path)
+            except PayloadError as err:
+                # The device answered: reachability is proven, the body is its problem.
+                self.payload_errors.record(err, self.settings.probe_path)
+        self._poller = asyncio.create_task(self._run_poller(), name=f"link-{self.name}-poll")
+
+    async def _close(self) -> None:
+        poller, self._poller = self._poller, None
+        await cancel_and_wait(poller)
+        self._token = None
+        await self._session.close()
+
+    # ------------------------------------------------------------------
+    # Polling
+
+    async def _run_poller(self) -> None:
+        try:
+            await self._poll_loop()
+        except Exception as err:
+            # A bug in polling must end in a reconnect, not in a link that
+            # looks connected but never polls again.
+            self._logger.exception("link %s: poll loop failed", self.name)
+            self._connection_lost(f"poll loop failed: {type(err).__name__}: {err}")
+
+    async def _poll_loop(self) -> None:
+        """Poll until cancelled, or until a loss is reported."""
+        # Started by _open; a loss reported before the connect finished would
+        # be ignored by the base, so polling waits for the connect to complete
+        # (a failed connect cancels this task through _close).
+        await self._connected.wait()
+        while True:
+            outcome = await self._poll_round()
+            if outcome.refused is not None:
+                # The token expired or was revoked: a reconnect logs in again,
+                # and stops the link if the credentials themselves are refused.
+                self._connection_lost(f"poll refused: {outcome.refused}")
+                return
+            if outcome.reached or outcome.error is None:
+                self._failed_rounds = 0
+            else:
+                self._failed_rounds += 1
+                self._logger.debug(
+                    "link %s: poll round %d failed: %s",
+                    self.name,
+                    self._failed_rounds,
+                    outcome.error,
+                )
+                if self._failed_rounds >= self.settings.failures_before_offline:
+                    self._connection_lost(
+                        f"{self._failed_rounds} poll rounds failed: {outcome.error}"
+                    )
+                    return
+            await asyncio.sleep(self.settings.poll_interval_s)
+
+    async def _poll_round(self) -> _RoundOutcome:
+        """Fetch every subscribed path once and deliver what arrives."""
+        outcome = _RoundOutcome()
+        for path in list(self.subscriptions):
+            try:
+                value = await self.request("GET", path)
+            except PayloadError as err:
+                outcome.reached = True
+                self.payload_errors.record(err, path)
+                continue
+            except AuthError as err:
+                outcome.refused = err
+                return outcome
+            except HttpStatusError as err:
+                # 4xx: the device is there but dislikes this path; 5xx: it is
+                # there but failing, which counts towards going offline.
+                if err.status < 500:
+                    outcome.reached = True
+                    self._logger.debug("link %s: poll of %s: %s", self.name, path, err)
+                else:
+                    outcome.error = err
+                continue
+            except TransportError as err:
+                outcome.error = err
+                continue
+            outcome.reached = True
+            sub = self.subscriptions.get(path)
+            if sub is not None:  # None: unsubscribed while the request was in flight
+                self._deliver(sub, value, key=path)
+        return outcome
+
+
+@dataclass
+class _RoundOutcome:
+    """What one poll round found out."""
+
+    reached: bool = False  # some request got an answer from the device
+    error: TransportError | None = None  # the last failure to reach it
+    refused: AuthError | None = None  # the token was refused

@@ -1,0 +1,132 @@
+import asyncio
+
+import pytest
+
+from gridwatch.guard.actuators import ActuatorSet, GuardActuators, SwitchActuator, ValueActuator
+from gridwatch.guard.decisions import Action, ActionKind, Outcome
+from gridwatch.guard.publisher import GuardPublisher
+from gridwatch.guard.runner import ActionRunner
+from gridwatch.notices.client import NOTICE_EVENT, NoticeClient
+from gridwatch.safety.breaker import CircuitBreaker
+from gridwatch.safety.verified_call import VerifyPolicy
+from tests.guard.guard_helpers import CLOSED, ev, idle
+from tests.support.fake_hass import Fail, FakeHass, Succeed
+
+ENABLE = SwitchActuator("switch.discharge", "switch/turn_on", "switch/turn_off")
+POWER = ValueActuator("number.power", "number/set_value", tolerance=10)
+CUTOFF = ValueActuator("number.cutoff", "number/set_value")
+MINUTES = ValueActuator("number.minutes", "number/set_value")
+QUICK = VerifyPolicy(verify_within_s=0, attempts=1)
+
+
+@pytest.fixture
+def hass():
+    world = FakeHass()
+    for entity, state in (
+        (ENABLE.entity, "off"),
+        (POWER.entity, "0"),
+        (CUTOFF.entity, "0"),
+        (MINUTES.entity, "0"),
+    ):
+        world.seed(entity, state)
+    world.script_service("switch/turn_on", Succeed(set_state=(ENABLE.entity, "on")))
+    return world
+
+
+def actuators(hass, **kw):
+    return GuardActuators(hass, ActuatorSet(ENABLE, POWER, **kw), QUICK)
+
+
+async def test_start_sets_power_cutoff_and_duration_before_enabling(hass):
+    act = actuators(hass, cutoff_soc=CUTOFF, duration=MINUTES)
+    start = Action(ActionKind.START, 1, power_w=2000, cutoff_soc_pct=15, duration_min=29.2)
+    result = await act.perform(start)
+    assert result.ok
+    assert [(c.service, dict(c.data)) for c in hass.calls] == [
+        ("number/set_value", {"entity_id": POWER.entity, "value": 2000}),
+        ("number/set_value", {"entity_id": CUTOFF.entity, "value": 15}),
+        ("number/set_value", {"entity_id": MINUTES.entity, "value": 30}),
+        ("switch/turn_on", {"entity_id": ENABLE.entity}),
+    ]
+
+
+async def test_first_failing_step_ends_the_start(hass):
+    hass.script_service("number/set_value", Succeed())  # answers, value never changes
+    result = await actuators(hass).perform(Action(ActionKind.START, 1, power_w=2000))
+    assert not result.ok
+    assert "number.power=2000: read back '0'" in result.reason
+    assert not hass.calls_to("switch/turn_on")
+
+
+async def test_value_within_tolerance_counts_as_set(hass):
+    hass.script_service("number/set_value", Succeed(set_state=(POWER.entity, "1995")))
+    assert (await actuators(hass).perform(Action(ActionKind.SET_POWER, 1, power_w=2000))).ok
+
+
+async def test_stop_only_switches_off(hass):
+    hass.seed(ENABLE.entity, "on")
+    assert (await actuators(hass).perform(Action(ActionKind.STOP, 1))).ok
+    assert [c.service for c in hass.calls] == ["switch/turn_off"]
+    assert hass.state_of(ENABLE.entity).raw == "off"
+
+
+async def test_runner_counts_failures_in_the_breaker_and_forces_stops(hass):
+    breaker = CircuitBreaker(threshold=1, clock=hass.clock)
+    runner = ActionRunner(breaker, actuators(hass), dry_run=False)
+    hass.script_service("number/set_value", Fail("device offline"))
+    outcome, reason = await runner.run(Action(ActionKind.SET_POWER, 1, power_w=100))
+    assert outcome is Outcome.FAILED
+    assert "device offline" in reason
+    assert (await runner.run(Action(ActionKind.SET_POWER, 2, power_w=100)))[0] is Outcome.REFUSED
+    hass.seed(ENABLE.entity, "on")
+    assert (await runner.run(Action(ActionKind.STOP, 3)))[0] is Outcome.OK
+
+
+async def test_runner_turns_an_unexpected_error_into_a_failure(hass):
+    class Broken(GuardActuators):
+        async def perform(self, action):
+            raise KeyError("bug")
+
+    runner = ActionRunner(
+        CircuitBreaker(clock=hass.clock), Broken(hass, ActuatorSet(ENABLE, POWER)), dry_run=False
+    )
+    assert await runner.run(Action(ActionKind.STOP, 1)) == (Outcome.FAILED, "KeyError: 'bug'")
+
+
+async def test_dry_run_touches_nothing(hass):
+    runner = ActionRunner(CircuitBreaker(clock=hass.clock), actuators(hass), dry_run=True)
+    assert await runner.run(Action(ActionKind.START, 1, power_w=100)) == (Outcome.OK, None)
+    assert hass.calls == []
+
+
+async def test_publisher_writes_only_the_latest_snapshot_and_only_changes(hass):
+    notices = NoticeClient(hass, "guard")
+    publisher = GuardPublisher(hass, notices, "guard", {}, dry_run=False)
+    publisher.submit(idle(), ev(grid=100.0), CLOSED, 1000.0, hass.now())
+    publisher.submit(idle(), ev(grid=200.0), CLOSED, 1000.0, hass.now())
+    await publisher.wait_idle()
+    headroom = [w for w in hass.entity_writes if w[0] == "sensor.guard_export_headroom_power"]
+    # Both were submitted before the writer ran: only the latest is written.
+    assert [w[1] for w in headroom] == ["2700"]
+    writes = len(hass.entity_writes)
+    publisher.submit(idle(), ev(grid=200.0), CLOSED, 1000.0, hass.now())
+    await publisher.wait_idle()
+    assert len(hass.entity_writes) == writes  # nothing changed, nothing written
+    assert [d["action"] for d in hass.events_of(NOTICE_EVENT)] == ["resolve"] * 5
+    await publisher.close()
+
+
+async def test_publisher_close_cancels_a_write_in_progress(hass):
+    started = asyncio.Event()
+
+    class SlowHass(FakeHass):
+        async def set_entity(self, entity_id, state, attributes):
+            started.set()
+            await asyncio.Event().wait()
+
+    slow = SlowHass()
+    publisher = GuardPublisher(slow, NoticeClient(slow, "guard"), "guard", {}, dry_run=False)
+    publisher.submit(idle(), ev(), CLOSED, 1000.0, slow.now())
+    await started.wait()
+    await publisher.close()
+    await publisher.wait_idle()
