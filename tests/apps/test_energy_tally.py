@@ -18,9 +18,10 @@ from gridwatch.config.energy_tally_schema import EnergyTallyConfig, EnergyTallyS
 from gridwatch.energy.month_cache import SETTLE_GRACE
 from gridwatch.energy.periods import tally_periods
 from gridwatch.energy.recorder_statistics import COMMAND_TYPE, build_requests, parse_statistics
+from gridwatch.energy.runner import TallyRunner
 from gridwatch.energy.tally import Tally, compute_tally, live_reading
 from gridwatch.notices.client import NOTICE_EVENT, NoticeClient
-from gridwatch_energy_tally import EnergyTally, TallyRunner
+from gridwatch_energy_tally import EnergyTally
 from tests.energy.recorder_model import RecorderModel
 from tests.support.app_harness import make_app
 from tests.support.clock import FakeClock

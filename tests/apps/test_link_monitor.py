@@ -15,11 +15,13 @@ import pytest
 
 from gridwatch.config.base import load_config
 from gridwatch.config.link_monitor_schema import LinkConfig, LinkMonitorConfig, LinkMonitorSchema
+from gridwatch.links.runner import LinkMonitorRunner
 from gridwatch.notices.client import NOTICE_EVENT, NoticeClient
+from gridwatch.runtime.link_factory import link_setups
 from gridwatch.transport.errors import AuthError, ConnectError, UnsupportedHostError
 from gridwatch.transport.health import LinkState
 from gridwatch.transport.link import Link
-from gridwatch_link_monitor import LinkMonitorApp, LinkMonitorRunner
+from gridwatch_link_monitor import LinkMonitorApp
 from tests.support.clock import FakeClock
 from tests.support.fake_hass import FakeHass
 
@@ -118,8 +120,8 @@ class Harness:
         self.baseline = 0
         self.config = load_config(LinkMonitorSchema, args, into=LinkMonitorConfig)
         self.runner = LinkMonitorRunner(
-            self.config, self.hass, self.notices, logging.getLogger("test.link_monitor"),
-            build=self._build,
+            link_setups(self.config, self._build), self.config.tick_interval_s,
+            self.hass, self.notices, logging.getLogger("test.link_monitor"),
         )  # fmt: skip
 
     def _build(self, cfg: LinkConfig) -> Link:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
-from gridwatch.hass.errors import HassError
 from gridwatch.links.availability import (
     AvailabilityPolicy,
     Fatal,
@@ -19,7 +17,6 @@ from gridwatch.links.availability import (
     ValueView,
 )
 from gridwatch.links.entities import (
-    EntityUpdate,
     link_entity_ids,
     render_connected,
     render_status,
@@ -28,12 +25,10 @@ from gridwatch.links.entities import (
 )
 from gridwatch.links.monitor import LinkMonitor, LinkPlan, RaiseNotice, ResolveNotice, fatal_of
 from gridwatch.links.outage import outage_text
-from gridwatch.links.publisher import EntityPublisher
 from gridwatch.links.values import ValueSpec, ValueState
 from gridwatch.transport.errors import AuthError, ConnectError, UnsupportedHostError
 from gridwatch.transport.health import HealthSnapshot, LinkState
 from gridwatch.transport.link import Message
-from tests.support.fake_hass import FakeHass
 
 WALL = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 HEALTH = HealthSnapshot(
@@ -189,62 +184,6 @@ def test_fatal_errors_are_classified(error, kind):
     assert (fatal and fatal.kind) == kind
     if fatal is not None:
         assert fatal.detail == str(error)
-
-
-class _FailingWriter:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def set_entity(self, entity_id, state, attributes):
-        self.calls += 1
-        raise HassError("HA answered 400")
-
-
-class _StuckWriter:
-    async def set_entity(self, entity_id, state, attributes):
-        await asyncio.Event().wait()
-
-
-async def test_publisher_skips_unchanged_and_retries_failures(caplog):
-    hass = FakeHass()
-    pub = EntityPublisher(hass, logging.getLogger("t"))
-    update = EntityUpdate("sensor.x", "1", {"a": 1})
-    assert await pub.write(update)
-    assert not await pub.write(EntityUpdate("sensor.x", "1", {"a": 1}))
-    assert await pub.write(EntityUpdate("sensor.x", "1", {"a": 2}))
-    assert len(hass.entity_writes) == 2
-
-    failing = _FailingWriter()
-    pub = EntityPublisher(failing, logging.getLogger("t"))
-    assert not await pub.write(update)
-    assert not await pub.write(update)
-    assert failing.calls == 2  # not remembered as written: tried again
-    assert "could not write sensor.x" in caplog.text
-
-
-async def test_publisher_writes_a_heartbeat_only_change_at_most_once_a_minute():
-    hass = FakeHass()
-    clock = hass.clock
-    pub = EntityPublisher(hass, logging.getLogger("t"), clock=clock.monotonic)
-
-    def beat(value, at):
-        return EntityUpdate("sensor.p", value, {"stale": False, "last_good": at})
-
-    assert await pub.write(beat("5", None))
-    assert await pub.write(beat("5", "12:00:01"))  # first heartbeat: news
-    clock.advance(30)
-    assert not await pub.write(beat("5", "12:00:31"))  # only ticking: held back
-    assert await pub.write(beat("6", "12:00:32"))  # a new value always goes out
-    clock.advance(59)
-    assert not await pub.write(beat("6", "12:01:31"))
-    clock.advance(1)
-    assert await pub.write(beat("6", "12:01:32"))  # a minute on: refreshed
-    assert [w[1] for w in hass.entity_writes] == ["5", "5", "6", "6"]
-
-
-async def test_publisher_bounds_a_stuck_write():
-    pub = EntityPublisher(_StuckWriter(), logging.getLogger("t"), timeout_s=0.05)
-    assert not await pub.write(EntityUpdate("sensor.x", "1", {}))
 
 
 def _monitor(**policy):

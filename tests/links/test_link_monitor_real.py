@@ -18,12 +18,12 @@ import pytest
 
 from gridwatch.config.base import load_config
 from gridwatch.config.link_monitor_schema import LinkMonitorConfig, LinkMonitorSchema
+from gridwatch.links.runner import LinkMonitorRunner
 from gridwatch.notices.client import NOTICE_EVENT, NoticeClient
-from gridwatch.runtime.link_factory import build_link
+from gridwatch.runtime.link_factory import build_link, link_setups
 from gridwatch.transport.backoff_policy import BackoffPolicy
 from gridwatch.transport.link import Message
 from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
-from gridwatch_link_monitor import LinkMonitorRunner
 from tests.support.clock import FakeClock
 from tests.support.device_server import DeviceServer, eventually
 from tests.support.fake_bleak import TELEMETRY_UUID, FakePeripheral
@@ -109,7 +109,9 @@ async def test_mqtt_and_websocket_links_through_the_app(
     notices = NoticeClient(hass, "link_monitor")
     config = load_config(LinkMonitorSchema, args, into=LinkMonitorConfig)
     build = functools.partial(build_link, clock=clock, backoff=FAST_BACKOFF)
-    runner = LinkMonitorRunner(config, hass, notices, logging.getLogger("t"), build=build)
+    runner = LinkMonitorRunner(
+        link_setups(config, build), config.tick_interval_s, hass, notices, logging.getLogger("t")
+    )
     await runner.start()
     gateway, controller = runner.links["gateway"], runner.links["controller"]
     try:
@@ -189,12 +191,18 @@ async def test_mqtt_and_websocket_links_through_the_app(
     assert retained[-1].payload == b"offline"
 
 
-def _runner_for(args, clock: FakeClock, **link_options) -> tuple[LinkMonitorRunner, FakeHass]:
+def _runner_for(
+    args, clock: FakeClock, configure=None, **link_options
+) -> tuple[LinkMonitorRunner, FakeHass]:
     hass = FakeHass(clock)
     config = load_config(LinkMonitorSchema, args, into=LinkMonitorConfig)
+    if configure is not None:
+        config = configure(config)
     build = functools.partial(build_link, clock=clock, backoff=FAST_BACKOFF, **link_options)
     notices = NoticeClient(hass, "link_monitor")
-    return LinkMonitorRunner(config, hass, notices, logging.getLogger("t"), build=build), hass
+    return LinkMonitorRunner(
+        link_setups(config, build), config.tick_interval_s, hass, notices, logging.getLogger("t")
+    ), hass
 
 
 async def test_http_link_rides_out_a_failed_poll(device_server: DeviceServer):
@@ -218,11 +226,14 @@ async def test_http_link_rides_out_a_failed_poll(device_server: DeviceServer):
         ]
     }
     clock = FakeClock()
-    runner, hass = _runner_for(args, clock)
-    # Poll fast: the schema's floor of 1 s is for real devices.
-    cfg = runner.config.links[0]
-    fast = dataclasses.replace(cfg, settings=dataclasses.replace(cfg.settings, poll_interval_s=0.1))
-    runner.config = dataclasses.replace(runner.config, links=(fast,))
+
+    def poll_fast(config):
+        # The schema's floor of 1 s is for real devices.
+        cfg = config.links[0]
+        settings = dataclasses.replace(cfg.settings, poll_interval_s=0.1)
+        return dataclasses.replace(config, links=(dataclasses.replace(cfg, settings=settings),))
+
+    runner, hass = _runner_for(args, clock, poll_fast)
     await runner.start()
     meter = runner.links["meter"]
     try:

@@ -19,47 +19,22 @@ Example::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from gridwatch.config.base import ConfigSchema, event_type_field
+from gridwatch.energy.settings import DEFAULT_REFRESH_EVENT, EnergyTallyConfig
 from gridwatch.energy.tally import Meter, Role
 from gridwatch.energy.units import EnergyUnit
 from gridwatch.hass.states import slugify
 
 __all__ = ["DEFAULT_REFRESH_EVENT", "EnergyTallyConfig", "EnergyTallySchema", "MeterSchema"]
 
-DEFAULT_REFRESH_EVENT = "gridwatch_energy_tally_refresh"
 # Entity ids (sensor.x) and external statistic ids (domain:x) are both valid
 # recorder statistic ids.
 _STATISTIC_ID = re.compile(r"^[a-z0-9_]+[.:][a-z0-9_]+$")
-
-
-@dataclass(frozen=True)
-class EnergyTallyConfig:
-    """The energy tally's validated options.
-
-    Attributes:
-        meters: the meters, in the order given.
-        interval_s: seconds between cycles.
-        refresh_event: HA event type that triggers an extra cycle.
-        failure_threshold: consecutive failed cycles before an error and a notice.
-        request_units: ask the recorder to convert to kWh (else each meter's
-            ``unit`` converts).
-        query_timeout_s: timeout of each statistics request.
-        time_zone: IANA zone overriding HA's, or ``None`` to use HA's.
-    """
-
-    meters: tuple[Meter, ...]
-    interval_s: float = 300.0
-    refresh_event: str = DEFAULT_REFRESH_EVENT
-    failure_threshold: int = 3
-    request_units: bool = True
-    query_timeout_s: float = 15.0
-    time_zone: str | None = None
 
 
 class MeterSchema(ConfigSchema):

@@ -15,8 +15,6 @@ need: kWh, ``device_class: energy``, ``state_class: total`` and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,9 +22,9 @@ from zoneinfo import ZoneInfo
 from gridwatch.energy.cycle import CycleState
 from gridwatch.energy.recorder_statistics import REQUESTS_PER_CYCLE
 from gridwatch.energy.tally import Meter, Role, RoleTotal, Tally
+from gridwatch.hass.entity_update import EntityUpdate
 
 __all__ = [
-    "EntityUpdate",
     "meter_entity_ids",
     "role_entity_ids",
     "status_entities",
@@ -36,15 +34,6 @@ __all__ = [
 # Published precision: 1 Wh. More digits are noise from float sums.
 KWH_DECIMALS = 3
 UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class EntityUpdate:
-    """One entity to write (full state and attributes)."""
-
-    entity_id: str
-    state: str
-    attributes: Mapping[str, Any]
 
 
 def meter_entity_ids(meter: Meter) -> tuple[str, str]:

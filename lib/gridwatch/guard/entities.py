@@ -6,26 +6,16 @@ Pure: every entity's state and full attribute set, ready for
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from gridwatch.guard.decisions import GuardState
 from gridwatch.guard.readings import Evaluation
 from gridwatch.guard.status import Status
+from gridwatch.hass.entity_update import EntityUpdate
 from gridwatch.safety.breaker import BreakerSnapshot, BreakerState
 
 # HA refuses states longer than 255 characters.
 MAX_STATE_LEN = 255
-
-
-@dataclass(frozen=True)
-class Published:
-    """One entity to write."""
-
-    entity_id: str
-    state: str | int | float | bool | None
-    attributes: dict[str, Any]
 
 
 def entity_ids(prefix: str) -> dict[str, str]:
@@ -55,7 +45,7 @@ def render(
     dry_run: bool,
     now_mono: float,
     now_wall: datetime,
-) -> list[Published]:
+) -> list[EntityUpdate]:
     """Every entity with its state and full attributes.
 
     Args:
@@ -79,7 +69,7 @@ def render(
         last_failure = (now_wall - timedelta(seconds=ago)).isoformat(timespec="seconds")
     reasons = {c.name.value: c.reason for c in ev.checks if c.reason}
     return [
-        Published(
+        EntityUpdate(
             ids["health"],
             status.health.value,
             {
@@ -92,7 +82,7 @@ def render(
                 "requested": state.request is not None,
             },
         ),
-        Published(
+        EntityUpdate(
             ids["error"],
             status.error,
             {
@@ -103,7 +93,7 @@ def render(
                 "stop_failed": state.stop_failed,
             },
         ),
-        Published(
+        EntityUpdate(
             ids["data_age"],
             None if ev.data_age_s is None else round(ev.data_age_s),
             {
@@ -113,7 +103,7 @@ def render(
                 "state_class": "measurement",
             },
         ),
-        Published(
+        EntityUpdate(
             ids["breaker"],
             breaker.state is not BreakerState.CLOSED,
             {
@@ -126,7 +116,7 @@ def render(
                 "can_attempt": breaker.can_attempt,
             },
         ),
-        Published(
+        EntityUpdate(
             ids["headroom_power"],
             None if ev.power_headroom_w is None else round(ev.power_headroom_w),
             {
@@ -138,7 +128,7 @@ def render(
                 "pv_power_w": None if ev.pv is None or ev.pv.value is None else round(ev.pv.value),
             },
         ),
-        Published(
+        EntityUpdate(
             ids["headroom_energy"],
             None if ev.energy_headroom_kwh is None else round(ev.energy_headroom_kwh, 3),
             {
@@ -147,7 +137,7 @@ def render(
                 "exported_today_kwh": ev.exported_today_kwh,
             },
         ),
-        Published(
+        EntityUpdate(
             ids["last_action"],
             state.last_action[:MAX_STATE_LEN],
             {

@@ -13,12 +13,12 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from gridwatch.guard.decisions import GuardState
 from gridwatch.guard.entities import render
 from gridwatch.guard.readings import Evaluation
 from gridwatch.guard.status import Condition, Status, notice_text, status
+from gridwatch.hass.entity_update import ChangedOnlyWriter
 from gridwatch.hass.errors import HassError
 from gridwatch.hass.ports import EntityWriter
 from gridwatch.hass.states import slugify as slug
@@ -57,7 +57,7 @@ class GuardPublisher:
         self._entities = entities
         self._dry_run = dry_run
         self._logger = logger or _LOGGER
-        self._written: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self._writer = ChangedOnlyWriter(hass, self._logger)
         self._latest: tuple[GuardState, Evaluation, BreakerSnapshot, float, datetime] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -121,14 +121,7 @@ class GuardPublisher:
             now_mono=now_mono,
             now_wall=now_wall,
         ):
-            if self._written.get(item.entity_id) == (item.state, item.attributes):
-                continue  # unchanged: spare HA the write
-            try:
-                await self._hass.set_entity(item.entity_id, item.state, item.attributes)
-            except HassError as err:
-                self._logger.warning("could not publish %s: %s", item.entity_id, err)
-                continue
-            self._written[item.entity_id] = (item.state, item.attributes)
+            await self._writer.write(item)
         for condition in Condition:
             try:
                 if condition in st.conditions:

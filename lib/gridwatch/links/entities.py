@@ -15,26 +15,16 @@ Pure rendering: the functions take views and snapshots and return
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from gridwatch.hass.entity_update import EntityUpdate
 from gridwatch.links.availability import LinkView, ValueView
 from gridwatch.links.values import ValueSpec, ValueState, format_state
 from gridwatch.transport.health import HealthSnapshot
 
 # Entity ids a value name may not take: they belong to the link itself.
 RESERVED_VALUE_NAMES = frozenset({"link_status", "connected"})
-
-
-@dataclass(frozen=True)
-class EntityUpdate:
-    """One entity's full state, ready for ``HassPort.set_entity``."""
-
-    entity_id: str
-    state: str
-    attributes: Mapping[str, Any]
 
 
 def value_entity_id(link: str, value: str) -> str:

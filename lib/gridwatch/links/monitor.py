@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from gridwatch.hass.entity_update import EntityUpdate
 from gridwatch.links.availability import (
     AvailabilityPolicy,
     Fatal,
@@ -24,7 +25,6 @@ from gridwatch.links.availability import (
     assess_value,
 )
 from gridwatch.links.entities import (
-    EntityUpdate,
     render_connected,
     render_status,
     render_value,

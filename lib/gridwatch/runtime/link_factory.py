@@ -7,6 +7,7 @@ WebSocket/HTTP link).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import time
@@ -17,10 +18,12 @@ from gridwatch.config.link_monitor_schema import (
     BleConfig,
     HttpConfig,
     LinkConfig,
+    LinkMonitorConfig,
     MqttConfig,
     WebSocketConfig,
 )
 from gridwatch.links.monitor import LinkPlan
+from gridwatch.links.runner import LinkSetup
 from gridwatch.transport.health import HealthPolicy
 from gridwatch.transport.link import Link
 
@@ -87,6 +90,29 @@ def subscribe_options(config: LinkConfig) -> Mapping[str, Any]:
     if isinstance(config.settings, MqttConfig):
         return {"qos": config.settings.qos}
     return {}
+
+
+def link_setups(
+    config: LinkMonitorConfig,
+    build: LinkBuilder | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    logger: logging.Logger | None = None,
+) -> list[LinkSetup]:
+    """Every configured link, ready for the link monitor's runner.
+
+    Args:
+        config: the app's config.
+        build: makes a link from its config (default: :func:`build_link`
+            with ``clock`` and ``logger``); tests pass their own.
+        clock: monotonic clock for the links' health.
+        logger: the app's logger, for the links' own lines.
+    """
+    make = build or functools.partial(build_link, clock=clock, logger=logger)
+    return [
+        LinkSetup(plan_for(cfg), functools.partial(make, cfg), subscribe_options(cfg))
+        for cfg in config.links
+    ]
 
 
 # Each builder imports its transport inside the function (see module docstring).
