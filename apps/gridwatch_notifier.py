@@ -50,7 +50,7 @@ class Notifier(GridwatchApp[NotifierConfig]):
         self._lock = asyncio.Lock()  # AppDaemon may run two event callbacks at once
         self._sensor = f"sensor.{slug(self.name)}_active_notices"
         self._store = Path(config.state_file or self._default_store())
-        restored = await asyncio.to_thread(load_notices, self._store)
+        restored = await asyncio.to_thread(load_notices, self._store, self.logger)
         await self._apply(lambda now: self._registry.restore(restored, now))
         await self._publish(self._registry.active)
         await hass.listen_event(NOTICE_EVENT, self._on_notice)

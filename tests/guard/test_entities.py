@@ -1,8 +1,9 @@
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from gridwatch.guard.entities import MAX_STATE_LEN, entity_ids, render
+from gridwatch.guard.entities import entity_ids, render
 from gridwatch.guard.status import status
+from gridwatch.hass.states import MAX_STATE_LENGTH
 from gridwatch.safety.breaker import BreakerSnapshot, BreakerState
 from tests.guard.guard_helpers import CLOSED, NOW, discharging, ev
 
@@ -56,4 +57,4 @@ def test_unknown_values_are_published_as_unknown_not_zero():
 
 def test_last_action_fits_an_ha_state():
     state = replace(discharging(), last_action="x" * 400)
-    assert len(published(state, ev(), CLOSED)["sensor.eg_last_action"].state) == MAX_STATE_LEN
+    assert len(published(state, ev(), CLOSED)["sensor.eg_last_action"].state) == MAX_STATE_LENGTH

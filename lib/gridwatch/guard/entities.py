@@ -12,10 +12,8 @@ from gridwatch.guard.decisions import GuardState
 from gridwatch.guard.readings import Evaluation
 from gridwatch.guard.status import Status
 from gridwatch.hass.entity_update import EntityUpdate
+from gridwatch.hass.states import MAX_STATE_LENGTH
 from gridwatch.safety.breaker import BreakerSnapshot, BreakerState
-
-# HA refuses states longer than 255 characters.
-MAX_STATE_LEN = 255
 
 
 def entity_ids(prefix: str) -> dict[str, str]:
@@ -139,7 +137,7 @@ def render(
         ),
         EntityUpdate(
             ids["last_action"],
-            state.last_action[:MAX_STATE_LEN],
+            state.last_action[:MAX_STATE_LENGTH],
             {
                 "friendly_name": f"{name} last action",
                 "icon": "mdi:battery-arrow-down",

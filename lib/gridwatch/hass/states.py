@@ -18,6 +18,8 @@ from typing import Any, Final
 # States HA uses for "no value"; compared case-insensitively because some
 # integrations report "Unavailable".
 MISSING_STATES: Final = frozenset({"unknown", "unavailable", ""})
+# HA refuses a state longer than this (its entity state limit).
+MAX_STATE_LENGTH: Final = 255
 
 _TRUE_STATES: Final = frozenset({"on", "true", "yes", "home", "open", "1"})
 _FALSE_STATES: Final = frozenset({"off", "false", "no", "not_home", "closed", "0"})

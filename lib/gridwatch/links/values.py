@@ -19,13 +19,12 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from gridwatch.hass.states import MAX_STATE_LENGTH, MISSING_STATES
 from gridwatch.transport.errors import PayloadError
 from gridwatch.transport.payload import decode_json
 
-# HA rejects states longer than this; a text value beyond it is invalid.
-MAX_STATE_LENGTH = 255
-# HA's own "no data" strings (and JSON null) are missing data, not text.
-MISSING_MARKERS = frozenset({"", "unknown", "unavailable", "none", "null"})
+# HA's own "no data" strings (and JSON null spelled out) are missing data, not text.
+MISSING_MARKERS = MISSING_STATES | {"none", "null"}
 # struct codes that unpack to a number; '?' (bool), 's' and 'p' (bytes) are not
 # readings a sensor can publish.
 _NUMERIC_CODES = frozenset("bBhHiIlLqQnNefd")

@@ -20,7 +20,6 @@ not forget conditions that are still true.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,8 +28,6 @@ from typing import Any, Final
 
 from gridwatch.hass.ports import EventBus, Handle
 from gridwatch.hass.states import slugify as slug
-
-_LOGGER = logging.getLogger(__name__)
 
 NOTICE_EVENT: Final = "gridwatch_notice"
 RESYNC_EVENT: Final = "gridwatch_notice_resync"

@@ -46,7 +46,7 @@ def save_notices(path: Path, notices: Iterable[Notice]) -> None:
         raise
 
 
-def load_notices(path: Path) -> list[Notice]:
+def load_notices(path: Path, logger: logging.Logger | None = None) -> list[Notice]:
     """Read notices saved by :func:`save_notices`.
 
     A missing file is an empty list; a corrupt file or entry is logged and
@@ -54,16 +54,18 @@ def load_notices(path: Path) -> list[Notice]:
 
     Args:
         path: the JSON file.
+        logger: the app's logger (what was skipped is a warning there).
 
     Returns:
         The notices that could be read.
     """
+    log = logger or _LOGGER
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return []
     except (OSError, ValueError) as err:
-        _LOGGER.warning("notice store %s unreadable, starting empty: %s", path, err)
+        log.warning("notice store %s unreadable, starting empty: %s", path, err)
         return []
     entries = body.get("notices", []) if isinstance(body, dict) else []
     notices: list[Notice] = []
@@ -71,7 +73,7 @@ def load_notices(path: Path) -> list[Notice]:
         try:
             request = parse_notice_event(entry if isinstance(entry, dict) else {})
         except NoticeError as err:
-            _LOGGER.warning("notice store %s: skipping bad entry: %s", path, err)
+            log.warning("notice store %s: skipping bad entry: %s", path, err)
             continue
         if request.notice is not None:
             notices.append(request.notice)

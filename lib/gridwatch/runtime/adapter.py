@@ -204,7 +204,9 @@ class AppDaemonHassPort:
     from the app's ``terminate``.
     """
 
-    def __init__(self, app: ADAPI) -> None:
+    def __init__(self, app: ADAPI, logger: logging.Logger | None = None) -> None:
+        # The app's own logger: AppDaemon shows only its own loggers' lines.
+        self._log = logger or _LOGGER
         # Typed Any on purpose: AppDaemon annotates its sync_decorator methods
         # with the coroutine's result, but on the loop they return a Task
         # that must be awaited (DESIGN: "await them").
@@ -235,7 +237,7 @@ class AppDaemonHassPort:
             try:
                 await handle.cancel()
             except Exception:  # teardown must go on; AppDaemon cleans up anyway
-                _LOGGER.debug("cancel failed during close", exc_info=True)
+                self._log.debug("cancel failed during close", exc_info=True)
 
     # ------------------------------------------------------------------
     # States
@@ -449,7 +451,7 @@ class AppDaemonHassPort:
             try:
                 await _run(callback)
             except Exception:
-                _LOGGER.exception("ha-started hook %r raised", callback)
+                self._log.exception("ha-started hook %r raised", callback)
 
     async def republish(self) -> int:
         """Write every owned entity again with its full attributes.
@@ -463,5 +465,5 @@ class AppDaemonHassPort:
                 await self._post_state(entity_id, state, attributes)
                 written += 1
             except HassError as err:
-                _LOGGER.warning("republishing %s failed: %s", entity_id, err)
+                self._log.warning("republishing %s failed: %s", entity_id, err)
         return written

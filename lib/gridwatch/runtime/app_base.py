@@ -17,13 +17,15 @@ already uses them (``self.config`` is AppDaemon's own configuration).
 
 What the base does in ``initialize``:
 
-1. Validates ``self.args`` with the schema (:func:`gridwatch.config.load_config`).
-2. On :class:`~gridwatch.config.ConfigError`: logs ONE error naming every bad key,
+1. Routes the package's module loggers into AppDaemon's log
+   (:mod:`gridwatch.runtime.library_logs`).
+2. Validates ``self.args`` with the schema (:func:`gridwatch.config.load_config`).
+3. On :class:`~gridwatch.config.ConfigError`: logs ONE error naming every bad key,
    raises the notice "Gridwatch: <app> configuration error" through the
    notifier event AND directly as a persistent notification (the notifier
    itself may be the misconfigured app), and stops there: no listeners, no
    entities, :meth:`setup` is not called.
-3. Otherwise builds the AppDaemon adapter and a started
+4. Otherwise builds the AppDaemon adapter and a started
    :class:`~gridwatch.notices.client.NoticeClient`, clears an earlier configuration
    notice, and awaits ``setup(config, hass, notices)``.
 
@@ -45,6 +47,7 @@ from gridwatch.hass.errors import HassError
 from gridwatch.hass.ports import HassPort
 from gridwatch.notices.client import NOTICE_EVENT, Notice, NoticeClient, Severity, notice_id
 from gridwatch.runtime.adapter import AppDaemonHassPort
+from gridwatch.runtime.library_logs import route_library_logs
 
 ConfigT = TypeVar("ConfigT")
 
@@ -112,8 +115,11 @@ class GridwatchApp(ADAPI, Generic[ConfigT]):
         """AppDaemon entry point; do not override (implement :meth:`setup`)."""
         self.hass_port = None
         self.notices = None
+        route_library_logs()
         port: ManagedPort = (
-            self.port_factory() if self.port_factory is not None else AppDaemonHassPort(self)
+            self.port_factory()
+            if self.port_factory is not None
+            else AppDaemonHassPort(self, logger=self.logger)
         )
         try:
             config: ConfigT = load_config(self.schema, self.args, app_name=self.name)
