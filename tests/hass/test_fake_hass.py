@@ -11,7 +11,6 @@ from gridwatch.hass.errors import (
     ServiceError,
     ServiceTimeout,
 )
-from gridwatch.hass.ports import HassPort
 from tests.support.fake_hass import Fail, FakeHass, Succeed, TimeOut
 
 
@@ -19,11 +18,6 @@ def _raw(hass: FakeHass, entity_id: str) -> str | None:
     state = hass.state_of(entity_id)
     assert state is not None, entity_id
     return state.raw
-
-
-def test_fake_is_a_hass_port():
-    port: HassPort = FakeHass()  # checked by mypy as well
-    assert callable(port.call_service)
 
 
 async def test_state_listeners_fire_on_device_changes_and_writes():

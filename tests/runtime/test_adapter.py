@@ -30,7 +30,6 @@ from gridwatch.hass.errors import (
     ServiceError,
     ServiceTimeout,
 )
-from gridwatch.hass.ports import HassPort
 from gridwatch.runtime import adapter as adapter_module
 from gridwatch.runtime.adapter import (
     AppDaemonHassPort,
@@ -165,11 +164,6 @@ def test_appdaemon_http_cleaner_drops_zero_and_false():
     # The trap the adapter works around: remember why set_state is bypassed.
     cleaned = ad_utils.clean_http_kwargs({"state": 0, "attributes": {"a": False, "b": 0, "c": 1}})
     assert cleaned == {"attributes": {"c": 1}}
-
-
-def test_adapter_is_a_hass_port():
-    port: HassPort = AppDaemonHassPort(StubApp(StubPlugin()))  # type: ignore[arg-type]
-    assert port is not None
 
 
 # --- pure translations -----------------------------------------------------------
