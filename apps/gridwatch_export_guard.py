@@ -14,12 +14,12 @@ from typing import Any
 
 from gridwatch.config.export_guard_schema import ExportGuardConfig, ExportGuardSchema
 from gridwatch.guard import decisions as guard
-from gridwatch.guard import requests as guard_requests
+from gridwatch.guard import discharge_requests as guard_requests
 from gridwatch.guard.actuators import ActuatorSet, GuardActuators
 from gridwatch.guard.decisions import Action, GuardState, Outcome
+from gridwatch.guard.discharge_requests import Command, RequestError, StartCommand
 from gridwatch.guard.publisher import GuardPublisher
 from gridwatch.guard.readings import Readings, Sample, sample_since
-from gridwatch.guard.requests import Command, RequestError, StartCommand
 from gridwatch.guard.runner import ActionRunner
 from gridwatch.hass.ports import EntityState, HassPort
 from gridwatch.notices.client import NoticeClient

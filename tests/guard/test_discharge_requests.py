@@ -2,14 +2,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gridwatch.guard.readings import Sample, sample_since
-from gridwatch.guard.requests import (
+from gridwatch.guard.discharge_requests import (
     RequestError,
     StartCommand,
     StopCommand,
     parse_event,
     parse_request_state,
 )
+from gridwatch.guard.readings import Sample, sample_since
 
 
 @pytest.mark.parametrize(
