@@ -206,7 +206,7 @@ def discovery_config(
     if sw_version:
         origin["sw"] = sw_version
     config: dict[str, Any] = {
-        "unique_id": f"gridwatch_{layout.app}_{object_id}",
+        "unique_id": f"gridwatch_{layout.app}_{component}_{object_id}",
         "default_entity_id": entity_id,
         "object_id": object_id,
         "name": entity_name(attributes.get("friendly_name"), object_id, device),

@@ -251,7 +251,7 @@ class MqttEntityBackend:
             base = self.layout.base_topic
             await self._link.publish(f"{base}/{app}/manifest", "", QOS, True)
             await self._link.publish(f"{base}/{app}/availability", "", QOS, True)
-            del self._manifests[app]
+            self._manifests.pop(app, None)  # (our empty manifest may have echoed)
         return removed
 
     # ------------------------------------------------------------------
