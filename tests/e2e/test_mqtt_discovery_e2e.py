@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -154,13 +153,12 @@ def periods() -> TallyPeriods:
 
 
 @pytest.fixture(scope="module")
-def site(ha: HomeAssistant, mosquitto: Mosquitto, periods: TallyPeriods) -> Iterator[None]:
+def site(ha: HomeAssistant, mosquitto: Mosquitto, periods: TallyPeriods) -> None:
     # HA's MQTT integration needs paho-mqtt in HA's own venv.
     ensure_installed(install_from_env(), ("mqtt",))
     _run(_configure_mqtt(ha, mosquitto))
     _run(_seed(ha, periods))
     _run(_publish(mosquitto, GATEWAY_TOPIC, json.dumps({"power": 1234, "pv": 321})))
-    yield
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +167,10 @@ def ad(appdaemon_module_factory: AppDaemonFactory, site: None, mosquitto: Mosqui
     for app in (NOTIFIER, LINKS, TALLY):
         instance.wait_app(app)
     return instance
+
+
+def has_value(state: dict[str, Any]) -> bool:
+    return state["state"] not in ("unknown", "unavailable")
 
 
 async def registry_entry(client: HaClient, entity_id: str) -> dict[str, Any]:
@@ -239,7 +241,7 @@ async def test_units_classes_and_attributes_as_with_rest(
 async def test_energy_sensors_pass_ha_statistics_validation(
     ad: AppDaemon, ha_client: HaClient
 ) -> None:
-    await wait_value(ha_client, MONTH, lambda s: s["state"] not in ("unknown", "unavailable"))
+    await wait_value(ha_client, MONTH, has_value)
     published = {TODAY, MONTH, f"sensor.{TALLY}_import_today", f"sensor.{TALLY}_import_this_month"}
     for entity_id in published:
         state = await wait_value(ha_client, entity_id, lambda s: s["state"] != "unavailable")
@@ -257,7 +259,7 @@ async def test_unavailable_when_appdaemon_stops_and_back_when_it_starts(
         await wait_value(ha_client, entity_id, lambda s: s["state"] == "unavailable")
     await asyncio.to_thread(ad.start)
     await wait_value(ha_client, POWER, lambda s: s["state"] == "1234")
-    await wait_value(ha_client, TODAY, lambda s: s["state"] not in ("unknown", "unavailable"))
+    await wait_value(ha_client, TODAY, has_value)
 
 
 async def test_ha_restart_restores_entities_from_the_broker_alone(
