@@ -96,7 +96,8 @@ def check_apps(apps: dict[str, dict[str, Any]]) -> list[str]:
     import importlib
     import sys
 
-    from gridwatch.config.base import ConfigError, load_config
+    from gridwatch.config.base import ConfigError
+    from gridwatch.config.entities_schema import load_app_config
 
     if str(REPO / "apps") not in sys.path:
         sys.path.insert(0, str(REPO / "apps"))  # AppDaemon imports apps by bare name
@@ -104,7 +105,7 @@ def check_apps(apps: dict[str, dict[str, Any]]) -> list[str]:
     for name, entry in apps.items():
         try:
             app_class = getattr(importlib.import_module(entry["module"]), entry["class"])
-            load_config(app_class.schema, {**entry, "name": name}, app_name=name)
+            load_app_config(app_class.schema, {**entry, "name": name}, app_name=name)
         except ConfigError as err:
             problems.append(str(err))
         except (ImportError, AttributeError, KeyError) as err:

@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the venv
 
 from gridwatch.energy.periods import TallyPeriods, tally_periods
 from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
@@ -156,6 +157,14 @@ def periods() -> TallyPeriods:
 def site(ha: HomeAssistant, mosquitto: Mosquitto, periods: TallyPeriods) -> None:
     # HA's MQTT integration needs paho-mqtt in HA's own venv.
     ensure_installed(install_from_env(), ("mqtt",))
+    # The config-flow API (Settings > Devices & services) is the ``config``
+    # integration, which default_config loads; the harness's lean HA does not.
+    path = ha.config_dir / "configuration.yaml"
+    data = yaml.safe_load(path.read_text())
+    if "config" not in data:
+        data["config"] = {}
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        ha.restart()
     _run(_configure_mqtt(ha, mosquitto))
     _run(_seed(ha, periods))
     _run(_publish(mosquitto, GATEWAY_TOPIC, json.dumps({"power": 1234, "pv": 321})))
@@ -202,12 +211,12 @@ async def test_entities_have_unique_ids_and_devices(ad: AppDaemon, ha_client: Ha
         entry = await registry_entry(ha_client, entity_id)
         assert entry["platform"] == "mqtt"
         assert entry["unique_id"].startswith("gridwatch_")
+        assert entry["device_id"] in devices, entry
         device = devices[entry["device_id"]]
         assert device["name"] == device_name
         assert device["manufacturer"] == "Gridwatch"
     link_device = devices[(await registry_entry(ha_client, POWER))["device_id"]]
-    app_device = devices[link_device["via_device_id"]]
-    assert app_device["name"] == LINKS
+    assert link_device["model"] == f"mqtt link ({LINKS})"
     assert await ha_client.get_state(f"{NOTICES}_2") is None
 
 

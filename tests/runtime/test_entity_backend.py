@@ -170,7 +170,8 @@ def test_link_monitor_groups_each_links_entities_under_its_device():
     }
     (device,) = set(devices.values())
     assert device.name == "gateway"
-    assert device.via_device == "gridwatch_link_monitor"
+    assert device.identifier == "gridwatch_link_monitor_gateway"
+    assert device.model == "mqtt link (link_monitor)"
 
 
 def test_energy_tally_keeps_its_energy_sensors_until_the_first_good_cycle():

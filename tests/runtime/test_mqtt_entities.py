@@ -237,7 +237,8 @@ async def test_a_link_device_groups_its_entities(mosquitto, prefixes, backends):
     await backend.set_entity("sensor.gateway_power", "5", {})
     seen = await retained(mosquitto, f"{discovery}/#")
     config = seen[f"{discovery}/sensor/gridwatch_link_monitor_gateway/gateway_power/config"]
-    assert config["device"]["via_device"] == app_device("link_monitor").identifier
+    assert config["device"]["name"] == "gateway"
+    assert config["device"]["identifiers"] != [app_device("link_monitor").identifier]
 
 
 async def test_ha_birth_republishes_everything(mosquitto, prefixes, backends):

@@ -49,13 +49,16 @@ def app_device(app_name: str) -> DiscoveryDevice:
 
 
 def sub_device(app_name: str, name: str, model: str) -> DiscoveryDevice:
-    """A device under the app's (a link of the link monitor)."""
+    """A device of its own inside an app (a link of the link monitor).
+
+    No ``via_device``: HA resolves it only to a device that already exists,
+    and the link monitor has no entity of its own to create the app's.
+    """
     parent = app_device(app_name)
     return DiscoveryDevice(
         identifier=f"{parent.identifier}_{slugify(name)}",
         name=name,
-        model=model,
-        via_device=parent.identifier,
+        model=f"{model} ({app_name})",
     )
 
 
