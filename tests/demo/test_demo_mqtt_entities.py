@@ -74,7 +74,7 @@ async def test_demo_with_mqtt_entities(tmp_path):
             base = run.urls["AppDaemon admin"].rstrip("/")
             for entity_id in PANEL:
                 async with session.get(f"{base}/api/appdaemon/state/default/{entity_id}") as resp:
-                    shown = (await resp.json())["state"]
+                    shown = ((await resp.json())["state"] or {}).get("state")
                 states = await _states(session, ha_url)
                 assert shown == states[entity_id], entity_id
         code = await run.wait(DURATION_S + 60)

@@ -16,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import os
+import signal
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -50,8 +53,15 @@ HOUR = timedelta(hours=1)
 WAIT_S = 60.0
 
 
+# A short keepalive: the broker fires the last will within 1.5 of these.
+KEEPALIVE_S = 5
+
+
 def entities_block(broker: Mosquitto) -> dict[str, Any]:
-    return {"backend": "mqtt", "mqtt": {"host": broker.host, "port": broker.port}}
+    return {
+        "backend": "mqtt",
+        "mqtt": {"host": broker.host, "port": broker.port, "keepalive_s": KEEPALIVE_S},
+    }
 
 
 def apps(broker: Mosquitto, *, with_pv: bool = True) -> dict[str, dict[str, Any]]:
@@ -269,6 +279,22 @@ async def test_unavailable_when_appdaemon_stops_and_back_when_it_starts(
     await asyncio.to_thread(ad.start)
     await wait_value(ha_client, POWER, lambda s: s["state"] == "1234")
     await wait_value(ha_client, TODAY, has_value)
+
+
+async def test_a_crashed_appdaemon_goes_unavailable_by_the_last_will(
+    ad: AppDaemon, ha_client: HaClient
+) -> None:
+    await wait_value(ha_client, POWER, lambda s: s["state"] == "1234")
+    pid = ad.process.pid
+    assert pid is not None
+    # No goodbye: only the broker's last will can tell HA.
+    os.killpg(pid, signal.SIGKILL)
+    began = time.monotonic()
+    await wait_value(ha_client, POWER, lambda s: s["state"] == "unavailable")
+    assert time.monotonic() - began < 3 * KEEPALIVE_S
+    await asyncio.to_thread(ad.stop)
+    await asyncio.to_thread(ad.start)
+    await wait_value(ha_client, POWER, lambda s: s["state"] == "1234")
 
 
 async def test_ha_restart_restores_entities_from_the_broker_alone(

@@ -270,11 +270,19 @@ class AppDaemonHassPort:
     ) -> None:
         self._owned[entity_id] = (state, dict(attributes))
         await self._post_state(entity_id, state, attributes)
+        await self.track_entity(entity_id, state, attributes)
+
+    async def track_entity(
+        self, entity_id: str, state: StateValue, attributes: Mapping[str, Any]
+    ) -> None:
+        """Make AppDaemon's state cache know an entity this app creates in HA.
+
+        AppDaemon 4.5.13 applies HA's state_changed events only to entities
+        already in its own cache, so an entity first created by our POST (or
+        by MQTT discovery) would stay invisible to HADashboard and get_state:
+        add it once. Local to AppDaemon; nothing is sent to HA.
+        """
         if entity_id not in self._in_ad_cache:
-            # AppDaemon 4.5.13 applies HA's state_changed events only to
-            # entities already in its own state cache, so an entity first
-            # written by this POST would stay invisible to HADashboard and
-            # get_state: add it once.
             if not await self._app.entity_exists(entity_id):
                 await self._app.add_entity(entity_id, state_text(state), dict(attributes))
             self._in_ad_cache.add(entity_id)

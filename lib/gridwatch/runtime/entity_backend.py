@@ -157,6 +157,14 @@ class MqttEntitiesPort:
         if entity_id not in self._checked:
             await self._drop_rest_leftover(entity_id)
         await self.backend.set_entity(entity_id, state, attributes)
+        # HADashboard reads AppDaemon's cache, which learns of an entity HA
+        # creates later only if told (see AppDaemonHassPort.track_entity).
+        track = getattr(self.inner, "track_entity", None)
+        if track is not None:
+            try:
+                await track(entity_id, state, attributes)
+            except Exception as err:  # the write itself succeeded
+                self._log.debug("AppDaemon cache of %s: %s", entity_id, err)
 
     async def remove_entity(self, entity_id: str) -> None:
         await self.backend.remove_entity(entity_id)
