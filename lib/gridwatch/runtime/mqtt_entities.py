@@ -135,6 +135,10 @@ class MqttEntityBackend:
         self._current: dict[str, EntityTopics] = {}  # announced by this run
         self._previous: dict[str, EntityTopics] = {}  # earlier runs', not yet swept
         self._published_manifest: str | None = None
+        # Until the app has started (sweep), new entities only mark the
+        # manifest dirty: publishing it per entity would cost O(n^2) bytes
+        # for an app announcing hundreds at once.
+        self._settled = False
         self._manifests: dict[str, dict[str, EntityTopics]] = {}  # app slug -> manifest
         self._probe = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -170,6 +174,8 @@ class MqttEntityBackend:
         for task in list(self._tasks):
             task.cancel()
         try:
+            if self._link.connected:
+                await self._publish_manifest()  # what this run announced, if not yet
             await self._link.disconnect()
         except TransportError as err:
             self._log.debug("MQTT entities: disconnect: %s", err)
@@ -220,6 +226,7 @@ class MqttEntityBackend:
         removed: list[str] = []
         keep_set = set(keep)
         async with self._lock:
+            self._settled = True
             if not self._link.connected:
                 return removed
             try:
