@@ -17,7 +17,7 @@ from gridwatch_link_monitor import LinkMonitorApp
 from gridwatch_notifier import Notifier
 from tests.runtime.test_mqtt_entities import retained
 from tests.support.app_harness import make_app
-from tests.support.fake_hass import FakeHass
+from tests.support.fake_hass import Fail, FakeHass, TimeOut
 from tests.support.mosquitto import Mosquitto
 
 SENSOR = "sensor.notifier_active_notices"
@@ -112,6 +112,8 @@ async def test_notifier_entity_goes_to_mqtt_not_rest(mosquitto, tmp_path):
 async def test_a_rest_leftover_is_deleted_before_the_mqtt_entity_appears(mosquitto, tmp_path):
     hass = FakeHass()
     hass.seed(SENSOR, "3", {"friendly_name": "written by the REST backend"})
+    # What HA answers for an id its entity registry does not have.
+    hass.script_websocket("config/entity_registry/get", Fail("not_found: Entity not found"))
     app = make_app(
         Notifier,
         {
@@ -134,6 +136,27 @@ async def test_a_registered_entity_is_not_deleted(mosquitto, tmp_path):
     hass = FakeHass()
     hass.seed(SENSOR, "3", {})
     hass.script_websocket("config/entity_registry/get", {"entity_id": SENSOR, "platform": "mqtt"})
+    app = make_app(
+        Notifier,
+        {
+            "entities": entities_block(mosquitto, uuid.uuid4().hex[:8]),
+            "state_file": str(tmp_path / "n.json"),
+        },
+        hass,
+        name="notifier",
+    )
+    await app.initialize()
+    try:
+        assert hass.state_of(SENSOR) is not None
+    finally:
+        await app.terminate()
+
+
+@pytest.mark.mqtt
+async def test_an_unanswered_registry_lookup_deletes_nothing(mosquitto, tmp_path):
+    hass = FakeHass()
+    hass.seed(SENSOR, "3", {})
+    hass.script_websocket("config/entity_registry/get", TimeOut())
     app = make_app(
         Notifier,
         {

@@ -33,6 +33,8 @@ from gridwatch.runtime.mqtt_discovery import DiscoveryDevice, DiscoveryLayout
 from gridwatch.runtime.mqtt_entities import MqttEntityBackend
 from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
 
+# HA's websocket error code when config/entity_registry/get finds no entry.
+REGISTRY_NOT_FOUND: Final = "not_found"
 # The suite's version, shown in HA as the entities' origin.
 SUITE_VERSION: Final = "0.1.0"
 
@@ -174,14 +176,18 @@ class MqttEntitiesPort:
             await self.inner.websocket_command(
                 {"type": "config/entity_registry/get", "entity_id": entity_id}
             )
-        except HassError:
-            # Not registered (or HA unreachable: then get_state says None).
+        except HassError as err:
+            if REGISTRY_NOT_FOUND not in str(err):
+                # HA unreachable or slow: decide on a later write, never
+                # delete the state of an entity that may be registered.
+                self._log.debug("could not look %s up in HA's registry: %s", entity_id, err)
+                return
             try:
                 if await self.inner.get_state(entity_id) is not None:
                     self._log.info("MQTT entities: replacing %s written over REST", entity_id)
                     await self.inner.remove_entity(entity_id)
-            except HassError as err:
-                self._log.debug("could not check %s for a REST leftover: %s", entity_id, err)
+            except HassError as err2:
+                self._log.debug("could not remove the REST state of %s: %s", entity_id, err2)
                 return
         self._checked.add(entity_id)
 
