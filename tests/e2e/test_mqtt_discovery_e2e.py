@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -163,21 +164,37 @@ def periods() -> TallyPeriods:
     return tally_periods(datetime.now(UTC), ZoneInfo(TIME_ZONE))
 
 
+async def _remove_mqtt(ha: HomeAssistant) -> None:
+    async with HaClient(ha.url, ha.token) as client:
+        entries = await client.rest("GET", "/api/config/config_entries/entry?domain=mqtt")
+        for entry in entries or []:
+            await client.rest("DELETE", f"/api/config/config_entries/entry/{entry['entry_id']}")
+
+
 @pytest.fixture(scope="module")
-def site(ha: HomeAssistant, mosquitto: Mosquitto, periods: TallyPeriods) -> None:
+def site(ha: HomeAssistant, mosquitto: Mosquitto, periods: TallyPeriods) -> Iterator[None]:
     # HA's MQTT integration needs paho-mqtt in HA's own venv.
     ensure_installed(install_from_env(), ("mqtt",))
     # The config-flow API (Settings > Devices & services) is the ``config``
     # integration, which default_config loads; the harness's lean HA does not.
     path = ha.config_dir / "configuration.yaml"
     data = yaml.safe_load(path.read_text())
-    if "config" not in data:
+    added_config = "config" not in data
+    if added_config:
         data["config"] = {}
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         ha.restart()
     _run(_configure_mqtt(ha, mosquitto))
     _run(_seed(ha, periods))
     _run(_publish(mosquitto, GATEWAY_TOPIC, json.dumps({"power": 1234, "pv": 321})))
+    yield
+    # The session's HA is shared: leave it as lean as it was (the MQTT
+    # integration loads every entity platform).
+    _run(_remove_mqtt(ha))
+    if added_config:
+        data.pop("config")
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    ha.restart()
 
 
 @pytest.fixture(scope="module")
