@@ -50,7 +50,7 @@ def test_config_names_the_readme_entity_id_for_old_and_new_ha():
     assert config["default_entity_id"] == "sensor.grid_import_today"
     assert config["object_id"] == "grid_import_today"
     assert config["unique_id"] == "gridwatch_energy_tally_sensor_grid_import_today"
-    assert config["origin"] == {"name": "Gridwatch", "sw": "0.1.0"}
+    assert config["origin"] == {"name": "Gridwatch", "sw_version": "0.1.0"}
     assert config["device"]["identifiers"] == ["gridwatch_energy_tally"]
     assert (config["unit_of_measurement"], config["device_class"], config["state_class"]) == (
         "kWh",

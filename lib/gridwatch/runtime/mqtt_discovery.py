@@ -204,7 +204,7 @@ def discovery_config(
     topics = layout.entity_topics(device, entity_id)
     origin = dict(ORIGIN)
     if sw_version:
-        origin["sw"] = sw_version
+        origin["sw_version"] = sw_version
     config: dict[str, Any] = {
         "unique_id": f"gridwatch_{layout.app}_{component}_{object_id}",
         "default_entity_id": entity_id,
