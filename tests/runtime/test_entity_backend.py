@@ -4,19 +4,26 @@ mosquitto for the MQTT backend."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from gridwatch.config.base import ConfigError
 from gridwatch.config.entities_schema import REST_ENTITIES, load_app_config
 from gridwatch.config.notifier_schema import NotifierSchema
+from gridwatch.energy.recorder_statistics import COMMAND_TYPE
 from gridwatch.runtime.entity_backend import MqttEntitiesPort
+from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
 from gridwatch_energy_tally import EnergyTally
+from gridwatch_export_guard import ExportGuard
 from gridwatch_link_monitor import LinkMonitorApp
 from gridwatch_notifier import Notifier
+from tests.energy.recorder_model import RecorderModel
 from tests.runtime.test_mqtt_entities import retained
 from tests.support.app_harness import make_app
+from tests.support.clock import FakeClock
 from tests.support.fake_hass import Fail, FakeHass, TimeOut
 from tests.support.mosquitto import Mosquitto
 
@@ -213,3 +220,99 @@ def test_energy_tally_keeps_its_energy_sensors_until_the_first_good_cycle():
         "sensor.energy_tally_import_today",
         "sensor.energy_tally_import_this_month",
     }
+
+
+# --- a restart removes nothing the app still has --------------------------------
+
+GUARD_ARGS = {
+    "export_limit_w": 3000,
+    "daily_export_cap_kwh": 10,
+    "max_discharge_w": 5000,
+    "readings": {
+        "grid_power": {"entity": "sensor.grid_power"},
+        "soc": {"entity": "sensor.battery_soc"},
+        "export_today": {"entity": "sensor.grid_export_today"},
+    },
+    "actuators": {
+        "enable": {"entity": "input_boolean.discharge"},
+        "power": {"entity": "input_number.discharge_power"},
+    },
+}
+TALLY_ARGS = {
+    "meters": [{"statistic_id": "sensor.a", "name": "Grid import", "role": "import"}],
+    "time_zone": "Europe/Berlin",
+}
+LINKS_ARGS = {
+    "links": [
+        {
+            "name": "gateway",
+            # Nothing listens there: the link stays offline, its entities say so.
+            "mqtt": {"host": "127.0.0.1", "port": 1},
+            "values": [{"name": "grid_power", "source": "meter/state"}],
+        }
+    ]
+}
+
+
+def _world(*, statistics: bool = False) -> FakeHass:
+    hass = FakeHass(FakeClock(wall=datetime(2026, 6, 15, 8, 30, tzinfo=UTC)))
+    if statistics:  # the recorder answers: the tally's energy sensors appear
+        model = RecorderModel(ZoneInfo("Europe/Berlin"))
+        hass.script_websocket(COMMAND_TYPE, *([model.answer] * 4))
+    for entity_id, state in (
+        ("sensor.grid_power", "0"),
+        ("sensor.battery_soc", "80"),
+        ("sensor.grid_export_today", "1.0"),
+        ("input_boolean.discharge", "off"),
+        ("input_number.discharge_power", "0"),
+    ):
+        hass.seed(entity_id, state)
+    return hass
+
+
+@pytest.mark.mqtt
+@pytest.mark.parametrize(
+    ("app_cls", "name", "args"),
+    [
+        (Notifier, "notifier", {}),
+        (ExportGuard, "export_guard", GUARD_ARGS),
+        (EnergyTally, "energy_tally", TALLY_ARGS),
+        (LinkMonitorApp, "link_monitor", LINKS_ARGS),
+    ],
+)
+async def test_a_restart_removes_nothing_the_app_still_has(
+    mosquitto, tmp_path, app_cls, name, args
+):
+    tag = uuid.uuid4().hex[:8]
+    full = {**args, "entities": entities_block(mosquitto, tag)}
+    if app_cls is Notifier:
+        full["state_file"] = str(tmp_path / "n.json")
+
+    async def run_once(hass: FakeHass) -> set[str]:
+        app = make_app(app_cls, full, hass, name=name)
+        await app.initialize()
+        assert app.hass_port is not None
+        if isinstance(app, ExportGuard):
+            await app._publisher.wait_idle()  # its entities are written by a task
+        await app.terminate()
+        return set(await retained(mosquitto, f"ha_{tag}/#"))
+
+    # The tally's first run gets statistics, its second does not (a recorder
+    # restart): its energy sensors must stay all the same.
+    first = await run_once(_world(statistics=True))
+    assert first
+    if app_cls is EnergyTally:
+        assert any("grid_import_energy_today" in topic for topic in first)
+    # Watch the second run: an empty retained config is HA deleting the entity.
+    emptied: list[str] = []
+    watcher = MqttLink("watch", MqttSettings(host=mosquitto.host, port=mosquitto.port))
+    await watcher.subscribe(
+        f"ha_{tag}/#", lambda m: emptied.append(m.key) if not m.payload else None, qos=1
+    )
+    await watcher.connect(10)
+    try:
+        second = await run_once(_world())
+    finally:
+        await watcher.disconnect()
+    assert emptied == []
+    assert second == first
