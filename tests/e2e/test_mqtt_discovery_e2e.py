@@ -336,17 +336,25 @@ async def test_ha_restart_restores_entities_from_the_broker_alone(
     await asyncio.to_thread(ad.start)
 
 
-async def test_a_deleted_value_leaves_no_ghost(
+async def test_a_deleted_value_or_app_leaves_no_ghost(
     ad: AppDaemon,
     ha_client: HaClient,
     appdaemon_module_factory: AppDaemonFactory,
     mosquitto: Mosquitto,
 ) -> None:
     await wait_value(ha_client, PV, lambda s: s["state"] == "321")
+    await wait_value(ha_client, TODAY, has_value)
     await asyncio.to_thread(ad.stop)
-    again = await asyncio.to_thread(appdaemon_module_factory.start, apps(mosquitto, with_pv=False))
+    # The next apps.yaml: the link's pv value and the whole tally are gone.
+    trimmed = {k: v for k, v in apps(mosquitto, with_pv=False).items() if k != TALLY}
+    again = await asyncio.to_thread(appdaemon_module_factory.start, trimmed)
     again.wait_app(LINKS)
-    await wait_for(lambda: ha_client.get_state(PV), lambda s: s is None, timeout=WAIT_S, what=PV)
+    for gone in (PV, TODAY, MONTH, f"sensor.{TALLY}_health"):
+        await wait_for(
+            lambda e=gone: ha_client.get_state(e), lambda s: s is None, timeout=WAIT_S, what=gone
+        )
+        with pytest.raises(HaCommandError):
+            await registry_entry(ha_client, gone)
     await wait_value(ha_client, POWER, lambda s: s["state"] == "1234")
-    with pytest.raises(HaCommandError):
-        await registry_entry(ha_client, PV)
+    devices = await ha_client.ws_command("config/device_registry/list")
+    assert TALLY not in {d["name"] for d in devices}  # HA drops a device left empty
