@@ -35,6 +35,9 @@ from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
 
 # HA's websocket error code when config/entity_registry/get finds no entry.
 REGISTRY_NOT_FOUND: Final = "not_found"
+# The lookup is a local websocket round trip; it holds up the entity's first
+# write, which must not wait for a slow HA (the write itself needs no HA).
+REGISTRY_LOOKUP_TIMEOUT_S: Final = 3.0
 # The suite's version, shown in HA as the entities' origin.
 SUITE_VERSION: Final = "0.1.0"
 
@@ -174,7 +177,8 @@ class MqttEntitiesPort:
     async def _drop_rest_leftover(self, entity_id: str) -> None:
         try:
             await self.inner.websocket_command(
-                {"type": "config/entity_registry/get", "entity_id": entity_id}
+                {"type": "config/entity_registry/get", "entity_id": entity_id},
+                timeout_s=REGISTRY_LOOKUP_TIMEOUT_S,
             )
         except HassError as err:
             if REGISTRY_NOT_FOUND not in str(err):
