@@ -3,7 +3,7 @@
 Pure (no I/O, no paho): :mod:`gridwatch.runtime.mqtt_entities` publishes what
 is built here. The form is HA's per-component discovery, which both HA
 versions of the test matrix (2024.1 and 2026.2) accept; the device-based
-form (one config with ``cmps``) needs HA 2024.12 or later.
+form (one config with ``cmps``) is newer than HA 2024.1, which does not read it.
 
 Topics (``app`` = the app's slug, ``node`` = its device identifier)::
 
