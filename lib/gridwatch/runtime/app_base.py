@@ -17,18 +17,23 @@ already uses them (``self.config`` is AppDaemon's own configuration).
 
 What the base does in ``initialize``:
 
-1. Validates ``self.args`` with the schema (:func:`gridwatch.config.load_config`).
+1. Validates ``self.args`` with the schema and the suite-wide ``entities:``
+   block (:func:`gridwatch.config.entities_schema.load_app_config`).
 2. On :class:`~gridwatch.config.ConfigError`: logs ONE error naming every bad key,
    raises the notice "Gridwatch: <app> configuration error" through the
    notifier event AND directly as a persistent notification (the notifier
    itself may be the misconfigured app), and stops there: no listeners, no
    entities, :meth:`setup` is not called.
-3. Otherwise builds the AppDaemon adapter and a started
+3. Otherwise builds the AppDaemon adapter (wrapped so that entity writes go
+   to MQTT discovery with ``entities: {backend: mqtt}``, see
+   :mod:`gridwatch.runtime.entity_backend`) and a started
    :class:`~gridwatch.notices.client.NoticeClient`, clears an earlier configuration
    notice, and awaits ``setup(config, hass, notices)``.
+4. With the MQTT backend: removes what an earlier run announced and this one
+   no longer has (see :meth:`GridwatchApp.expected_entities`).
 
 ``terminate`` awaits :meth:`teardown`, then cancels every listener and timer
-the adapter registered.
+the adapter registered (and, with MQTT, marks the app's entities offline).
 """
 
 from __future__ import annotations
