@@ -261,3 +261,12 @@ async def test_ha_birth_republishes_everything(mosquitto, prefixes, backends):
             if seen:
                 break
     assert seen[f"{base}/tally/x/state"]["value"] == "7"
+
+
+async def test_remove_without_broker_is_a_hass_error(prefixes, backends):
+    cfg = MqttEntitiesConfig(host="127.0.0.1", port=1, base_topic=prefixes[1])
+    backend = build_mqtt_backend("tally", cfg)
+    backends.append(backend)
+    await backend.start(connect_timeout_s=2)
+    with pytest.raises(HassError, match=r"cannot remove sensor\.x"):
+        await backend.remove_entity("sensor.x")

@@ -197,7 +197,11 @@ class MqttEntityBackend:
             await self._write(entity_id, state, attributes)
 
     async def remove_entity(self, entity_id: str) -> None:
-        """Delete the entity from HA (empty retained config) and forget it."""
+        """Delete the entity from HA (empty retained config) and forget it.
+
+        Raises:
+            HassError: the broker could not be reached.
+        """
         async with self._lock:
             self._last.pop(entity_id, None)
             self._announced.pop(entity_id, None)
@@ -207,8 +211,11 @@ class MqttEntityBackend:
                     topics = self.layout.entity_topics(self._device_of(entity_id), entity_id)
                 except ValueError:
                     return  # never announceable, so never announced
-            await self._clear(topics)
-            await self._publish_manifest()
+            try:
+                await self._clear(topics)
+                await self._publish_manifest()
+            except TransportError as err:
+                raise HassError(f"MQTT: cannot remove {entity_id}: {err}") from err
 
     # ------------------------------------------------------------------
     # Ghosts
