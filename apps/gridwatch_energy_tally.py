@@ -11,9 +11,13 @@ per meter (the slug of the configured ``name``: ``Grid import`` ->
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from gridwatch.config.energy_tally_schema import EnergyTallyConfig, EnergyTallySchema
+from gridwatch.energy.entities import meter_entity_ids, role_entity_ids
 from gridwatch.energy.runner import TallyRunner
 from gridwatch.hass.ports import HassPort
+from gridwatch.hass.states import slugify
 from gridwatch.notices.client import NoticeClient
 from gridwatch.runtime.app_base import GridwatchApp
 
@@ -28,6 +32,14 @@ class EnergyTally(GridwatchApp[EnergyTallyConfig]):
         """Start the tally (see :class:`GridwatchApp`)."""
         self.runner = TallyRunner(config, hass, notices, self.name, self.get_main_log())
         await self.runner.start()
+
+    def expected_entities(self, config: EnergyTallyConfig) -> Iterable[str]:
+        """The energy sensors appear after the first good cycle: kept until then."""
+        roles = {m.role for m in config.meters if m.role is not None}
+        for meter in config.meters:
+            yield from meter_entity_ids(meter)
+        for role in roles:
+            yield from role_entity_ids(slugify(self.name), role)
 
     async def teardown(self) -> None:
         """Stop the tally's timer and listeners."""

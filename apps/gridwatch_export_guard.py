@@ -9,7 +9,7 @@ every reading change, plus a safety tick that notices silence.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gridwatch.config.export_guard_schema import ExportGuardConfig, ExportGuardSchema
@@ -18,10 +18,12 @@ from gridwatch.guard import discharge_requests as guard_requests
 from gridwatch.guard.actuators import ActuatorSet, GuardActuators
 from gridwatch.guard.decisions import Action, GuardState, Outcome
 from gridwatch.guard.discharge_requests import Command, RequestError, StartCommand
+from gridwatch.guard.entities import entity_ids
 from gridwatch.guard.publisher import GuardPublisher
 from gridwatch.guard.readings import Readings, Sample, sample_since
 from gridwatch.guard.runner import ActionRunner
 from gridwatch.hass.ports import EntityState, HassPort
+from gridwatch.hass.states import slugify
 from gridwatch.notices.client import NoticeClient
 from gridwatch.runtime.app_base import GridwatchApp
 from gridwatch.safety.breaker import CircuitBreaker
@@ -63,6 +65,10 @@ class ExportGuard(GridwatchApp[ExportGuardConfig]):
             await self._on_request_entity(config.request_entity, None, current)
         await hass.run_every(self._cycle, config.tick_s)
         await self._cycle()
+
+    def expected_entities(self, config: ExportGuardConfig) -> Iterable[str]:
+        """Written by the publisher's task, maybe after setup returned: kept."""
+        return entity_ids(slugify(self.name)).values()
 
     async def teardown(self) -> None:
         # The actuator stays as it is; a restarted guard stops it first.

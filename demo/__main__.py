@@ -81,6 +81,16 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
             "notification in Home Assistant, and the other apps run"
         ),
     )
+    parser.add_argument(
+        "--entities",
+        choices=("rest", "mqtt"),
+        default="rest",
+        help=(
+            "how the apps write their entities: rest (HA's REST API, the default) or mqtt "
+            "(MQTT discovery through the demo's broker, with HA's MQTT integration set up: "
+            "entities with a unique id and a device each app)"
+        ),
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug lines")
     args = parser.parse_args(argv)
     if not 0 <= args.start_hour < 24:
@@ -100,6 +110,7 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
         frontend=not args.no_frontend,
         apps_yaml=args.apps_yaml,
         check_apps=not args.no_apps_check,
+        entities=args.entities,
     )
 
 

@@ -7,6 +7,7 @@ the apps.yaml a user copies is the very file the demo runs.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -96,7 +97,8 @@ def check_apps(apps: dict[str, dict[str, Any]]) -> list[str]:
     import importlib
     import sys
 
-    from gridwatch.config.base import ConfigError, load_config
+    from gridwatch.config.base import ConfigError
+    from gridwatch.config.entities_schema import load_app_config
 
     if str(REPO / "apps") not in sys.path:
         sys.path.insert(0, str(REPO / "apps"))  # AppDaemon imports apps by bare name
@@ -104,9 +106,34 @@ def check_apps(apps: dict[str, dict[str, Any]]) -> list[str]:
     for name, entry in apps.items():
         try:
             app_class = getattr(importlib.import_module(entry["module"]), entry["class"])
-            load_config(app_class.schema, {**entry, "name": name}, app_name=name)
+            load_app_config(app_class.schema, {**entry, "name": name}, app_name=name)
         except ConfigError as err:
             problems.append(str(err))
         except (ImportError, AttributeError, KeyError) as err:
             problems.append(f"{name}: cannot find its app: {err!r}")
     return problems
+
+
+# The line of apps.yaml's shared entities: block that picks the backend.
+_BACKEND_LINE = re.compile(r"^(\s+backend:\s*)rest\b", re.M)
+
+
+def with_entity_backend(apps_yaml: Path, backend: str, out: Path) -> Path:
+    """A copy of ``apps_yaml`` whose shared ``entities:`` block says ``backend``.
+
+    Only the first ``backend: rest`` line changes (the notifier's anchored
+    block, which the other apps repeat), so comments and ``!secret`` stay.
+
+    Returns:
+        ``out``, or ``apps_yaml`` itself for ``rest``.
+
+    Raises:
+        ValueError: the file has no ``backend: rest`` line to change.
+    """
+    if backend == "rest":
+        return apps_yaml
+    text, changed = _BACKEND_LINE.subn(rf"\g<1>{backend}", apps_yaml.read_text(), count=1)
+    if not changed:
+        raise ValueError(f"{apps_yaml} has no 'backend: rest' line to switch to {backend}")
+    out.write_text(text)
+    return out

@@ -54,6 +54,14 @@ class HaRest:
             await self._session.close()
         self._session = None
 
+    async def request(self, method: str, path: str, body: Any = None) -> Any:
+        """Any REST call (JSON in and out; ``None`` for a GET that found nothing).
+
+        Raises:
+            HaRestError: refused, timed out or answered with an error.
+        """
+        return await self._request(method, path, body)
+
     async def _request(self, method: str, path: str, body: Any = None) -> Any:
         url = f"{self.base_url}{path}"
         try:

@@ -21,6 +21,8 @@ from tests.e2e.ha_config import DOMAINS, HaConfig
 
 # The web UI: the only integration the demo adds to the harness's set.
 DEMO_DOMAINS = (*DOMAINS, "frontend")
+# With ``--entities mqtt``: HA's MQTT integration (paho-mqtt in HA's venv).
+MQTT_DOMAINS = (*DEMO_DOMAINS, "config", "mqtt")
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,13 @@ class DemoHaConfig(HaConfig):
     Attributes:
         params: the simulated site (the discharge power helper's range).
         frontend: load HA's web UI (the demo prints its URL).
+        config_flows: load the config-flow API (``config``; the frontend
+            loads it too), through which the demo adds HA's MQTT integration.
     """
 
     params: SiteParams = field(default_factory=SiteParams)
     frontend: bool = True
+    config_flows: bool = False
 
     def as_dict(self, config_dir: Path) -> dict[str, Any]:
         """The harness's configuration with the demo's helpers and no template meters."""
@@ -49,6 +54,8 @@ class DemoHaConfig(HaConfig):
         }
         if self.frontend:
             config["frontend"] = {}
+        if self.config_flows:
+            config["config"] = {}
         return config
 
 

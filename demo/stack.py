@@ -33,9 +33,11 @@ import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the venv
 
 from demo import config_files
 from demo.config_files import Addresses
-from demo.ha_rest import HaRest
+from demo.ha_mqtt import configure_mqtt
+from demo.ha_rest import HaRest, HaRestError
 from demo.sandbox import (
     DEMO_DOMAINS,
+    MQTT_DOMAINS,
     DemoHaConfig,
     finish_onboarding,
     onboarding_done,
@@ -90,6 +92,9 @@ class DemoOptions:
         apps_yaml: the apps.yaml AppDaemon runs (default: the repository's).
         check_apps: refuse to start when apps.yaml is invalid (False: warn
             and start anyway; each bad app then refuses to run by itself).
+        entities: the apps' entity backend, ``rest`` or ``mqtt`` (MQTT
+            discovery through the demo's broker; HA's MQTT integration is
+            set up for it).
     """
 
     duration_s: float | None = None
@@ -99,6 +104,7 @@ class DemoOptions:
     frontend: bool = True
     apps_yaml: Path = config_files.DEMO_APPS_YAML
     check_apps: bool = True
+    entities: str = "rest"
 
 
 @dataclass
@@ -168,7 +174,9 @@ async def _start(stack: Stack, exits: contextlib.AsyncExitStack) -> None:
 
     stack.say("==> checking Home Assistant's venv (installs once; the first time takes minutes)")
     install = install_from_env()
-    await _step(stack, "installing Home Assistant", lambda: ensure_installed(install, DEMO_DOMAINS))
+    mqtt_entities = opts.entities == "mqtt"
+    domains = MQTT_DOMAINS if mqtt_entities else DEMO_DOMAINS
+    await _step(stack, "installing Home Assistant", lambda: ensure_installed(install, domains))
 
     stack.say("==> starting mosquitto")
     broker_dir = state / "mosquitto"
@@ -185,7 +193,7 @@ async def _start(stack: Stack, exits: contextlib.AsyncExitStack) -> None:
         raise StartError(f"the controller cannot listen: {err}") from err
     exits.push_async_callback(controller.stop)
 
-    ha_config = DemoHaConfig(port=free_port(), frontend=opts.frontend)
+    ha_config = DemoHaConfig(port=free_port(), frontend=opts.frontend, config_flows=mqtt_entities)
     ha_dir = state / "homeassistant"
     ha = HomeAssistant(install, ha_dir, ha_config)
     addresses = Addresses(
@@ -200,7 +208,9 @@ async def _start(stack: Stack, exits: contextlib.AsyncExitStack) -> None:
     secret_values = config_files.secrets(addresses)
     # Check apps.yaml before the slow part: a bad entry fails in a second,
     # naming every bad key, instead of after HA and AppDaemon booted.
-    apps_yaml = opts.apps_yaml.resolve()
+    apps_yaml = config_files.with_entity_backend(
+        opts.apps_yaml.resolve(), opts.entities, state / "apps.mqtt.yaml"
+    )
     apps = config_files.load_apps_yaml(apps_yaml, secret_values)
     problems = await asyncio.to_thread(config_files.check_apps, apps)
     if problems and opts.check_apps:
@@ -220,6 +230,9 @@ async def _start(stack: Stack, exits: contextlib.AsyncExitStack) -> None:
         finish_onboarding(ha_dir)
         await _step(stack, "starting Home Assistant", ha.start, lambda: ha.process.log_tail(40))
     stack.ha = ha
+    if mqtt_entities:
+        stack.say("==> adding Home Assistant's MQTT integration (the apps' entities go there)")
+        await _setup_ha_mqtt(ha, addresses)
 
     stack.say("==> starting the site simulator")
     stack.simulator = await _start_simulator(stack, exits, ha, addresses, controller)
@@ -244,6 +257,22 @@ async def _start(stack: Stack, exits: contextlib.AsyncExitStack) -> None:
     )
     stack.appdaemon = appdaemon
     await _wait_entities(stack, ha)
+
+
+async def _setup_ha_mqtt(ha: HomeAssistant, addresses: Addresses) -> None:
+    rest = HaRest(ha.url, ha.token)
+    try:
+        await configure_mqtt(
+            rest,
+            "127.0.0.1",
+            addresses.mqtt_port,
+            addresses.mqtt_username,
+            addresses.mqtt_password,
+        )
+    except HaRestError as err:
+        raise StartError(f"setting up HA's MQTT integration failed: {err}") from err
+    finally:
+        await rest.close()
 
 
 async def _step(

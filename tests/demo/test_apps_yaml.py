@@ -121,7 +121,13 @@ def _links(apps):
         link
         for app in LINK_APPS
         for link in LinkMonitorSchema()
-        .load({k: v for k, v in apps[app].items() if k not in ("module", "class", "priority")})
+        .load(
+            {
+                k: v
+                for k, v in apps[app].items()
+                if k not in ("module", "class", "priority", "entities")
+            }
+        )
         .links
     ]
 
@@ -141,7 +147,7 @@ def test_every_link_value_is_found_in_what_the_simulator_sends(apps):
 def test_the_tally_counts_the_simulated_meters(apps):
     entry = apps["energy_tally"]
     config = EnergyTallySchema().load(
-        {k: v for k, v in entry.items() if k not in ("module", "class", "priority")}
+        {k: v for k, v in entry.items() if k not in ("module", "class", "priority", "entities")}
     )
     sensor_ids = {s.entity_id for s in entities.SENSORS if s.state_class == "total_increasing"}
     assert {m.statistic_id for m in config.meters} <= sensor_ids
@@ -150,7 +156,11 @@ def test_the_tally_counts_the_simulated_meters(apps):
 def _known_entities(apps):
     links = _links(apps)
     tally = EnergyTallySchema().load(
-        {k: v for k, v in apps["energy_tally"].items() if k not in ("module", "class", "priority")}
+        {
+            k: v
+            for k, v in apps["energy_tally"].items()
+            if k not in ("module", "class", "priority", "entities")
+        }
     )
     known = {s.entity_id for s in entities.SENSORS} | set(entities.CONTROL_IDS)
     known.add(entities.DISCHARGE_REQUEST)

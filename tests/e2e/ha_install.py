@@ -119,6 +119,14 @@ def _components_dir(install: HaInstall) -> Path:
     return found[-1]
 
 
+# Packages an integration needs that no manifest names. HA's MQTT integration
+# sets up every entity platform (light, cover, ...); their services make HA's
+# get_services import the calendar component, which imports dateutil (a real
+# install has it through other packages; a bare venv does not, and then every
+# AppDaemon service call fails).
+IMPLIED_REQUIREMENTS: dict[str, tuple[str, ...]] = {"mqtt": ("python-dateutil",)}
+
+
 def integration_requirements(components: Path, domains: Iterable[str]) -> list[str]:
     """Collect the pip requirements of integrations and their dependencies.
 
@@ -142,6 +150,7 @@ def integration_requirements(components: Path, domains: Iterable[str]) -> list[s
             continue  # 'homeassistant' core config and the like: no manifest
         manifest = json.loads(manifest_path.read_text())
         requirements.update(manifest.get("requirements", []))
+        requirements.update(IMPLIED_REQUIREMENTS.get(domain, ()))
         todo.extend(manifest.get("dependencies", []))
     return sorted(requirements)
 

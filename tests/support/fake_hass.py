@@ -186,7 +186,11 @@ class FakeHass:
         await self._store(entity_id, old, new)
 
     async def remove_entity(self, entity_id: str) -> None:
-        """Delete an entity from HA; state listeners get ``new=None``."""
+        """Delete an entity from HA; state listeners get ``new=None``.
+
+        Also the port's ``remove_entity``: the entity is no longer owned.
+        """
+        self.owned.pop(entity_id, None)
         old = self._states.pop(entity_id, None)
         if old is not None:
             for cb in list(self._state_listeners.get(entity_id, ())):

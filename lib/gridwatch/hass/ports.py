@@ -160,6 +160,19 @@ class EntityWriter(Protocol):
         """
         ...
 
+    async def remove_entity(self, entity_id: str) -> None:
+        """Delete an entity the app wrote earlier and forget it (no republish).
+
+        Removing an entity HA does not have is not an error.
+
+        Args:
+            entity_id: e.g. ``sensor.old_meter_energy_today``.
+
+        Raises:
+            HassError: HA (or the broker) could not be reached.
+        """
+        ...
+
 
 class ServiceCaller(Protocol):
     """Calls HA services."""

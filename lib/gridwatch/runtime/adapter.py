@@ -272,32 +272,55 @@ class AppDaemonHassPort:
     ) -> None:
         self._owned[entity_id] = (state, dict(attributes))
         await self._post_state(entity_id, state, attributes)
+        await self.track_entity(entity_id, state, attributes)
+
+    async def track_entity(
+        self, entity_id: str, state: StateValue, attributes: Mapping[str, Any]
+    ) -> None:
+        """Make AppDaemon's state cache know an entity this app creates in HA.
+
+        AppDaemon 4.5.13 applies HA's state_changed events only to entities
+        already in its own cache, so an entity first created by our POST (or
+        by MQTT discovery) would stay invisible to HADashboard and get_state:
+        add it once. Local to AppDaemon; nothing is sent to HA.
+        """
         if entity_id not in self._in_ad_cache:
-            # AppDaemon 4.5.13 applies HA's state_changed events only to
-            # entities already in its own state cache, so an entity first
-            # written by this POST would stay invisible to HADashboard and
-            # get_state: add it once.
             if not await self._app.entity_exists(entity_id):
                 await self._app.add_entity(entity_id, state_text(state), dict(attributes))
             self._in_ad_cache.add(entity_id)
 
+    async def remove_entity(self, entity_id: str) -> None:
+        self._owned.pop(entity_id, None)
+        await self._request("DELETE", entity_id, None, ok_statuses=(404,))
+
     async def _post_state(
         self, entity_id: str, state: StateValue, attributes: Mapping[str, Any]
     ) -> None:
+        try:
+            body = encode_state_body(state, attributes)
+        except ValueError as err:  # NaN / infinity: JSON (and HA) cannot carry them
+            raise HassError(f"cannot write {entity_id}: {err}") from err
+        await self._request("POST", entity_id, body)
+
+    async def _request(
+        self,
+        method: str,
+        entity_id: str,
+        body: bytes | None,
+        *,
+        ok_statuses: tuple[int, ...] = (),
+    ) -> None:
+        """One ``/api/states/<entity_id>`` request on the plugin's session."""
         plugin = self._plugin()
         session = getattr(plugin, "session", None)
         config = getattr(plugin, "config", None)
         if session is None or config is None or not hasattr(config, "ha_url"):
             raise HassError(f"cannot write {entity_id}: no Home Assistant plugin connected")
-        try:
-            body = encode_state_body(state, attributes)
-        except ValueError as err:  # NaN / infinity: JSON (and HA) cannot carry them
-            raise HassError(f"cannot write {entity_id}: {err}") from err
         url = config.ha_url / f"api/states/{entity_id}"
         try:
             async with asyncio.timeout(SET_STATE_TIMEOUT_S):
-                async with session.post(
-                    url, data=body, headers={"Content-Type": "application/json"}
+                async with session.request(
+                    method, url, data=body, headers={"Content-Type": "application/json"}
                 ) as resp:
                     status = int(resp.status)
                     text = (await resp.text())[:200] if status >= 400 else ""
@@ -305,7 +328,7 @@ class AppDaemonHassPort:
             raise HassError(f"writing {entity_id}: no answer in {SET_STATE_TIMEOUT_S:g} s") from err
         except Exception as err:  # aiohttp errors, closed session: one typed error
             raise HassError(f"writing {entity_id} failed: {type(err).__name__}: {err}") from err
-        if status >= 400:
+        if status >= 400 and status not in ok_statuses:
             raise HassError(f"HA refused {entity_id}: HTTP {status}: {text}")
 
     # ------------------------------------------------------------------

@@ -19,35 +19,44 @@ What the base does in ``initialize``:
 
 1. Routes the package's module loggers into AppDaemon's log
    (:mod:`gridwatch.runtime.library_logs`).
-2. Validates ``self.args`` with the schema (:func:`gridwatch.config.load_config`).
+2. Validates ``self.args`` with the schema and the suite-wide ``entities:``
+   block (:func:`gridwatch.config.entities_schema.load_app_config`).
 3. On :class:`~gridwatch.config.ConfigError`: logs ONE error naming every bad key,
    raises the notice "Gridwatch: <app> configuration error" through the
    notifier event AND directly as a persistent notification (the notifier
    itself may be the misconfigured app), and stops there: no listeners, no
    entities, :meth:`setup` is not called.
-4. Otherwise builds the AppDaemon adapter and a started
+4. Otherwise builds the AppDaemon adapter (wrapped so that entity writes go
+   to MQTT discovery with ``entities: {backend: mqtt}``, see
+   :mod:`gridwatch.runtime.entity_backend`) and a started
    :class:`~gridwatch.notices.client.NoticeClient`, clears an earlier configuration
    notice, and awaits ``setup(config, hass, notices)``.
+5. With the MQTT backend: removes what an earlier run announced and this one
+   no longer has (see :meth:`GridwatchApp.expected_entities`).
 
 ``terminate`` awaits :meth:`teardown`, then cancels every listener and timer
-the adapter registered.
+the adapter registered (and, with MQTT, marks the app's entities offline).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
 
 from appdaemon.adapi import ADAPI
 from marshmallow import Schema
 
-from gridwatch.config.base import ConfigError, load_config
+from gridwatch.config.base import ConfigError
+from gridwatch.config.entities_schema import load_app_config
 from gridwatch.hass.errors import HassError
 from gridwatch.hass.ports import HassPort
+from gridwatch.hass.states import slugify
 from gridwatch.notices.client import NOTICE_EVENT, Notice, NoticeClient, Severity, notice_id
 from gridwatch.runtime.adapter import AppDaemonHassPort
+from gridwatch.runtime.entity_backend import MqttEntitiesPort, wrap_port
 from gridwatch.runtime.library_logs import route_library_logs
+from gridwatch.runtime.mqtt_discovery import DiscoveryDevice
 
 ConfigT = TypeVar("ConfigT")
 
@@ -64,6 +73,9 @@ class ManagedPort(HassPort, Protocol):
         ...
 
 
+# Modules of the suite's apps (apps/gridwatch_*.py): an entry with one of
+# these is a Gridwatch app.
+GRIDWATCH_MODULE_PREFIX: Final = "gridwatch_"
 # The condition name of the configuration notice: id "<app>_configuration_error".
 CONFIG_CONDITION: Final = "configuration_error"
 
@@ -122,18 +134,66 @@ class GridwatchApp(ADAPI, Generic[ConfigT]):
             else AppDaemonHassPort(self, logger=self.logger)
         )
         try:
-            config: ConfigT = load_config(self.schema, self.args, app_name=self.name)
+            config: ConfigT
+            config, entities = load_app_config(self.schema, self.args, app_name=self.name)
         except ConfigError as err:
             # The ONE error record: every bad key, why, and an example.
             self.logger.error("%s", err)
             await report_config_error(port, self.name, err, self.logger)
             return
+        port = wrap_port(
+            port,
+            self.name,
+            entities,
+            devices=self.entity_devices(config),
+            logger=self.logger,
+            configured_apps=self._configured_apps_getter(),
+        )
         await port.start()
         notices = NoticeClient(port, self.name)
         await notices.start()
         self.hass_port, self.notices = port, notices
         await clear_config_error(port, notices, self.logger)
         await self.setup(config, port, notices)
+        if isinstance(port, MqttEntitiesPort):
+            await port.settle(self.expected_entities(config))
+
+    def entity_devices(self, config: ConfigT) -> Mapping[str, DiscoveryDevice]:
+        """Entities grouped under a device of their own (MQTT backend only).
+
+        Override to group entities (the link monitor: one device per link);
+        entities not named here belong to the app's device.
+
+        Returns:
+            entity id -> device.
+        """
+        return {}
+
+    def expected_entities(self, config: ConfigT) -> Iterable[str]:
+        """Entities the app writes only later (MQTT backend only).
+
+        After :meth:`setup`, what an earlier run announced and this one has
+        not written is removed from HA, except the entities named here
+        (e.g. energy sensors that appear after the first good cycle).
+        """
+        return ()
+
+    def _configured_apps_getter(self) -> Callable[[], set[str]] | None:
+        """The slugs of the Gridwatch apps in apps.yaml (for removing the
+        entities of apps deleted from it); None outside AppDaemon."""
+        management = getattr(getattr(self, "AD", None), "app_management", None)
+        if management is None:
+            return None
+
+        def configured() -> set[str]:
+            root = getattr(management.app_config, "root", {})
+            return {
+                slugify(name)
+                for name, cfg in root.items()
+                if str(getattr(cfg, "module_name", "")).startswith(GRIDWATCH_MODULE_PREFIX)
+            }
+
+        return configured
 
     async def setup(self, config: ConfigT, hass: HassPort, notices: NoticeClient) -> None:
         """Start the app: register listeners and timers, publish entities.
