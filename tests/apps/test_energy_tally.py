@@ -17,7 +17,12 @@ from gridwatch.config.base import load_config
 from gridwatch.config.energy_tally_schema import EnergyTallyConfig, EnergyTallySchema
 from gridwatch.energy.month_cache import SETTLE_GRACE
 from gridwatch.energy.periods import tally_periods
-from gridwatch.energy.recorder_statistics import COMMAND_TYPE, build_requests, parse_statistics
+from gridwatch.energy.recorder_statistics import (
+    COMMAND_TYPE,
+    month_request,
+    parse_statistics,
+    today_request,
+)
 from gridwatch.energy.runner import TallyRunner
 from gridwatch.energy.tally import Tally, compute_tally, live_reading
 from gridwatch.notices.client import NOTICE_EVENT, NoticeClient
@@ -60,15 +65,25 @@ class World:
             self.model.compiled_until = self.hass.now() - self.compile_delay
         return self.model.answer(command)
 
+    def stat_commands(self) -> list[dict]:
+        """The statistics commands sent (HA's get_config aside)."""
+        return [c for c in self.hass.ws_commands if c["type"] == COMMAND_TYPE]
+
     def sent_per_cycle(self, before: int) -> int:
-        return len(self.hass.ws_commands) - before
+        return len(self.stat_commands()) - before
 
     def uncached(self, cfg: EnergyTallyConfig) -> Tally:
         """The tally of a cycle now that sends both requests, as before the cache."""
         periods = tally_periods(self.hass.now(), BERLIN)
         ids = [m.statistic_id for m in cfg.meters]
-        requests = build_requests(ids, periods, request_units=cfg.request_units)
-        hourly, daily = (parse_statistics(self.respond(c), ids) for c in requests.all())
+        units = cfg.request_units
+        hourly, daily = (
+            parse_statistics(self.respond(c), ids)
+            for c in (
+                today_request(ids, periods, request_units=units),
+                month_request(ids, periods, request_units=units),
+            )
+        )
         live = {}
         for sid in ids:
             reading = live_reading(self.hass.state_of(sid))
@@ -79,7 +94,8 @@ class World:
         )
 
     def arm(self, cycles: int = 20) -> None:
-        self.hass.script_websocket(COMMAND_TYPE, *([self.respond] * 2 * cycles))
+        self.hass.script_websocket(COMMAND_TYPE, *([self.respond] * 3 * cycles))
+        self.hass.script_websocket("get_config", *([{"time_zone": "Europe/Berlin"}] * 5))
 
     async def runner(self, cfg: EnergyTallyConfig) -> TallyRunner:
         notices = NoticeClient(self.hass, "energy_tally")
@@ -113,19 +129,20 @@ async def test_statistics_requests_per_cycle_do_not_grow_with_meters(count):
         world.model.add_hours(f"sensor.m{i}", today_start, [1.0] * 10)
 
     runner = await world.runner(config(meters_of(count)))
-    per_cycle = [len(world.hass.ws_commands)]
+    per_cycle = [len(world.stat_commands())]
     for _ in range(2):
         await world.hass.advance(300)
-        per_cycle.append(len(world.hass.ws_commands) - sum(per_cycle))
+        per_cycle.append(len(world.stat_commands()) - sum(per_cycle))
     await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
-    per_cycle.append(len(world.hass.ws_commands) - sum(per_cycle))
+    per_cycle.append(len(world.stat_commands()) - sum(per_cycle))
 
-    # Cold: today + month; warm: today only (the month's complete days are
-    # kept); the refresh event refetches the month.
-    assert per_cycle == [2, 1, 1, 2]
-    periods = [c["period"] for c in world.hass.ws_commands]
-    assert periods == ["hour", "day", "hour", "hour", "hour", "day"]
-    for command in world.hass.ws_commands:
+    # Cold: today + month; the next cycle re-reads the last two complete
+    # days hour by hour (recheck); then today only (the month's complete days
+    # are kept); the refresh event refetches the month.
+    assert per_cycle == [2, 2, 1, 2]
+    periods = [c["period"] for c in world.stat_commands()]
+    assert periods == ["hour", "day", "hour", "hour", "hour", "hour", "day"]
+    for command in world.stat_commands():
         assert len(command["statistic_ids"]) == count
     # Every meter got its values from those few requests.
     assert world.state(f"sensor.m{count - 1}_energy_today") == "10.000"
@@ -164,7 +181,8 @@ async def test_publishes_meters_totals_health_and_last_update():
     )
     assert attrs["stale"] is False
     assert world.state("sensor.energy_tally_health") == "ok"
-    assert world.attrs("sensor.energy_tally_health")["statistics_requests_per_cycle"] == 2
+    assert world.attrs("sensor.energy_tally_health")["statistics_requests_per_cycle"] == 1
+    assert world.attrs("sensor.energy_tally_health")["statistics_requests_max"] == 3
     assert datetime.fromisoformat(world.state("sensor.energy_tally_last_update") or "") == NOW
     await runner.stop()
 
@@ -187,9 +205,11 @@ async def test_live_state_adds_the_partial_hour():
 async def test_failures_keep_stale_values_then_error_and_notice_then_resolve(caplog):
     caplog.set_level(logging.WARNING, logger=LOG.name)
     world = World()
+    world.hass.script_websocket("get_config", {"time_zone": "Europe/Berlin"})
     seed_month(world, "sensor.grid_in", 1.0)
-    # After the first cycle only the today request is sent: the month's
-    # complete days are kept (failures of the today request do not drop them).
+    # After the first cycle the today request goes first: the month's
+    # complete days are kept (failures of the today request do not drop them);
+    # the recheck of the last complete days follows once today succeeds.
     world.hass.script_websocket(
         COMMAND_TYPE,
         world.respond,
@@ -197,7 +217,8 @@ async def test_failures_keep_stale_values_then_error_and_notice_then_resolve(cap
         Fail("unknown_error: database is locked"),
         TimeOut(),
         {"sensor.grid_in": "not rows"},  # answered, but malformed
-        world.respond,  # recovery
+        world.respond,  # recovery: today
+        world.respond,  # and the recheck still due
     )
     runner = await world.runner(
         config([{"statistic_id": "sensor.grid_in", "name": "Grid in", "role": "export"}])
@@ -246,28 +267,55 @@ async def test_failure_before_any_success_publishes_health_only():
     await runner.stop()
 
 
-async def test_removed_meter_is_no_longer_updated():
+async def test_removed_or_renamed_meter_is_marked_unavailable_with_the_reason():
     world = World()
     world.arm()
     seed_month(world, "sensor.a", 1.0)
     seed_month(world, "sensor.b", 1.0)
     first = await world.runner(
         config(
-            [{"statistic_id": "sensor.a", "name": "A"}, {"statistic_id": "sensor.b", "name": "B"}]
+            [
+                {"statistic_id": "sensor.a", "name": "A", "role": "import"},
+                {"statistic_id": "sensor.b", "name": "B", "role": "export"},
+            ]
         )
     )
     await first.stop()  # AppDaemon restarts the app when apps.yaml changes
-    writes_b = [w for w in world.hass.entity_writes if w[0].startswith("sensor.b_")]
+    assert world.state("sensor.b_energy_this_month") == "346.000"
 
-    second = await world.runner(config([{"statistic_id": "sensor.a", "name": "A"}]))
-    world.model.add_hours("sensor.b", NOW.replace(minute=0), [5.0])
+    # B renamed to "B2"; no meter has the export role any more.
+    second = await world.runner(
+        config(
+            [
+                {"statistic_id": "sensor.a", "name": "A", "role": "import"},
+                {"statistic_id": "sensor.b", "name": "B2"},
+            ]
+        )
+    )
     world.model.add_hours("sensor.a", NOW.replace(minute=0), [5.0])
     await world.hass.advance(3600)
 
-    assert [w for w in world.hass.entity_writes if w[0].startswith("sensor.b_")] == writes_b
-    assert all("sensor.b" not in c["statistic_ids"] for c in world.hass.ws_commands[4:])
+    for entity_id in (
+        "sensor.b_energy_today",
+        "sensor.b_energy_this_month",
+        "sensor.energy_tally_export_today",
+        "sensor.energy_tally_export_this_month",
+    ):
+        assert world.state(entity_id) == "unavailable", entity_id
+        assert "no longer configured" in world.attrs(entity_id)["reason"]
+    assert world.state("sensor.b2_energy_this_month") == "346.000"
     assert world.state("sensor.a_energy_today") == "15.000"
+    assert world.attrs("sensor.energy_tally_meters")["meter_slugs"] == ["a", "b2"]
     await second.stop()
+
+
+async def test_a_first_start_retires_nothing():
+    world = World()
+    world.arm()
+    seed_month(world, "sensor.a", 1.0)
+    runner = await world.runner(config([{"statistic_id": "sensor.a", "name": "A"}]))
+    assert not [w for w in world.hass.entity_writes if w[1] == "unavailable"]
+    await runner.stop()
 
 
 async def test_unchanged_values_are_not_rewritten():
@@ -279,7 +327,7 @@ async def test_unchanged_values_are_not_rewritten():
 
     await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
 
-    assert len(world.hass.ws_commands) == 4
+    assert len(world.stat_commands()) == 4
     assert len(world.hass.entity_writes) == writes
     await runner.stop()
 
@@ -291,13 +339,13 @@ async def test_ha_restart_runs_a_cycle_and_stop_cancels_everything():
     runner = await world.runner(config([{"statistic_id": "sensor.a", "name": "A"}], interval_s=60))
 
     await world.hass.simulate_restart()
-    assert len(world.hass.ws_commands) == 4
+    assert len(world.stat_commands()) == 4
     assert world.state("sensor.a_energy_today") == "10.000"
 
     await runner.stop()
     await world.hass.advance(600)
     await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
-    assert len(world.hass.ws_commands) == 4
+    assert len(world.stat_commands()) == 4
     assert world.hass.pending_timers == 0
 
 
@@ -339,8 +387,9 @@ async def test_triggers_during_a_running_cycle_coalesce_into_one_more():
     async with asyncio.timeout(2):
         await cycle
 
-    # The running cycle (today + month) + one rerun (today; month kept).
-    assert len(world.hass.ws_commands) == 3
+    # The running cycle (today + month) + one rerun (today + the recheck of
+    # the last complete days, due once after a cold read).
+    assert len(world.stat_commands()) == 4
     assert world.state("sensor.a_energy_today") == "10.000"
 
 
@@ -356,7 +405,7 @@ async def test_the_appdaemon_app_runs_cycles_and_stops_them():
     await app.terminate()
     await world.hass.advance(900)
 
-    assert len(world.hass.ws_commands) == 2
+    assert len(world.stat_commands()) == 2
     assert world.hass.pending_timers == 0
 
 
@@ -366,7 +415,7 @@ async def test_the_app_refuses_a_bad_config_and_says_which_key():
 
     await app.initialize()
 
-    assert world.hass.ws_commands == []
+    assert world.stat_commands() == []
     (notification,) = world.hass.notifications.values()
     assert "meters" in notification["message"]
     assert "interval_s" in notification["message"]
@@ -402,16 +451,18 @@ def seed_rollover(world: World, around: datetime) -> None:
 @pytest.mark.parametrize(
     ("first_cycle", "sent"),
     [
-        # Cycles every 5 minutes from 23:50 local: cold, warm, then local
-        # midnight. Until 15 minutes past it (SETTLE_GRACE) the recorder may
-        # not have compiled yesterday's last hour: every cycle asks again.
-        pytest.param("2026-06-14T21:50", [2, 1, 2, 2, 2, 2, 1, 1], id="ordinary-midnight"),
-        pytest.param("2026-03-28T22:50", [2, 1, 2, 2, 2, 2, 1, 1], id="into-23h-day"),
-        pytest.param("2026-03-29T21:50", [2, 1, 2, 2, 2, 2, 1, 1], id="end-of-23h-day"),
-        pytest.param("2026-10-24T21:50", [2, 1, 2, 2, 2, 2, 1, 1], id="into-25h-day"),
-        pytest.param("2026-10-25T22:50", [2, 1, 2, 2, 2, 2, 1, 1], id="end-of-25h-day"),
-        # On the 1st there are no complete days to wait for.
-        pytest.param("2026-10-31T22:50", [2, 1, 2, 1, 1, 1, 1, 1], id="month-rollover"),
+        # Cycles every 5 minutes from 23:50 local: cold (today + month), the
+        # recheck of the last complete days, then local midnight (a new day
+        # and a new UTC hour: recheck, and the history of the meter without
+        # rows), today only, and once more the recheck at 15 minutes past
+        # midnight (SETTLE_GRACE), when yesterday's last hour is compiled.
+        pytest.param("2026-06-14T21:50", [2, 2, 3, 1, 1, 2, 1, 1], id="ordinary-midnight"),
+        pytest.param("2026-03-28T22:50", [2, 2, 3, 1, 1, 2, 1, 1], id="into-23h-day"),
+        pytest.param("2026-03-29T21:50", [2, 2, 3, 1, 1, 2, 1, 1], id="end-of-23h-day"),
+        pytest.param("2026-10-24T21:50", [2, 2, 3, 1, 1, 2, 1, 1], id="into-25h-day"),
+        pytest.param("2026-10-25T22:50", [2, 2, 3, 1, 1, 2, 1, 1], id="end-of-25h-day"),
+        # A new month is cold; on the 1st there are no complete days to recheck.
+        pytest.param("2026-10-31T22:50", [2, 2, 2, 1, 1, 1, 1, 1], id="month-rollover"),
     ],
 )
 async def test_month_request_only_when_the_kept_days_do_not_serve(first_cycle, sent):
@@ -423,11 +474,11 @@ async def test_month_request_only_when_the_kept_days_do_not_serve(first_cycle, s
     cfg = config(ROLLOVER_METERS)
 
     runner = await world.runner(cfg)
-    counts = [len(world.hass.ws_commands)]
+    counts = [len(world.stat_commands())]
     tallies = [runner.state.last_good]
     expected = [world.uncached(cfg)]
     for _ in sent[1:]:
-        before = len(world.hass.ws_commands)
+        before = len(world.stat_commands())
         await world.hass.advance(300)
         counts.append(world.sent_per_cycle(before))
         tallies.append(runner.state.last_good)
@@ -448,7 +499,7 @@ async def test_refresh_event_and_ha_start_refetch_the_month():
     cfg = config([{"statistic_id": "sensor.a", "name": "A"}])
     runner = await world.runner(cfg)
 
-    before = len(world.hass.ws_commands)
+    before = len(world.stat_commands())
     # Statistics of an earlier day imported late: the refresh event picks them up.
     world.model.stats["sensor.a"].hours[MONTH_START] = (100.0, 100.0)
     await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
@@ -457,16 +508,17 @@ async def test_refresh_event_and_ha_start_refetch_the_month():
 
     # HA started: refetch, and keep refetching while it may still compile
     # hours it missed.
-    before = len(world.hass.ws_commands)
+    before = len(world.stat_commands())
     await world.hass.simulate_restart()
     counts = [world.sent_per_cycle(before)]
     for _ in range(5):
-        before = len(world.hass.ws_commands)
+        before = len(world.stat_commands())
         await world.hass.advance(300)
         counts.append(world.sent_per_cycle(before))
-    # Cycles at 0, 5, 10 minutes are within SETTLE_GRACE of the start.
+    # Cold at the start, the recheck next, and the recheck once more when
+    # SETTLE_GRACE has passed since the start.
     assert timedelta(minutes=15) == SETTLE_GRACE
-    assert counts == [2, 2, 2, 2, 1, 1]
+    assert counts == [2, 2, 1, 2, 1, 1]
     await runner.stop()
 
 
@@ -479,7 +531,8 @@ async def test_failed_month_request_leaves_the_cache_cold():
         Fail("unknown_error: database is locked"),  # month of the first cycle
         world.respond,
         world.respond,  # next cycle: both again
-        world.respond,  # then today only
+        world.respond,  # then today and the recheck of the last complete days
+        world.respond,
     )
     runner = await world.runner(config([{"statistic_id": "sensor.a", "name": "A"}]))
     assert world.state("sensor.energy_tally_health") == "stale"
@@ -489,6 +542,7 @@ async def test_failed_month_request_leaves_the_cache_cold():
     assert world.state("sensor.a_energy_this_month") == "346.000"
     await world.hass.advance(300)
 
-    assert [c["period"] for c in world.hass.ws_commands] == ["hour", "day", "hour", "day", "hour"]
+    periods = [c["period"] for c in world.stat_commands()]
+    assert periods == ["hour", "day", "hour", "day", "hour", "hour"]
     assert world.state("sensor.energy_tally_health") == "ok"
     await runner.stop()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -38,7 +38,9 @@ def build(stale: bool = False):
     ]
     rows = {
         "sensor.grid_in": (
-            StatRow(PERIODS.today_start, PERIODS.today_start.replace(hour=23), 1.23456),
+            # The hour before midnight gives the baseline sum.
+            StatRow(PERIODS.today_start - timedelta(hours=1), PERIODS.today_start, 100.0),
+            StatRow(PERIODS.today_start, PERIODS.today_start.replace(hour=23), 101.23456),
         )
     }
     tally = compute_tally(meters, rows, {}, {}, PERIODS)
