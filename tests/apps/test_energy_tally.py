@@ -546,3 +546,162 @@ async def test_failed_month_request_leaves_the_cache_cold():
     assert periods == ["hour", "day", "hour", "day", "hour", "hour"]
     assert world.state("sensor.energy_tally_health") == "ok"
     await runner.stop()
+
+
+# --- the issue's cases on the run loop ------------------------------------------
+
+
+async def test_a_time_zone_other_than_has_is_refused_with_one_config_error():
+    world = World()
+    world.arm()
+    seed_month(world, "sensor.a", 1.0)
+    args = {
+        "meters": [{"statistic_id": "sensor.a", "name": "A"}],
+        "time_zone": "America/New_York",
+    }
+    app = make_app(EnergyTally, args, world.hass, name="energy_tally")
+
+    await app.initialize()
+
+    assert world.stat_commands() == []
+    assert world.hass.pending_timers == 0
+    (notification,) = world.hass.notifications.values()
+    assert "time_zone" in notification["message"]
+    assert "Europe/Berlin" in notification["message"]
+    await app.terminate()
+
+
+async def test_days_are_counted_in_has_zone_when_no_time_zone_is_given():
+    world = World()
+    # HA runs in New York (answered before arm()'s Berlin); AppDaemon's
+    # clock (the fake's) says UTC.
+    world.hass.script_websocket("get_config", {"time_zone": "America/New_York"})
+    world.arm()
+    world.compile_delay = timedelta(minutes=1)
+    world.model = RecorderModel(ZoneInfo("America/New_York"))
+    world.model.add_hours("sensor.a", datetime(2026, 6, 13, tzinfo=UTC), [1.0] * 56)
+    cfg = load_config(
+        EnergyTallySchema,
+        {"name": "energy_tally", "meters": [{"statistic_id": "sensor.a", "name": "A"}]},
+        into=EnergyTallyConfig,
+    )
+
+    runner = await world.runner(cfg)
+
+    # 04:30 New York time on 15 June: today began at 04:00 UTC.
+    assert world.state("sensor.a_energy_today") == "4.000"
+    assert world.attrs("sensor.a_energy_today")["last_reset"] == "2026-06-15T00:00:00-04:00"
+    await runner.stop()
+
+
+async def test_a_statistic_without_sum_is_a_visible_problem_not_a_zero():
+    world = World()
+    world.arm()
+    seed_month(world, "sensor.a", 1.0)
+    # A power sensor: rows with a mean only; asked for sums, the recorder
+    # answers rows whose sum is empty.
+    seed_month(world, "sensor.power", 1.0)
+    for hour in list(world.model.stats["sensor.power"].hours):
+        world.model.blank("sensor.power", hour)
+    cfg = config(
+        [
+            {"statistic_id": "sensor.a", "name": "A", "role": "import"},
+            {"statistic_id": "sensor.power", "name": "Power", "role": "import"},
+        ]
+    )
+
+    runner = await world.runner(cfg)
+
+    assert world.state("sensor.power_energy_this_month") == "unknown"
+    assert "no sum" in world.attrs("sensor.power_energy_this_month")["problem"]
+    assert world.attrs("sensor.a_energy_this_month")["problem"] is None
+    assert world.state("sensor.energy_tally_import_this_month") == "unknown"
+    assert world.attrs("sensor.energy_tally_import_this_month")["missing_meters"] == ["Power"]
+    await runner.stop()
+
+
+async def test_an_empty_sum_before_midnight_never_publishes_the_lifetime():
+    # The issue's case: an empty sum two hours before midnight and no row for
+    # the last hour; HA's change would give 6503.227 kWh for today.
+    world = World()
+    world.arm()
+    today_start = datetime(2026, 6, 14, 22, tzinfo=UTC)
+    world.model.add_hours("sensor.a", today_start - timedelta(hours=30), [0.5] * 29, start_sum=6500)
+    world.model.blank("sensor.a", today_start - timedelta(hours=2))
+    # No row for 23:00-00:00 local; the meter used 0.5 kWh in it.
+    world.model.add_hours("sensor.a", today_start, [0.3] * 10, start_sum=6515.0)
+    # The cold read and the recheck both happen before "now" is looked at.
+    runner = await world.runner(config([{"statistic_id": "sensor.a", "name": "A"}]))
+    await world.hass.advance(300)
+
+    # Bridged from 22:00 local (the last sum): the empty hour 22:00-23:00 and
+    # the missing 23:00-00:00 land on today's first hour, as in HA's own
+    # windows; never the lifetime.
+    assert float(world.state("sensor.a_energy_today") or "nan") == pytest.approx(1.0 + 3.0)
+    await runner.stop()
+
+
+async def test_a_reset_is_not_subtracted_when_its_day_completes():
+    world = World()
+    world.hass = FakeHass(FakeClock(wall=datetime(2026, 6, 14, 21, 40, tzinfo=UTC)))
+    world.arm(cycles=10)
+    world.compile_delay = timedelta(minutes=2)
+    changes = [1.0] * (24 * 13 + 10) + [-61.0] + [1.0] * 40
+    world.model.add_hours("sensor.a", MONTH_START, changes)
+    runner = await world.runner(config([{"statistic_id": "sensor.a", "name": "A"}]))
+    await world.hass.advance(300)
+    before = float(world.state("sensor.a_energy_this_month") or "nan")
+
+    await world.hass.advance(1800)  # past midnight and the settle time
+
+    after = float(world.state("sensor.a_energy_this_month") or "nan")
+    # The month goes on growing (1 kWh an hour); the drop stays a reset.
+    assert after >= before
+    assert after == pytest.approx(24 * 14 - 1.0)
+    assert world.attrs("sensor.a_energy_this_month")["resets"] == 1
+    await runner.stop()
+
+
+async def test_late_statistics_reach_the_month_within_the_hour():
+    world = World()
+    world.arm(cycles=30)
+    seed_month(world, "sensor.a", 1.0)
+    runner = await world.runner(config([{"statistic_id": "sensor.a", "name": "A"}]))
+    await world.hass.advance(300)
+    assert world.state("sensor.a_energy_this_month") == "346.000"
+    # A utility's import lands late: yesterday 10:00-11:00 local held 5 kWh
+    # more (the sums after it move up with it).
+    stat = world.model.stats["sensor.a"]
+    late = datetime(2026, 6, 14, 8, tzinfo=UTC)
+    for hour, (total, state) in list(stat.hours.items()):
+        if hour >= late and total is not None and state is not None:
+            stat.hours[hour] = (total + 5.0, state + 5.0)
+
+    await world.hass.advance(3600)
+
+    assert world.state("sensor.a_energy_this_month") == "351.000"
+    await runner.stop()
+
+
+async def test_history_imported_after_the_first_cycle_reaches_the_month():
+    world = World()
+    world.arm(cycles=30)
+    seed_month(world, "sensor.a", 1.0)
+    today_start = datetime(2026, 6, 14, 22, tzinfo=UTC)
+    world.model.add_hours("sensor.new", today_start, [1.0] * 10)
+    world.model.blank("sensor.new", today_start - timedelta(hours=1))  # no sum before today
+    cfg = config(
+        [{"statistic_id": "sensor.a", "name": "A"}, {"statistic_id": "sensor.new", "name": "New"}]
+    )
+    runner = await world.runner(cfg)
+    assert world.state("sensor.new_energy_this_month") == "9.000"
+
+    # The month's history is imported (sums continue into today's).
+    world.model.stats["sensor.new"].hours.clear()
+    world.model.add_hours(
+        "sensor.new", MONTH_START - timedelta(hours=1), [0.0] + [2.0] * (24 * 14) + [1.0] * 10
+    )
+    await world.hass.advance(3600)
+
+    assert world.state("sensor.new_energy_this_month") == f"{2.0 * 24 * 14 + 10:.3f}"
+    await runner.stop()

@@ -280,8 +280,19 @@ class MonthLedger:
         recheck = window if due and window < periods.today_start else None
         history: tuple[str, ...] = ()
         if self._history_hour != periods.hour_start:
-            history = tuple(sorted(s for s in key[1] if not self.month_of(s).has_sum))
+            history = tuple(sorted(s for s in key[1] if self._lacks_history(s, periods)))
         return MonthPlan(False, recheck, history)
+
+    def _lacks_history(self, statistic_id: str, periods: TallyPeriods) -> bool:
+        """No sum known before the month start, while the month has complete days.
+
+        A new meter, or one whose history is imported after the first cycle
+        (its days would otherwise count from its first sum on).
+        """
+        return (
+            periods.month_start < periods.today_start
+            and self.month_of(statistic_id).opening is None
+        )
 
     def _window(self, periods: TallyPeriods) -> datetime | None:
         """The recheck window's first day; ``None`` when kept days cannot be rolled on."""
@@ -332,7 +343,13 @@ class MonthLedger:
             ids = only
             self._history_hour = periods.hour_start
         for sid in ids:
-            self.meters[sid] = month_from_days(sid, daily.get(sid, ()), periods, scales[sid])
+            fresh = month_from_days(sid, daily.get(sid, ()), periods, scales[sid])
+            if only is not None:
+                # Days already re-read hour by hour stay so (a history read
+                # must not undo the reckoning of a reset inside a day).
+                hourly = {d: e for d, e in self.month_of(sid).days.items() if e.hourly}
+                fresh = MeterMonth(fresh.opening, {**fresh.days, **hourly}, fresh.lead_rows)
+            self.meters[sid] = fresh
 
     def store_recheck(
         self,
