@@ -15,9 +15,10 @@ cold cycle's cost, so its result is kept per meter and day
   the month within an hour, and recent days are reckoned hour by hour with
   the same rules as today: a reset inside a day counted while the day ran is
   not subtracted once it is complete.
-* ``history``: once per UTC hour, meters that have no sum before today
+* ``history``: once per UTC hour, meters with no sum before the month start
   (a new meter, or one whose history is imported later) have their month
-  asked for again (day rows, only those meters).
+  asked for again (day rows, only those meters; days already re-read hour
+  by hour are kept).
 
 A steady cycle sends only the ``today`` query. Pure apart from holding the
 kept days: the runner asks :meth:`MonthLedger.plan` what to send and hands

@@ -19,9 +19,9 @@ window has no sum, which publishes a meter's lifetime reading.
   ``recheck_days`` complete days, so statistics that arrive late (imports,
   an hour the recorder compiled late) reach the month, and so recent days are
   reckoned hour by hour, as today was.
-* ``history`` (once an hour, only while some meter has no rows before
-  today): the ``month`` query for just those meters, for history imported
-  after the first cycle.
+* ``history`` (once an hour, only while some meter has no sum before the
+  month start): the ``month`` query for just those meters, for history
+  imported after the first cycle.
 
 The recorder answers (HA 2024.1, ``recorder/websocket_api.py``) with
 ``{statistic_id: [{"start": ms, "end": ms, "sum": float|None,
