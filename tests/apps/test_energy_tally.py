@@ -136,12 +136,12 @@ async def test_statistics_requests_per_cycle_do_not_grow_with_meters(count):
     await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
     per_cycle.append(len(world.stat_commands()) - sum(per_cycle))
 
-    # Cold: today + month; the next cycle re-reads the last two complete
-    # days hour by hour (recheck); then today only (the month's complete days
-    # are kept); the refresh event refetches the month.
-    assert per_cycle == [2, 2, 1, 2]
+    # Cold: today + month + the last two complete days re-read hour by hour
+    # (recheck); then today only (the month's complete days are kept); the
+    # refresh event refetches the month (cold again).
+    assert per_cycle == [3, 1, 1, 3]
     periods = [c["period"] for c in world.stat_commands()]
-    assert periods == ["hour", "day", "hour", "hour", "hour", "hour", "day"]
+    assert periods == ["hour", "day", "hour", "hour", "hour", "hour", "day", "hour"]
     for command in world.stat_commands():
         assert len(command["statistic_ids"]) == count
     # Every meter got its values from those few requests.
@@ -207,18 +207,17 @@ async def test_failures_keep_stale_values_then_error_and_notice_then_resolve(cap
     world = World()
     world.hass.script_websocket("get_config", {"time_zone": "Europe/Berlin"})
     seed_month(world, "sensor.grid_in", 1.0)
-    # After the first cycle the today request goes first: the month's
-    # complete days are kept (failures of the today request do not drop them);
-    # the recheck of the last complete days follows once today succeeds.
+    # After the first cycle only the today request is sent: the month's
+    # complete days are kept (failures of the today request do not drop them).
     world.hass.script_websocket(
         COMMAND_TYPE,
         world.respond,
-        world.respond,  # start: good (today + month)
+        world.respond,
+        world.respond,  # start: good (today + month + recheck)
         Fail("unknown_error: database is locked"),
         TimeOut(),
         {"sensor.grid_in": "not rows"},  # answered, but malformed
         world.respond,  # recovery: today
-        world.respond,  # and the recheck still due
     )
     runner = await world.runner(
         config([{"statistic_id": "sensor.grid_in", "name": "Grid in", "role": "export"}])
@@ -327,7 +326,7 @@ async def test_unchanged_values_are_not_rewritten():
 
     await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
 
-    assert len(world.stat_commands()) == 4
+    assert len(world.stat_commands()) == 6  # two cold cycles
     assert len(world.hass.entity_writes) == writes
     await runner.stop()
 
@@ -339,13 +338,13 @@ async def test_ha_restart_runs_a_cycle_and_stop_cancels_everything():
     runner = await world.runner(config([{"statistic_id": "sensor.a", "name": "A"}], interval_s=60))
 
     await world.hass.simulate_restart()
-    assert len(world.stat_commands()) == 4
+    assert len(world.stat_commands()) == 6  # two cold cycles
     assert world.state("sensor.a_energy_today") == "10.000"
 
     await runner.stop()
     await world.hass.advance(600)
     await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
-    assert len(world.stat_commands()) == 4
+    assert len(world.stat_commands()) == 6
     assert world.hass.pending_timers == 0
 
 
@@ -405,7 +404,7 @@ async def test_the_appdaemon_app_runs_cycles_and_stops_them():
     await app.terminate()
     await world.hass.advance(900)
 
-    assert len(world.stat_commands()) == 2
+    assert len(world.stat_commands()) == 3  # one cold cycle
     assert world.hass.pending_timers == 0
 
 
@@ -451,18 +450,18 @@ def seed_rollover(world: World, around: datetime) -> None:
 @pytest.mark.parametrize(
     ("first_cycle", "sent"),
     [
-        # Cycles every 5 minutes from 23:50 local: cold (today + month), the
-        # recheck of the last complete days, then local midnight (a new day
-        # and a new UTC hour: recheck, and the history of the meter without
-        # rows), today only, and once more the recheck at 15 minutes past
-        # midnight (SETTLE_GRACE), when yesterday's last hour is compiled.
-        pytest.param("2026-06-14T21:50", [2, 2, 3, 1, 1, 2, 1, 1], id="ordinary-midnight"),
-        pytest.param("2026-03-28T22:50", [2, 2, 3, 1, 1, 2, 1, 1], id="into-23h-day"),
-        pytest.param("2026-03-29T21:50", [2, 2, 3, 1, 1, 2, 1, 1], id="end-of-23h-day"),
-        pytest.param("2026-10-24T21:50", [2, 2, 3, 1, 1, 2, 1, 1], id="into-25h-day"),
-        pytest.param("2026-10-25T22:50", [2, 2, 3, 1, 1, 2, 1, 1], id="end-of-25h-day"),
+        # Cycles every 5 minutes from 23:50 local: cold (today + month + the
+        # recheck of the last complete days), today only, then local midnight
+        # (a new day and a new UTC hour: recheck, and the history of the meter
+        # without rows), today only, and once more the recheck at 15 minutes
+        # past midnight (SETTLE_GRACE), when yesterday's last hour is compiled.
+        pytest.param("2026-06-14T21:50", [3, 1, 3, 1, 1, 2, 1, 1], id="ordinary-midnight"),
+        pytest.param("2026-03-28T22:50", [3, 1, 3, 1, 1, 2, 1, 1], id="into-23h-day"),
+        pytest.param("2026-03-29T21:50", [3, 1, 3, 1, 1, 2, 1, 1], id="end-of-23h-day"),
+        pytest.param("2026-10-24T21:50", [3, 1, 3, 1, 1, 2, 1, 1], id="into-25h-day"),
+        pytest.param("2026-10-25T22:50", [3, 1, 3, 1, 1, 2, 1, 1], id="end-of-25h-day"),
         # A new month is cold; on the 1st there are no complete days to recheck.
-        pytest.param("2026-10-31T22:50", [2, 2, 2, 1, 1, 1, 1, 1], id="month-rollover"),
+        pytest.param("2026-10-31T22:50", [3, 1, 2, 1, 1, 1, 1, 1], id="month-rollover"),
     ],
 )
 async def test_month_request_only_when_the_kept_days_do_not_serve(first_cycle, sent):
@@ -503,7 +502,7 @@ async def test_refresh_event_and_ha_start_refetch_the_month():
     # Statistics of an earlier day imported late: the refresh event picks them up.
     world.model.stats["sensor.a"].hours[MONTH_START] = (100.0, 100.0)
     await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
-    assert world.sent_per_cycle(before) == 2
+    assert world.sent_per_cycle(before) == 3
     assert runner.state.last_good == world.uncached(cfg)
 
     # HA started: refetch, and keep refetching while it may still compile
@@ -515,10 +514,10 @@ async def test_refresh_event_and_ha_start_refetch_the_month():
         before = len(world.stat_commands())
         await world.hass.advance(300)
         counts.append(world.sent_per_cycle(before))
-    # Cold at the start, the recheck next, and the recheck once more when
+    # Cold at the start (with the recheck), and the recheck once more when
     # SETTLE_GRACE has passed since the start.
     assert timedelta(minutes=15) == SETTLE_GRACE
-    assert counts == [2, 2, 1, 2, 1, 1]
+    assert counts == [3, 1, 1, 2, 1, 1]
     await runner.stop()
 
 

@@ -41,9 +41,7 @@ def utc(text: str) -> datetime:
 def cold(now: datetime, zone: ZoneInfo = BERLIN) -> MonthLedger:
     """A ledger after a cold cycle at ``now`` (no rows at all)."""
     ledger = MonthLedger(zone)
-    periods = tally_periods(now, zone)
-    assert ledger.plan(periods, IDS).month
-    ledger.store_month({}, periods, SCALES)
+    assert step(ledger, now).month
     return ledger
 
 
@@ -60,21 +58,24 @@ def step(ledger: MonthLedger, now: datetime, ids=IDS):
     return plan
 
 
-def test_cold_then_recheck_next_cycle_then_nothing_until_the_next_hour():
-    ledger = cold(utc("2026-06-15T08:05"))
+def test_cold_rechecks_at_once_then_nothing_until_the_next_hour():
+    ledger = MonthLedger(BERLIN)
 
-    second = step(ledger, utc("2026-06-15T08:10"))
-    third = step(ledger, utc("2026-06-15T08:55"))
+    first = step(ledger, utc("2026-06-15T08:05"))
+    second = step(ledger, utc("2026-06-15T08:55"))
     next_hour = step(ledger, utc("2026-06-15T09:00"))
 
-    # The last two complete local days, 13 and 14 June.
-    assert second.recheck_from == utc("2026-06-12T22:00")
-    assert not second.month
-    assert third.extra_requests == 0
+    # The month's day rows, and the last two complete local days (13 and 14
+    # June) hour by hour in the same cycle.
+    assert first.month
+    assert first.recheck_from == utc("2026-06-12T22:00")
+    assert first.history == ()
+    assert second.extra_requests == 0
     assert next_hour.recheck_from == utc("2026-06-12T22:00")
-    # No meter has a sum: its history is asked for again, once an hour.
+    assert not next_hour.month
+    # No meter has a sum before the month: its history is asked for again,
+    # once an hour.
     assert next_hour.history == IDS
-    assert third.history == ()
 
 
 @pytest.mark.parametrize(
@@ -124,8 +125,9 @@ def test_refresh_is_cold_and_ha_start_rechecks_again_once_settled():
     started = utc("2026-06-15T08:20")
     ledger.refetch(settle_from=started)
 
-    assert step(ledger, utc("2026-06-15T08:21")).month
-    assert step(ledger, utc("2026-06-15T08:22")).recheck_from is not None
+    refreshed = step(ledger, utc("2026-06-15T08:21"))
+    assert refreshed.month
+    assert refreshed.recheck_from is not None
     assert step(ledger, utc("2026-06-15T08:30")).recheck_from is None
     # The recorder may still compile hours it missed while HA was down.
     assert step(ledger, started + SETTLE_GRACE).recheck_from is not None

@@ -6,7 +6,8 @@ cold cycle's cost, so its result is kept per meter and day
 
 * ``month`` (cold): the first cycle, a new month, a changed set of meters,
   the refresh event, HA starting. Every complete day is then reckoned from
-  its day row (the sum at the day's end).
+  its day row (the sum at the day's end), and in the same cycle the recent
+  days are rechecked (below).
 * ``recheck``: once per UTC hour, on the first cycle of a new local day and
   once the recorder has compiled the hours before midnight (see
   :func:`settled_at`), the last ``recheck_days`` complete days are asked for
@@ -275,7 +276,10 @@ class MonthLedger:
         key = (periods.month_start, frozenset(statistic_ids))
         window = self._window(periods)
         if key != self._key or self._today is None or window is None:
-            return MonthPlan(True, None, ())
+            # Cold: the day rows, and at once the recent days hour by hour, so
+            # the first figures published are the ones the next cycles keep.
+            start = self._recheck_start(periods)
+            return MonthPlan(True, start if start < periods.today_start else None, ())
         new_hour = self._checked_hour != periods.hour_start
         due = new_hour or self._today != periods.today_start or self._unsettled(periods)
         recheck = window if due and window < periods.today_start else None
@@ -297,13 +301,16 @@ class MonthLedger:
 
     def _window(self, periods: TallyPeriods) -> datetime | None:
         """The recheck window's first day; ``None`` when kept days cannot be rolled on."""
-        start = max(
-            periods.month_start,
-            local_days_before(periods.today_start, self.recheck_days, self.zone),
-        )
+        start = self._recheck_start(periods)
         if self._today is not None and start > self._today:
             return None  # days between the kept ones and the window would be missing
         return start
+
+    def _recheck_start(self, periods: TallyPeriods) -> datetime:
+        return max(
+            periods.month_start,
+            local_days_before(periods.today_start, self.recheck_days, self.zone),
+        )
 
     def _unsettled(self, periods: TallyPeriods) -> bool:
         checked = self._checked_at
@@ -336,8 +343,8 @@ class MonthLedger:
             self._key = (periods.month_start, frozenset(scales))
             self._today = periods.today_start
             self._checked_hour = self._checked_at = None
-            # The recheck comes next cycle; the history of meters without
-            # rows only next hour (it was just asked for).
+            # The history of meters without a sum before the month only next
+            # hour (it was just asked for).
             self._history_hour = periods.hour_start
             ids: Iterable[str] = scales
         else:
