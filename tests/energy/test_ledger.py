@@ -186,8 +186,8 @@ def hourly_reckoned_from(zone: ZoneInfo, started: datetime, run_hours: int) -> d
     """From which day on the run's rechecks reckoned the final month hour by hour.
 
     The schedule, not the arithmetic: the first cycle (and the first of a new
-    month) reads the month's day rows; every later cycle re-reads the last
-    two complete days hour by hour.
+    month) reads the month's day rows; every cycle, that one too, re-reads
+    the last two complete days hour by hour.
     """
     month = None
     first_window: datetime | None = None
@@ -195,7 +195,6 @@ def hourly_reckoned_from(zone: ZoneInfo, started: datetime, run_hours: int) -> d
         periods = tally_periods(started + k * HOUR, zone)
         if periods.month_start != month:
             month, first_window = periods.month_start, None
-            continue
         window = max(periods.month_start, local_days_before(periods.today_start, 2, zone))
         if first_window is None and window < periods.today_start:
             first_window = window
