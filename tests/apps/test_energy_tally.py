@@ -704,3 +704,28 @@ async def test_history_imported_after_the_first_cycle_reaches_the_month():
 
     assert world.state("sensor.new_energy_this_month") == f"{2.0 * 24 * 14 + 10:.3f}"
     await runner.stop()
+
+
+async def test_a_meter_new_this_month_counts_its_first_day_within_the_hour():
+    world = World()
+    world.arm(cycles=30)
+    seed_month(world, "sensor.a", 1.0)
+    # Its first compiled hour (sum 0) is 5 June 09:00 local, before the days
+    # the recheck covers; the day row of 5 June only says where the day ended.
+    first = datetime(2026, 6, 5, 7, tzinfo=UTC)
+    hours = int((NOW.replace(minute=0) - first) / timedelta(hours=1))
+    world.model.add_hours("sensor.new", first, [2.0] * hours)
+    cfg = config(
+        [{"statistic_id": "sensor.a", "name": "A"}, {"statistic_id": "sensor.new", "name": "New"}]
+    )
+    runner = await world.runner(cfg)
+    cold = float(world.state("sensor.new_energy_this_month") or "nan")
+
+    await world.hass.advance(3600)
+
+    # Every hour after its first one, 5 June included.
+    assert world.state("sensor.new_energy_this_month") == f"{2.0 * hours:.3f}"
+    assert cold < 2.0 * hours  # the cold read alone missed 5 June
+    first_day = [c for c in world.stat_commands() if c["statistic_ids"] == ["sensor.new"]]
+    assert [c["period"] for c in first_day] == ["hour"]
+    await runner.stop()

@@ -190,7 +190,8 @@ def recheck_month(
         statistic_id: the meter.
         hourly: its hourly rows from one hour before the window to its end.
         day_starts: the window's local day starts (UTC), in order.
-        window_end: local midnight today.
+        window_end: the end of the window's last day (local midnight today
+            for the recheck).
         scale: factor from the rows' unit to kWh.
 
     Returns:
@@ -201,7 +202,7 @@ def recheck_month(
     first = day_starts[0]
     lead = walk_sums([r for r in hourly if r.start < first], None, statistic_id, scale).last
     carry = later(kept.closing_before(first), lead)
-    days = {d: e for d, e in kept.days.items() if d < first}
+    days = {d: e for d, e in kept.days.items() if not first <= d < window_end}
     bounds = [*day_starts[1:], window_end]
     for start, end in zip(day_starts, bounds, strict=True):
         day_rows = [r for r in hourly if start <= r.start < end]
@@ -220,16 +221,27 @@ class MonthPlan:
         month: send the ``month`` query for every meter (cold).
         recheck_from: send the ``recheck`` query from this day start, or ``None``.
         history: meters to send the ``history`` query for (may be empty).
+        first_day: instead of ``history``, re-read this day hour by hour for
+            ``first_day_ids``: their first day in the month, reckoned from its
+            day row with no sum before it, counted nothing (a meter whose
+            history starts this month; its first hourly sum is its start).
+        first_day_ids: the meters of ``first_day``.
     """
 
     month: bool
     recheck_from: datetime | None
     history: tuple[str, ...]
+    first_day: datetime | None = None
+    first_day_ids: tuple[str, ...] = ()
 
     @property
     def extra_requests(self) -> int:
         """Requests besides ``today``."""
-        return int(self.month) + int(self.recheck_from is not None) + int(bool(self.history))
+        return (
+            int(self.month)
+            + int(self.recheck_from is not None)
+            + int(bool(self.history) or self.first_day is not None)
+        )
 
 
 class MonthLedger:
@@ -283,10 +295,15 @@ class MonthLedger:
         new_hour = self._checked_hour != periods.hour_start
         due = new_hour or self._today != periods.today_start or self._unsettled(periods)
         recheck = window if due and window < periods.today_start else None
-        history: tuple[str, ...] = ()
-        if self._history_hour != periods.hour_start:
-            history = tuple(sorted(s for s in key[1] if self._lacks_history(s, periods)))
-        return MonthPlan(False, recheck, history)
+        if self._history_hour == periods.hour_start:
+            return MonthPlan(False, recheck, ())
+        lacking = sorted(s for s in key[1] if self._lacks_history(s, periods))
+        firsts = {s: d for s in lacking if (d := self._unresolved_first_day(s, periods))}
+        if firsts:
+            day = min(firsts.values())
+            ids = tuple(s for s, d in firsts.items() if d == day)
+            return MonthPlan(False, recheck, (), day, ids)
+        return MonthPlan(False, recheck, tuple(lacking))
 
     def _lacks_history(self, statistic_id: str, periods: TallyPeriods) -> bool:
         """No sum known before the month start, while the month has complete days.
@@ -305,6 +322,19 @@ class MonthLedger:
         if self._today is not None and start > self._today:
             return None  # days between the kept ones and the window would be missing
         return start
+
+    def _unresolved_first_day(self, statistic_id: str, periods: TallyPeriods) -> datetime | None:
+        """The meter's first day, when its day row only gave a baseline.
+
+        Days the recheck covers are left to it.
+        """
+        days = self.month_of(statistic_id).days
+        if not days:
+            return None
+        first = min(days)
+        if days[first].hourly or first >= self._recheck_start(periods):
+            return None
+        return first
 
     def _recheck_start(self, periods: TallyPeriods) -> datetime:
         return max(
@@ -383,6 +413,34 @@ class MonthLedger:
         self._today = periods.today_start
         self._checked_hour = periods.hour_start
         self._checked_at = periods.now
+
+    def store_first_day(
+        self,
+        hourly: Mapping[str, Sequence[StatRow]],
+        plan: MonthPlan,
+        periods: TallyPeriods,
+        scales: Mapping[str, float],
+    ) -> None:
+        """Replace the meters' first day by its hour-by-hour reckoning (``plan.first_day``).
+
+        Args:
+            hourly: the parsed answer of :meth:`first_day_end`'s window.
+            plan: the cycle's plan.
+            periods: the cycle's boundaries.
+            scales: factor to kWh per statistic id (every meter).
+        """
+        if plan.first_day is None:
+            return
+        end = self.first_day_end(plan.first_day)
+        for sid in plan.first_day_ids:
+            self.meters[sid] = recheck_month(
+                self.month_of(sid), sid, hourly.get(sid, ()), [plan.first_day], end, scales[sid]
+            )
+        self._history_hour = periods.hour_start
+
+    def first_day_end(self, day: datetime) -> datetime:
+        """The end of the local day starting at ``day``."""
+        return local_days_before(day + timedelta(hours=36), 0, self.zone)
 
     def month_of(self, statistic_id: str) -> MeterMonth:
         """The kept days of a meter (empty when it has none)."""

@@ -182,14 +182,17 @@ def recheck_request(
     periods: TallyPeriods,
     *,
     request_units: bool = True,
+    window_end: datetime | None = None,
 ) -> dict[str, Any]:
     """The ``recheck`` command: hourly sums of the last complete days.
 
     Args:
         statistic_ids: every meter's statistic id.
         window_start: first instant of the first day to recheck (UTC).
-        periods: the cycle's boundaries (the window ends at local midnight today).
+        periods: the cycle's boundaries.
         request_units: as for :func:`today_request`.
+        window_end: end of the window; default local midnight today (a
+            meter's first day alone ends earlier).
 
     Returns:
         The command.
@@ -197,7 +200,7 @@ def recheck_request(
     return _command(
         statistic_ids,
         window_start - BASELINE_LEAD,
-        periods.today_start,
+        periods.today_start if window_end is None else window_end,
         "hour",
         ["sum"],
         request_units,

@@ -225,6 +225,18 @@ class TallyRunner:
             command = recheck_request(ids, plan.recheck_from, periods, request_units=units)
             rows = await self._send(command, ids)
             self.month.store_recheck(rows, plan.recheck_from, periods, self._scales)
+        if plan.first_day is not None:
+            wanted = list(plan.first_day_ids)
+            command = recheck_request(
+                wanted,
+                plan.first_day,
+                periods,
+                request_units=units,
+                window_end=self.month.first_day_end(plan.first_day),
+            )
+            self.month.store_first_day(
+                await self._send(command, wanted), plan, periods, self._scales
+            )
         if plan.history:
             wanted = list(plan.history)
             command = history_request(wanted, periods, request_units=units)
