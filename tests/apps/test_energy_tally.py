@@ -729,3 +729,24 @@ async def test_a_meter_new_this_month_counts_its_first_day_within_the_hour():
     first_day = [c for c in world.stat_commands() if c["statistic_ids"] == ["sensor.new"]]
     assert [c["period"] for c in first_day] == ["hour"]
     await runner.stop()
+
+
+async def test_has_zone_is_read_again_when_ha_starts_if_it_was_not_known():
+    world = World()
+    world.hass.script_websocket("get_config", Fail("not ready"), {"time_zone": "America/New_York"})
+    world.arm()
+    world.model = RecorderModel(ZoneInfo("America/New_York"))
+    world.model.add_hours("sensor.a", datetime(2026, 6, 13, tzinfo=UTC), [1.0] * 56)
+    cfg = load_config(
+        EnergyTallySchema,
+        {"name": "energy_tally", "meters": [{"statistic_id": "sensor.a", "name": "A"}]},
+        into=EnergyTallyConfig,
+    )
+    runner = await world.runner(cfg)
+    # AppDaemon's zone (the fake clock's UTC) until HA answers.
+    assert world.attrs("sensor.a_energy_today")["last_reset"] == "2026-06-15T00:00:00+00:00"
+
+    await world.hass.simulate_restart()
+
+    assert world.attrs("sensor.a_energy_today")["last_reset"] == "2026-06-15T00:00:00-04:00"
+    await runner.stop()

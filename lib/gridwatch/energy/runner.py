@@ -79,6 +79,7 @@ class TallyRunner:
         zone = ZoneInfo(config.time_zone) if config.time_zone else zone_of(hass.now().tzinfo)
         self.zone = zone or ZoneInfo("UTC")
         self.zone_from_ha = False
+        self._new_zone: ZoneInfo | None = None
         self._lock = asyncio.Lock()
         self._again = False
         self._handles: list[Handle] = []
@@ -95,8 +96,8 @@ class TallyRunner:
         cycle, then on the timer, the refresh event and HA starts.
 
         Raises:
-            ConfigError: ``time_zone`` differs from HA's (days would not match
-                the recorder's).
+            ZoneMismatchError: ``time_zone`` differs from HA's (days would not
+                match the recorder's); the app reports it as a config error.
         """
         await self._resolve_zone(strict=True)
         await self._retire_removed()
@@ -137,9 +138,10 @@ class TallyRunner:
                 raise
             self.log.error("time_zone: %s; counting days in %s", err, ha_zone)
             choice = choose_zone(ha_zone, None)
-        if choice.zone.key != self.zone.key or not self.zone_from_ha:
-            self.zone, self.zone_from_ha = choice.zone, True
-            self.month = MonthLedger(self.zone, self.config.recheck_days)
+        self.zone_from_ha = True
+        if choice.zone.key != self.zone.key:
+            # Applied by the next cycle, never under one that is running.
+            self._new_zone = choice.zone
 
     async def _retire_removed(self) -> None:
         """Mark the entities of meters (or roles) no longer configured unavailable."""
@@ -180,6 +182,10 @@ class TallyRunner:
     async def _cycle(self) -> None:
         """One cycle: query, compute, publish; a failure keeps the last values."""
         started = self.hass.monotonic()
+        if self._new_zone is not None:
+            # Kept days were counted in the old zone: start afresh.
+            self.zone, self._new_zone = self._new_zone, None
+            self.month = MonthLedger(self.zone, self.config.recheck_days)
         periods = tally_periods(self.hass.now(), self.zone)
         try:
             tally = await self._query(periods)
