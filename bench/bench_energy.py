@@ -341,7 +341,37 @@ async def measure(ws: HaSocket, zone: ZoneInfo, first: datetime) -> list[Row]:
                 "",
             ),
         ]
+    rows += await widest_recheck(ws, meters_all, zone)
     return rows
+
+
+async def widest_recheck(ws: HaSocket, meters: list[Any], zone: ZoneInfo) -> list[Row]:
+    """The recheck at ``recheck_days``' upper bound (4), for AppDaemon's 4 MiB message cap."""
+    from gridwatch.energy.periods import day_starts_between, local_days_before, tally_periods
+    from gridwatch.energy.recorder_statistics import recheck_request
+
+    periods = tally_periods(datetime.now(UTC), zone)
+    ids = [m.statistic_id for m in meters]
+    window = max(periods.month_start, local_days_before(periods.today_start, 4, zone))
+    ws.received_bytes = 0
+    began = time.perf_counter()
+    await ws.command(recheck_request(ids, window, periods))
+    took_ms = (time.perf_counter() - began) * 1000
+    days = len(day_starts_between(window, periods.today_start, zone))
+    return [
+        row(
+            f"recheck command, {len(ids)} meters, recheck_days 4 ({days} days this month)",
+            took_ms,
+            "ms",
+        ),
+        row(
+            f"its answer, {len(ids)} meters, recheck_days 4",
+            ws.received_bytes / 1024,
+            "KiB",
+            "< 4096",
+            "AppDaemon's ws_max_msg_size is 4 MiB",
+        ),
+    ]
 
 
 async def run() -> list[Row]:
