@@ -295,7 +295,7 @@ async def measure(ws: HaSocket, zone: ZoneInfo, first: datetime) -> list[Row]:
         big = size == max(SIZES)
         rows += [
             row(
-                f"cold cycle, {size} meters (2 requests)",
+                f"cold cycle, {size} meters (today + month; the app adds the recheck)",
                 cold_ms,
                 "ms",
                 note=f"median of {COLD_RUNS}; parse+compute "
