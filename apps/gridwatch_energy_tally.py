@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from gridwatch.config.base import ConfigError, ConfigProblem
 from gridwatch.config.energy_tally_schema import EnergyTallyConfig, EnergyTallySchema
 from gridwatch.energy.entities import meter_entity_ids, role_entity_ids
+from gridwatch.energy.ha_zone import ZoneMismatchError
 from gridwatch.energy.runner import TallyRunner
 from gridwatch.hass.ports import HassPort
 from gridwatch.hass.states import slugify
 from gridwatch.notices.client import NoticeClient
-from gridwatch.runtime.app_base import GridwatchApp
+from gridwatch.runtime.app_base import GridwatchApp, report_config_error
 
 
 class EnergyTally(GridwatchApp[EnergyTallyConfig]):
@@ -30,8 +32,20 @@ class EnergyTally(GridwatchApp[EnergyTallyConfig]):
 
     async def setup(self, config: EnergyTallyConfig, hass: HassPort, notices: NoticeClient) -> None:
         """Start the tally (see :class:`GridwatchApp`)."""
-        self.runner = TallyRunner(config, hass, notices, self.name, self.get_main_log())
-        await self.runner.start()
+        runner = TallyRunner(config, hass, notices, self.name, self.get_main_log())
+        try:
+            await runner.start()
+        except ZoneMismatchError as err:
+            # Known only once HA answers, so reported like a schema error: the
+            # app does not run with days HA's recorder does not count.
+            await runner.stop()
+            error = ConfigError(
+                self.name, [ConfigProblem("time_zone", str(err), f"time_zone: {err.ha_zone}")]
+            )
+            self.logger.error("%s", error)
+            await report_config_error(hass, self.name, error, self.logger)
+            return
+        self.runner = runner
 
     def expected_entities(self, config: EnergyTallyConfig) -> Iterable[str]:
         """The energy sensors appear after the first good cycle: kept until then."""

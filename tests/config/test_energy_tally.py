@@ -39,6 +39,7 @@ def test_defaults_and_meters():
     assert config.failure_threshold == 3
     assert config.request_units is True
     assert config.time_zone is None
+    assert config.recheck_days == 2
     grid, pv = config.meters
     assert (grid.slug, grid.role, grid.unit) == ("grid_import", Role.IMPORT, EnergyUnit.KWH)
     assert (pv.statistic_id, pv.slug, pv.role, pv.unit) == (
@@ -56,6 +57,10 @@ def test_defaults_and_meters():
         ({"interval_s": 5}, "interval_s"),
         ({"failure_threshold": 0}, "failure_threshold"),
         ({"time_zone": "Mars/Olympus"}, "time_zone"),
+        ({"recheck_days": 0}, "recheck_days"),
+        # More hourly rows of 500 meters than AppDaemon's 4 MiB message cap allows.
+        ({"recheck_days": 5}, "recheck_days"),
+        ({"recheck_days": "two"}, "recheck_days"),
         ({"refresh_event": "Refresh Now"}, "refresh_event"),
         ({"meters": [{"statistic_id": "Grid Import", "name": "x"}]}, "meters[0].statistic_id"),
         (

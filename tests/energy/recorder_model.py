@@ -2,10 +2,13 @@
 
 It answers ``recorder/statistics_during_period`` for periods ``hour`` and
 ``day`` the way HA 2024.1 does (recorder/statistics.py): rows whose start
-lies in [start_time, end_time); ``day`` aligns both ends to local days;
-``change`` is the row's sum minus the sum of the last row before the
-(aligned) start, or 0 when there is none; times in epoch milliseconds; a
-statistic without rows in the window is absent. Units: values are stored in
+lies in [start_time, end_time); ``day`` aligns both ends to local days and
+carries the sum and state of the day's LAST hourly row (``None`` when that
+row has none); ``sum`` and ``state`` may be empty (``None``) per row, as in a
+real database with gaps; ``change`` is the row's sum minus the previous
+row's, against the sum of the last row before the (aligned) start, or 0 when
+there is none or it is empty (HA's ``prev_sums.get(id) or 0``); times in
+epoch milliseconds; a statistic without rows in the window is absent. Units: values are stored in
 each statistic's unit and converted to kWh when the command asks for it.
 
 ``compiled_until`` hides the hours that end after it, as the recorder has not
@@ -28,8 +31,8 @@ _TO_KWH = {"Wh": 0.001, "kWh": 1.0, "MWh": 1000.0}
 @dataclass
 class Statistic:
     unit: str = "kWh"
-    # hour start (UTC) -> (sum, state) in ``unit``
-    hours: dict[datetime, tuple[float, float]] = field(default_factory=dict)
+    # hour start (UTC) -> (sum, state) in ``unit``; None: the row has none
+    hours: dict[datetime, tuple[float | None, float | None]] = field(default_factory=dict)
 
 
 class RecorderModel:
@@ -53,19 +56,40 @@ class RecorderModel:
         """Append consecutive hourly rows whose changes are ``changes``.
 
         Sum and state continue from the statistic's last row (or 0) unless
-        given. A negative change lowers the sum (as a meter reset that HA's
+        given. A new statistic first gets a row with sum 0 the hour before,
+        as HA's first compiled hour of a new meter has (its sum starts at 0).
+        A negative change lowers the sum (as a meter reset that HA's
         sum did not absorb does) and the state alike.
         """
+        new = statistic_id not in self.stats
         stat = self.stats.setdefault(statistic_id, Statistic(unit=unit))
-        last = stat.hours[max(stat.hours)] if stat.hours else (0.0, 0.0)
-        total = last[0] if start_sum is None else start_sum
-        state = last[1] if start_state is None else start_state
+        if new:
+            stat.hours[first_hour.astimezone(UTC) - HOUR] = (
+                0.0 if start_sum is None else start_sum,
+                0.0 if start_state is None else start_state,
+            )
+        total, state = 0.0, 0.0
+        for hour in sorted(stat.hours, reverse=True):  # the last row with a sum
+            s, st = stat.hours[hour]
+            if s is not None:
+                total, state = s, st if st is not None else s
+                break
+        total = total if start_sum is None else start_sum
+        state = state if start_state is None else start_state
         start = first_hour.astimezone(UTC)
         for change in changes:
             total += change
             state += change
             stat.hours[start] = (total, state)
             start += HOUR
+
+    def blank(self, statistic_id: str, hour: datetime) -> None:
+        """Empty one row's sum and state (a NaN or a gap in the database)."""
+        self.stats[statistic_id].hours[hour.astimezone(UTC)] = (None, None)
+
+    def drop(self, statistic_id: str, hour: datetime) -> None:
+        """Remove one row (the recorder never compiled that hour)."""
+        del self.stats[statistic_id].hours[hour.astimezone(UTC)]
 
     def answer(self, command: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         """Answer one ``recorder/statistics_during_period`` command."""
@@ -92,7 +116,9 @@ class RecorderModel:
             if self.compiled_until is not None:
                 starts = [s for s in starts if s + HOUR <= self.compiled_until]
             lo, hi = bisect_left(starts, start), bisect_left(starts, end)
-            prev_sum = stat.hours[starts[lo - 1]][0] * scale if lo else 0.0
+            before = stat.hours[starts[lo - 1]][0] if lo else None
+            # HA: prev_sums.get(statistic_id) or 0 -- an empty sum is taken as 0.
+            prev_sum = before * scale if before is not None else 0.0
             rows = [(s, stat.hours[s]) for s in starts[lo:hi]]
             if not rows:
                 continue
@@ -115,11 +141,15 @@ class RecorderModel:
                     "start": int(s.timestamp() * 1000),
                     "end": int(e.timestamp() * 1000),
                 }
+                value = None if total is None else total * scale
                 if "change" in types:
-                    row["change"] = total * scale - prev_sum
+                    row["change"] = None if value is None else value - prev_sum
+                if "sum" in types:
+                    row["sum"] = value
                 if "state" in types:
-                    row["state"] = state * scale
-                prev_sum = total * scale
+                    row["state"] = None if state is None else state * scale
+                if value is not None:
+                    prev_sum = value
                 out.append(row)
             result[statistic_id] = out
         return result

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,9 +19,15 @@ METER = Meter("sensor.a", "A", "a")
 
 
 def tally(*changes: float) -> Tally:
+    """Hourly rows whose sums change by ``changes``, after a baseline row."""
+    sums, total = [0.0], 0.0
+    for change in changes:
+        total += change
+        sums.append(total)
+    start = PERIODS.today_start - timedelta(hours=1)
     rows = tuple(
-        StatRow(datetime(2026, 6, 15, h, tzinfo=UTC), datetime(2026, 6, 15, h + 1, tzinfo=UTC), c)
-        for h, c in enumerate(changes)
+        StatRow(start + timedelta(hours=h), start + timedelta(hours=h + 1), s)
+        for h, s in enumerate(sums)
     )
     return compute_tally([METER], {"sensor.a": rows}, {}, {}, PERIODS)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -38,7 +38,9 @@ def build(stale: bool = False):
     ]
     rows = {
         "sensor.grid_in": (
-            StatRow(PERIODS.today_start, PERIODS.today_start.replace(hour=23), 1.23456),
+            # The hour before midnight gives the baseline sum.
+            StatRow(PERIODS.today_start - timedelta(hours=1), PERIODS.today_start, 100.0),
+            StatRow(PERIODS.today_start, PERIODS.today_start.replace(hour=23), 101.23456),
         )
     }
     tally = compute_tally(meters, rows, {}, {}, PERIODS)
@@ -91,3 +93,33 @@ def test_every_entity_of_a_stale_tally_says_so():
         "sensor.energy_tally_export_this_month",
     }
     assert all(u.attributes["stale"] is True for u in updates.values())
+
+
+def test_entities_of_meters_and_roles_no_longer_configured_are_retired():
+    from gridwatch.energy.entities import REMOVED_REASON, registry_entity, removed_entities
+    from gridwatch.hass.ports import EntityState
+
+    before = [
+        Meter("sensor.a", "A", "a", Role.IMPORT),
+        Meter("sensor.b", "B", "b", Role.EXPORT),
+    ]
+    now = [Meter("sensor.a", "A", "a", Role.IMPORT), Meter("sensor.b", "B 2", "b_2")]
+    written = registry_entity("energy_tally", before)
+    previous = EntityState(written.entity_id, str(written.state), written.attributes)
+
+    retired = {u.entity_id: u for u in removed_entities(previous, now, "energy_tally")}
+
+    assert set(retired) == {
+        "sensor.b_energy_today",
+        "sensor.b_energy_this_month",
+        "sensor.energy_tally_export_today",
+        "sensor.energy_tally_export_this_month",
+    }
+    for update in retired.values():
+        assert update.state == "unavailable"
+        assert update.attributes["reason"] == REMOVED_REASON
+        assert update.attributes["stale"] is True
+    assert removed_entities(None, now, "energy_tally") == []
+    # A registry spoiled by hand is read safely.
+    junk = EntityState(written.entity_id, "2", {"meter_slugs": "a", "roles": [1, "x"]})
+    assert removed_entities(junk, now, "energy_tally") == []

@@ -1,9 +1,9 @@
-"""The month's complete days kept between cycles (lib/gridwatch/energy/month_cache.py).
+"""The month's kept days and when they are asked for again (lib/gridwatch/energy/month_cache.py).
 
-Validity across local day and month rollovers (DST days included), a changed
-meter set, forced refetches, the settle time after midnight, and the
-property that matters: a cycle using the kept days computes exactly what a
-cycle sending both requests computes.
+What a cycle sends besides ``today`` (cold month, hourly recheck, history of
+meters without sums) across hours, local days, months (DST days included),
+a changed meter set, forced refetches and the settle time after midnight;
+and what the kept days hold after day rows and after a recheck.
 """
 
 from __future__ import annotations
@@ -12,111 +12,134 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from gridwatch.energy.month_cache import (
     SETTLE_GRACE,
-    MonthCacheHolder,
-    cached_days,
-    fill_month_cache,
-    month_key,
+    MonthLedger,
+    month_from_days,
+    recheck_month,
     settled_at,
 )
-from gridwatch.energy.periods import day_start, tally_periods
-from gridwatch.energy.recorder_statistics import build_requests, parse_statistics
-from gridwatch.energy.tally import CompletedDays, Meter, Tally, compute_tally, compute_tally_from
-from gridwatch.energy.units import EnergyUnit
+from gridwatch.energy.periods import day_start, day_starts_between, tally_periods
+from gridwatch.energy.recorder_statistics import (
+    month_request,
+    parse_statistics,
+    recheck_request,
+)
 from tests.energy.recorder_model import RecorderModel
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOUR = timedelta(hours=1)
 IDS = ("sensor.a", "sensor.b")
-METERS = [Meter(sid, sid, sid.split(".")[1]) for sid in IDS]
+SCALES = dict.fromkeys(IDS, 1.0)
 
 
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def filled(now: datetime, zone: ZoneInfo = BERLIN, meters: list[Meter] = METERS):
-    """A cache filled at ``now`` from a month answer with one day row per meter."""
-    periods = tally_periods(now, zone)
-    rows = {}
-    for m in meters:
-        model = RecorderModel(zone)
-        model.add_hours(m.statistic_id, periods.month_start, [1.0] * 3)
-        rows |= parse_statistics(model.answer(build_requests([m.statistic_id], periods).month))
-    return fill_month_cache(meters, rows, periods)
+def cold(now: datetime, zone: ZoneInfo = BERLIN) -> MonthLedger:
+    """A ledger after a cold cycle at ``now`` (no rows at all)."""
+    ledger = MonthLedger(zone)
+    assert step(ledger, now).month
+    return ledger
 
 
-def serves(cache, at: datetime, zone: ZoneInfo = BERLIN, ids=IDS) -> bool:
-    return cached_days(cache, month_key(tally_periods(at, zone), ids)) is not None
+def step(ledger: MonthLedger, now: datetime, ids=IDS):
+    """Plan a cycle at ``now`` and store empty answers for what it asks."""
+    periods = tally_periods(now, ledger.zone)
+    plan = ledger.plan(periods, ids)
+    if plan.month:
+        ledger.store_month({}, periods, dict.fromkeys(ids, 1.0))
+    if plan.recheck_from is not None:
+        ledger.store_recheck({}, plan.recheck_from, periods, dict.fromkeys(ids, 1.0))
+    if plan.history:
+        ledger.store_month({}, periods, dict.fromkeys(ids, 1.0), only=plan.history)
+    return plan
 
 
-@pytest.mark.parametrize(
-    ("filled_at", "later", "valid"),
-    [
-        pytest.param("2026-06-15T08:00", "2026-06-15T21:59", True, id="same-day"),
-        pytest.param("2026-06-15T08:00", "2026-06-15T22:00", False, id="local-midnight"),
-        pytest.param("2026-06-15T08:00", "2026-06-14T21:59", False, id="clock-went-back"),
-        # 29 March (23 h): local midnight of the 30th is 22:00 UTC, CEST.
-        pytest.param("2026-03-29T00:30", "2026-03-29T21:59", True, id="23h-day-last-minute"),
-        pytest.param("2026-03-29T00:30", "2026-03-29T22:00", False, id="after-23h-day"),
-        pytest.param("2026-03-28T23:30", "2026-03-29T01:30", True, id="across-spring-gap"),
-        # 25 October (25 h): midnight of the 26th is 23:00 UTC, CET.
-        pytest.param("2026-10-24T22:30", "2026-10-25T22:59", True, id="25h-day-last-minute"),
-        pytest.param("2026-10-24T22:30", "2026-10-25T01:30", True, id="across-autumn-repeat"),
-        pytest.param("2026-10-24T22:30", "2026-10-25T23:00", False, id="after-25h-day"),
-        # Month rollover at local midnight (Berlin: 23:00 UTC on 31 October).
-        pytest.param("2026-10-31T12:00", "2026-10-31T23:00", False, id="month-rollover"),
-        pytest.param("2026-11-01T00:00", "2026-11-01T22:59", True, id="first-of-month"),
-    ],
-)
-def test_valid_for_the_same_local_day_only(filled_at, later, valid):
-    cache = filled(utc(filled_at))
-    assert cache.final
-    assert serves(cache, utc(later)) is valid
+def test_cold_rechecks_at_once_then_nothing_until_the_next_hour():
+    ledger = MonthLedger(BERLIN)
 
+    first = step(ledger, utc("2026-06-15T08:05"))
+    second = step(ledger, utc("2026-06-15T08:55"))
+    next_hour = step(ledger, utc("2026-06-15T09:00"))
 
-def test_same_day_of_another_month_is_not_served():
-    cache = filled(utc("2026-06-15T08:00"))
-    assert not serves(cache, utc("2026-07-15T08:00"))
+    # The month's day rows, and the last two complete local days (13 and 14
+    # June) hour by hour in the same cycle.
+    assert first.month
+    assert first.recheck_from == utc("2026-06-12T22:00")
+    assert first.history == ()
+    assert second.extra_requests == 0
+    assert next_hour.recheck_from == utc("2026-06-12T22:00")
+    assert not next_hour.month
+    # No meter has a sum before the month: its history is asked for again,
+    # once an hour.
+    assert next_hour.history == IDS
 
 
 @pytest.mark.parametrize(
-    "ids",
+    ("now", "window"),
     [
-        pytest.param(("sensor.a",), id="meter-removed"),
-        pytest.param((*IDS, "sensor.c"), id="meter-added"),
-        pytest.param(("sensor.a", "sensor.c"), id="meter-replaced"),
+        pytest.param("2026-06-15T22:05", "2026-06-13T22:00", id="new-day"),
+        # 25 October has 25 hours; the window still starts at local midnight.
+        pytest.param("2026-10-25T23:05", "2026-10-23T22:00", id="after-25h-day"),
+        pytest.param("2026-03-29T22:05", "2026-03-27T23:00", id="after-23h-day"),
     ],
 )
-def test_changed_meter_set_is_not_served(ids):
-    cache = filled(utc("2026-06-15T08:00"))
-    assert serves(cache, utc("2026-06-15T09:00"), ids=tuple(reversed(IDS)))  # order is no change
-    assert not serves(cache, utc("2026-06-15T09:00"), ids=ids)
+def test_a_new_local_day_rechecks_the_days_before_it(now, window):
+    moment = utc(now)
+    ledger = cold(moment - timedelta(hours=2))
+    step(ledger, moment - timedelta(hours=1, minutes=30))
+
+    plan = step(ledger, moment)
+
+    assert not plan.month
+    assert plan.recheck_from == utc(window)
 
 
-def test_cold_cache_serves_nothing():
-    assert cached_days(None, month_key(tally_periods(utc("2026-06-15T08:00"), BERLIN), IDS)) is None
+def test_on_the_first_of_the_month_there_is_nothing_to_recheck():
+    ledger = cold(utc("2026-05-31T22:20"))
+    plan = step(ledger, utc("2026-05-31T23:20"))
+    assert plan.recheck_from is None
 
 
-def test_sums_complete_days_only_and_remembers_meters_without_rows():
-    periods = tally_periods(utc("2026-06-04T08:00"), BERLIN)
-    model = RecorderModel(BERLIN)
-    # 1-3 June complete (2 June nets -7: a reset), plus 8 hours of today.
-    changes = [1.0] * 24 + [-30.0] + [1.0] * 23 + [2.0] * 24 + [5.0] * 8
-    model.add_hours("sensor.a", periods.month_start, changes)
-    daily = parse_statistics(model.answer(build_requests(IDS, periods).month))
+@pytest.mark.parametrize(
+    ("later", "ids"),
+    [
+        pytest.param("2026-07-01T08:00", IDS, id="new-month"),
+        pytest.param("2026-06-15T08:10", ("sensor.a",), id="meter-removed"),
+        pytest.param("2026-06-15T08:10", (*IDS, "sensor.c"), id="meter-added"),
+        # Three days later: the days between would be missing.
+        pytest.param("2026-06-18T08:00", IDS, id="suspended-for-days"),
+    ],
+)
+def test_cold_again(later, ids):
+    ledger = cold(utc("2026-06-15T08:05"))
+    assert step(ledger, utc(later), ids).month
 
-    cache = fill_month_cache(METERS, daily, periods)
 
-    a, b = cache.days["sensor.a"], cache.days["sensor.b"]
-    assert a.kwh == pytest.approx(24.0 + 2.0 * 24)  # the day with the reset is left out
-    assert [r.start for r in a.resets] == [utc("2026-06-01T22:00")]
-    assert a.has_rows
-    assert b == CompletedDays(0.0, (), has_rows=False)
+def test_refresh_is_cold_and_ha_start_rechecks_again_once_settled():
+    ledger = cold(utc("2026-06-15T08:05"))
+    step(ledger, utc("2026-06-15T08:10"))
+    started = utc("2026-06-15T08:20")
+    ledger.refetch(settle_from=started)
+
+    refreshed = step(ledger, utc("2026-06-15T08:21"))
+    assert refreshed.month
+    assert refreshed.recheck_from is not None
+    assert step(ledger, utc("2026-06-15T08:30")).recheck_from is None
+    # The recorder may still compile hours it missed while HA was down.
+    assert step(ledger, started + SETTLE_GRACE).recheck_from is not None
+    assert step(ledger, started + SETTLE_GRACE + timedelta(minutes=5)).recheck_from is None
+
+
+def test_a_recheck_before_yesterday_settled_is_repeated_once_it_has():
+    ledger = cold(utc("2026-06-15T21:00"))
+    step(ledger, utc("2026-06-15T21:30"))
+    assert step(ledger, utc("2026-06-15T22:02")).recheck_from is not None  # midnight
+    assert step(ledger, utc("2026-06-15T22:10")).recheck_from is None
+    assert step(ledger, utc("2026-06-15T22:16")).recheck_from is not None  # settled
 
 
 @pytest.mark.parametrize(
@@ -137,151 +160,60 @@ def test_settled_after_the_last_hour_of_yesterday_is_compiled(zone, now, settled
     assert settled_at(periods) == utc(settled)
 
 
-@pytest.mark.parametrize(
-    ("now", "final"),
-    [
-        pytest.param("2026-06-14T22:00", False, id="at-midnight"),
-        pytest.param("2026-06-14T22:14:59", False, id="just-before-settled"),
-        pytest.param("2026-06-14T22:15", True, id="settled"),
-        # On the 1st there are no complete days to miss.
-        pytest.param("2026-05-31T22:00", True, id="first-of-month-at-midnight"),
-    ],
-)
-def test_cache_taken_right_after_midnight_is_provisional(now, final):
-    cache = filled(utc(now))
-    assert cache.final is final
-    assert serves(cache, utc(now)) is final
+# --- what the kept days hold --------------------------------------------------
 
 
-def test_refetch_drops_the_cache_and_holds_fills_after_ha_start():
-    holder = MonthCacheHolder()
-    at = utc("2026-06-15T08:00")
-    periods = tally_periods(at, BERLIN)
-    assert holder.lookup(periods, IDS) is None  # first cycle: cold
-    holder.store(METERS, {}, periods)
-    assert holder.lookup(periods, IDS) is not None  # warm
-
-    holder.refetch()  # the refresh event
-    assert holder.lookup(periods, IDS) is None
-    assert holder.cache is None  # dropped before the request: a failure leaves it cold
-    assert holder.lookup(periods, IDS) is None
-
-    holder.refetch(settle_from=at)  # HA started: it may still compile missed hours
-    assert holder.lookup(periods, IDS) is None
-    holder.store(METERS, {}, periods)
-    assert holder.cache is not None
-    assert not holder.cache.final
-    later = tally_periods(at + SETTLE_GRACE, BERLIN)
-    assert holder.lookup(later, IDS) is None
-    holder.store(METERS, {}, later)
-    assert holder.lookup(later, IDS) is not None
-
-
-def test_a_lookup_for_another_day_drops_the_cache():
-    holder = MonthCacheHolder()
-    today = tally_periods(utc("2026-06-15T08:00"), BERLIN)
-    holder.store(METERS, {}, today)
-    assert holder.lookup(tally_periods(utc("2026-06-15T22:30"), BERLIN), IDS) is None
-    assert holder.cache is None
-
-
-# --- cached cycles == uncached cycles ----------------------------------------
-
-ZONES = st.sampled_from(
-    ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "UTC"]
-)
-# 25 Feb .. 15 April 2026: month rollovers and the March DST changes.
-BASE = utc("2026-02-25T00:00")
-SPAN_H = 50 * 24
-
-
-def cycle(
-    model: RecorderModel,
-    meters: list[Meter],
-    now: datetime,
-    holder: MonthCacheHolder | None,
-    units: bool,
-) -> tuple[Tally, int]:
-    """One cycle, with the kept days (``holder``) or both requests (``None``)."""
+def month_of(model: RecorderModel, now: datetime, sid: str = "sensor.a"):
     periods = tally_periods(now, model.zone)
-    ids = [m.statistic_id for m in meters]
-    requests = build_requests(ids, periods, request_units=units)
-    hourly = parse_statistics(model.answer(requests.today), ids)
-    if holder is None:
-        daily = parse_statistics(model.answer(requests.month), ids)
-        return compute_tally(meters, hourly, daily, {}, periods, units_requested=units), 2
-    before = holder.lookup(periods, ids)
-    sent = 1
-    if before is None:
-        sent = 2
-        daily = parse_statistics(model.answer(requests.month), ids)
-        before = holder.store(meters, daily, periods, units_requested=units)
-    return compute_tally_from(meters, hourly, before, {}, periods, units_requested=units), sent
+    answer = parse_statistics(model.answer(month_request([sid], periods)))
+    return month_from_days(sid, answer.get(sid, ()), periods)
 
 
-RARELY = st.integers(0, 7).map(lambda n: n == 0)
-meter_plans = st.lists(
-    st.tuples(
-        st.sampled_from([0, 0, 0, 100, 500, 900]),  # first hour with data
-        st.sampled_from([SPAN_H, SPAN_H, SPAN_H, 0, 30, 400]),  # hours with data
-        st.floats(0, 5, allow_nan=False),  # energy per hour
-        st.lists(st.tuples(st.integers(0, SPAN_H), st.floats(-80, 0)), max_size=3),  # drops
-        st.sampled_from(["kWh", "Wh"]),
-    ),
-    min_size=1,
-    max_size=4,
-)
+def test_an_empty_last_row_of_a_day_is_bridged_not_dropped():
+    model = RecorderModel(BERLIN)
+    model.add_hours("sensor.a", utc("2026-06-09T22:00"), [1.0] * 24 * 3)
+    model.blank("sensor.a", utc("2026-06-11T21:00"))  # 11 June's last hour
+
+    kept = month_of(model, utc("2026-06-13T08:00"))
+
+    # 10 and 11 June, 48 kWh: the 11th has no day-end sum; the 12th bridges it.
+    assert kept.kwh == pytest.approx(72.0 - 1.0 + 1.0)
+    assert kept.days[day_start(datetime(2026, 6, 11).date(), BERLIN)].kwh == 0.0
 
 
-@settings(max_examples=120, deadline=None)
-@given(
-    zone=ZONES,
-    plans=meter_plans,
-    units=st.booleans(),
-    start_day=st.integers(0, SPAN_H // 24 - 1),
-    # Often just around local midnight, where yesterday's last hour is late.
-    start_min=st.one_of(st.integers(-20, 20), st.integers(0, 24 * 60)),
-    steps=st.lists(
-        st.tuples(
-            st.one_of(st.integers(1, 20), st.integers(1, 16 * 60)),  # minutes to the next cycle
-            RARELY,  # refresh event
-            RARELY,  # HA started
-        ),
-        min_size=1,
-        max_size=15,
-    ),
-    compile_delay_s=st.integers(1, int(SETTLE_GRACE.total_seconds()) - 1),
-)
-def test_cycles_with_kept_days_equal_cycles_with_both_requests(
-    zone, plans, units, start_day, start_min, steps, compile_delay_s
-):
-    model = RecorderModel(ZoneInfo(zone))
-    meters = []
-    for i, (first_hour, hours, per_hour, drops, unit) in enumerate(plans):
-        sid = f"sensor.m{i}"
-        # A unit per meter: converted by the recorder or from the configured one.
-        meters.append(Meter(sid, sid, f"m{i}", unit=EnergyUnit(unit)))
-        changes = [per_hour * (1 + h % 5) for h in range(hours)]
-        for hour, drop in drops:
-            if changes:
-                changes[hour % len(changes)] = drop
-        if changes:
-            model.add_hours(sid, BASE + HOUR * first_hour, changes, unit=unit)
-    holder = MonthCacheHolder()
-    midnight = day_start(BASE.date() + timedelta(days=start_day), model.zone)
-    now = midnight + timedelta(minutes=start_min)
-    sent = []
-    for advance_min, refresh, ha_start in [(0, False, False), *steps]:
-        now += timedelta(minutes=advance_min)
-        # The recorder compiles each hour a little after it ends.
-        model.compiled_until = now - timedelta(seconds=compile_delay_s)
-        if refresh or ha_start:
-            holder.refetch(settle_from=now if ha_start else None)
+def test_an_empty_sum_before_the_month_is_never_a_change_against_zero():
+    model = RecorderModel(BERLIN)
+    model.add_hours("sensor.a", utc("2026-05-27T22:00"), [10.0] * 24 * 6)  # a big lifetime
+    for hour in range(24 * 2):  # the two days before the month have no sums
+        model.blank("sensor.a", utc("2026-05-29T22:00") + hour * HOUR)
 
-        kept, requests = cycle(model, meters, now, holder, units)
-        both, _ = cycle(model, meters, now, None, units)
+    kept = month_of(model, utc("2026-06-03T08:00"))
 
-        assert kept == both
-        sent.append(requests)
-    assert sent[0] == 2
-    assert set(sent) <= {1, 2}
+    # HA's change would publish the lifetime (1200+ kWh) for 1 June. With no
+    # sum in the days asked for before the month, 1 June's sum is only the
+    # baseline: its energy is unknown, never the lifetime.
+    assert kept.opening is None
+    assert kept.kwh == pytest.approx(240.0)
+
+
+def test_a_recheck_reckons_a_day_hour_by_hour_and_keeps_its_reset():
+    model = RecorderModel(BERLIN)
+    model.add_hours("sensor.a", utc("2026-06-12T22:00"), [2.0] * 10 + [-15.0] + [2.0] * 13)
+    now = utc("2026-06-14T08:00")
+    periods = tally_periods(now, BERLIN)
+    kept = month_of(model, now)
+    assert kept.kwh == pytest.approx(48.0 - 2.0 - 15.0)  # the day row nets the drop
+
+    window = utc("2026-06-12T22:00")
+    answer = parse_statistics(model.answer(recheck_request(["sensor.a"], window, periods)))
+    rechecked = recheck_month(
+        kept,
+        "sensor.a",
+        answer["sensor.a"],
+        day_starts_between(window, periods.today_start, BERLIN),
+        periods.today_start,
+    )
+
+    assert rechecked.kwh == pytest.approx(46.0)  # the drop is not subtracted
+    (reset,) = rechecked.resets
+    assert reset.change_kwh == pytest.approx(-15.0)

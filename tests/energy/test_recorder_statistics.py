@@ -11,8 +11,10 @@ from gridwatch.energy.periods import tally_periods
 from gridwatch.energy.recorder_statistics import (
     COMMAND_TYPE,
     StatisticsFormatError,
-    build_requests,
+    month_request,
     parse_statistics,
+    recheck_request,
+    today_request,
 )
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -23,51 +25,69 @@ def ms(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
 
 
+PERIODS = tally_periods(NOW, BERLIN)
+
+
 @pytest.mark.parametrize("meters", [1, 10, 500])
-def test_two_commands_whatever_the_meter_count(meters):
+def test_each_command_names_every_meter_whatever_the_count(meters):
     ids = [f"sensor.meter_{i}" for i in range(meters)]
+    window = datetime(2026, 6, 12, 22, tzinfo=UTC)
 
-    requests = build_requests(ids, tally_periods(NOW, BERLIN))
+    commands = [
+        today_request(ids, PERIODS),
+        month_request(ids, PERIODS),
+        recheck_request(ids, window, PERIODS),
+    ]
 
-    assert len(requests.all()) == 2
-    for command in requests.all():
+    for command in commands:
         assert command["type"] == COMMAND_TYPE
         assert command["statistic_ids"] == sorted(ids)
 
 
-def test_today_command_asks_hours_from_the_hour_before_local_midnight():
-    today = build_requests(["sensor.a"], tally_periods(NOW, BERLIN)).today
+def test_today_command_asks_hourly_sums_from_the_hour_before_local_midnight():
+    today = today_request(["sensor.a"], PERIODS)
 
     assert today["period"] == "hour"
-    assert set(today["types"]) == {"change", "state"}
+    # Sums, not HA's change: HA counts a first row against 0 when the row
+    # before the window has no sum.
+    assert set(today["types"]) == {"sum", "state"}
     # Local midnight is 22:00 UTC the day before (UTC+2); one hour earlier.
     assert datetime.fromisoformat(today["start_time"]) == datetime(2026, 6, 14, 21, tzinfo=UTC)
     assert datetime.fromisoformat(today["end_time"]) == NOW
     assert today["units"] == {"energy": "kWh"}
 
 
-def test_month_command_asks_days_from_the_local_month_start():
-    month = build_requests(["sensor.a"], tally_periods(NOW, BERLIN)).month
+def test_month_command_asks_daily_sums_from_two_days_before_the_month_to_midnight():
+    month = month_request(["sensor.a"], PERIODS)
 
     assert month["period"] == "day"
-    assert month["types"] == ["change"]
-    assert datetime.fromisoformat(month["start_time"]) == datetime(2026, 5, 31, 22, tzinfo=UTC)
-    assert datetime.fromisoformat(month["end_time"]) == NOW
+    assert month["types"] == ["sum"]
+    # HA aligns the start to its local midnight: 30 May 00:00 local.
+    start = datetime.fromisoformat(month["start_time"]).astimezone(BERLIN)
+    assert start.date() == datetime(2026, 5, 30).date()
+    assert datetime.fromisoformat(month["end_time"]) == PERIODS.today_start
+
+
+def test_recheck_command_asks_hourly_sums_of_the_window_and_the_hour_before():
+    window = datetime(2026, 6, 12, 22, tzinfo=UTC)
+    recheck = recheck_request(["sensor.a"], window, PERIODS)
+
+    assert (recheck["period"], recheck["types"]) == ("hour", ["sum"])
+    assert datetime.fromisoformat(recheck["start_time"]) == datetime(2026, 6, 12, 21, tzinfo=UTC)
+    assert datetime.fromisoformat(recheck["end_time"]) == PERIODS.today_start
 
 
 def test_duplicate_ids_are_merged_and_units_can_be_left_out():
-    requests = build_requests(
-        ["sensor.b", "sensor.a", "sensor.b"], tally_periods(NOW, BERLIN), request_units=False
-    )
+    today = today_request(["sensor.b", "sensor.a", "sensor.b"], PERIODS, request_units=False)
 
-    assert requests.today["statistic_ids"] == ["sensor.a", "sensor.b"]
-    assert "units" not in requests.today
-    assert "units" not in requests.month
+    assert today["statistic_ids"] == ["sensor.a", "sensor.b"]
+    assert "units" not in today
+    assert "units" not in month_request(["sensor.a"], PERIODS, request_units=False)
 
 
 def test_no_meters_is_refused():
     with pytest.raises(ValueError, match="at least one"):
-        build_requests([], tally_periods(NOW, BERLIN))
+        today_request([], PERIODS)
 
 
 def test_parse_recorder_answer():
@@ -76,42 +96,40 @@ def test_parse_recorder_answer():
             {
                 "start": ms("2026-06-15T09:00"),
                 "end": ms("2026-06-15T10:00"),
-                "change": 0.5,
+                "sum": 0.5,
                 "state": 12.5,
             },
             {
                 "start": ms("2026-06-15T08:00"),
                 "end": ms("2026-06-15T09:00"),
-                "change": 1,
+                "sum": 1,
                 "state": 12.0,
             },
         ],
-        "sensor.b": [
-            {"start": ms("2026-06-15T08:00"), "end": ms("2026-06-15T09:00"), "change": None}
-        ],
+        "sensor.b": [{"start": ms("2026-06-15T08:00"), "end": ms("2026-06-15T09:00"), "sum": None}],
     }
 
     parsed = parse_statistics(answer)
 
     first, second = parsed["sensor.a"]
     assert first.start == datetime(2026, 6, 15, 8, tzinfo=UTC)  # sorted by start
-    assert (first.change, first.state) == (1.0, 12.0)
-    assert (second.change, second.state) == (0.5, 12.5)
+    assert (first.sum, first.state) == (1.0, 12.0)
+    assert (second.sum, second.state) == (0.5, 12.5)
     assert second.end == datetime(2026, 6, 15, 10, tzinfo=UTC)
-    assert parsed["sensor.b"][0].change is None
+    assert parsed["sensor.b"][0].sum is None
     assert parsed["sensor.b"][0].state is None
 
 
 def test_parse_keeps_only_wanted_ids_and_drops_nan():
     answer = {
-        "sensor.a": [{"start": 0, "end": 3_600_000, "change": float("nan")}],
-        "sensor.other": [{"start": 0, "end": 3_600_000, "change": 1.0}],
+        "sensor.a": [{"start": 0, "end": 3_600_000, "sum": float("nan")}],
+        "sensor.other": [{"start": 0, "end": 3_600_000, "sum": 1.0}],
     }
 
     parsed = parse_statistics(answer, wanted=["sensor.a"])
 
     assert list(parsed) == ["sensor.a"]
-    assert parsed["sensor.a"][0].change is None
+    assert parsed["sensor.a"][0].sum is None
 
 
 @pytest.mark.parametrize(
@@ -123,8 +141,8 @@ def test_parse_keeps_only_wanted_ids_and_drops_nan():
         ({"sensor.a": ["row"]}, "not an object"),
         ({"sensor.a": [{"start": "2026-01-01", "end": 0}]}, "start"),
         ({"sensor.a": [{"start": 0}]}, "end"),
-        ({"sensor.a": [{"start": 0, "end": 1, "change": "1.5"}]}, "change"),
-        ({"sensor.a": [{"start": 0, "end": 1, "change": True}]}, "change"),
+        ({"sensor.a": [{"start": 0, "end": 1, "sum": "1.5"}]}, "sum"),
+        ({"sensor.a": [{"start": 0, "end": 1, "sum": True}]}, "sum"),
     ],
 )
 def test_malformed_answers_raise(answer, match):

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridwatch.energy.periods import tally_periods
-from gridwatch.energy.recorder_statistics import build_requests, parse_statistics
+from gridwatch.energy.recorder_statistics import month_request, parse_statistics, today_request
 from gridwatch.energy.tally import LiveReading, Meter, Role, Tally, compute_tally
 from gridwatch.energy.units import EnergyUnit
 from tests.energy.recorder_model import RecorderModel
@@ -47,13 +47,11 @@ def run(
     request_units: bool = True,
 ) -> Tally:
     periods = tally_periods(now, model.zone)
-    requests = build_requests(
-        [m.statistic_id for m in meters], periods, request_units=request_units
-    )
+    ids = [m.statistic_id for m in meters]
     return compute_tally(
         meters,
-        parse_statistics(model.answer(requests.today)),
-        parse_statistics(model.answer(requests.month)),
+        parse_statistics(model.answer(today_request(ids, periods, request_units=request_units))),
+        parse_statistics(model.answer(month_request(ids, periods, request_units=request_units))),
         live or {},
         periods,
         units_requested=request_units,
@@ -124,6 +122,7 @@ def test_negative_change_today_is_reported_not_subtracted():
 def test_negative_day_earlier_in_month_is_not_subtracted():
     model = RecorderModel(BERLIN)
     # 2 June (local) nets -10 kWh: a replacement meter starting lower.
+    model.add_hours("sensor.a", utc("2026-05-31T21:00"), [0.0])
     model.add_hours("sensor.a", utc("2026-06-01T22:00"), [-14.0] + [1.0] * 4)
     model.add_hours("sensor.a", utc("2026-06-03T22:00"), [1.0] * 4, start_sum=-10, start_state=-10)
 
@@ -138,8 +137,8 @@ def test_rows_without_a_sum_are_skipped():
     model = RecorderModel(BERLIN)
     model.add_hours("sensor.a", utc("2026-06-15T00:00"), [1.0, 1.0])
     periods = tally_periods(utc("2026-06-15T02:10"), BERLIN)
-    rows = parse_statistics(model.answer(build_requests(["sensor.a"], periods).today))["sensor.a"]
-    with_gap = {"sensor.a": (*rows[:-1], replace(rows[-1], change=None))}
+    rows = parse_statistics(model.answer(today_request(["sensor.a"], periods)))["sensor.a"]
+    with_gap = {"sensor.a": (*rows[:-1], replace(rows[-1], sum=None))}
 
     result = compute_tally([meter("sensor.a")], with_gap, {}, {}, periods).meters[0]
 
@@ -208,7 +207,9 @@ def test_live_partial_hour(live, partial, resets):
 def test_partial_hour_after_midnight_uses_the_hour_before_midnight():
     model = RecorderModel(BERLIN)
     # Last hour of 14 June local (21:00-22:00 UTC); reading 50 kWh at midnight.
-    model.add_hours("sensor.a", utc("2026-06-14T21:00"), [1.0], start_state=49.0)
+    # The meter's history starts the day before (its first day counts from
+    # its first sum, see test_ledger).
+    model.add_hours("sensor.a", utc("2026-06-13T21:00"), [0.0] * 24 + [1.0], start_state=49.0)
 
     result = run(
         model,

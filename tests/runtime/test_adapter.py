@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -347,6 +347,24 @@ async def test_timers_wrap_callbacks_and_cancel(stub):
 async def test_now_is_tz_aware(stub):
     _, _, port = stub
     assert port.now().tzinfo is not None
+
+
+async def test_now_follows_appdaemons_scheduler_clock(stub):
+    # Time travel: AppDaemon's scheduler runs at a chosen time, far from the
+    # wall clock; now() must report it, in AppDaemon's zone.
+    from zoneinfo import ZoneInfo
+
+    from appdaemon.scheduler import Scheduler
+
+    app, _, port = stub
+    travelled = datetime(2026, 10, 24, 22, 59, 30, tzinfo=UTC)
+    app.AD.sched = SimpleNamespace(get_now_sync=lambda: travelled)
+    app.AD.tz = ZoneInfo("Europe/Berlin")
+    now = port.now()
+    assert now == travelled
+    assert now.utcoffset() == timedelta(hours=2)
+    # The stand-in mirrors the real scheduler's method (no drift).
+    assert callable(Scheduler.get_now_sync)
 
 
 # --- set_entity over HTTP to a stand-in for HA's /api/states --------------------

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from gridwatch.config.base import ConfigSchema, event_type_field
+from gridwatch.energy.month_cache import DEFAULT_RECHECK_DAYS
 from gridwatch.energy.settings import DEFAULT_REFRESH_EVENT, EnergyTallyConfig
 from gridwatch.energy.tally import Meter, Role
 from gridwatch.energy.units import EnergyUnit
@@ -128,7 +129,22 @@ class EnergyTallySchema(ConfigSchema):
     )
     time_zone = fields.String(
         load_default=None,
-        metadata={"example": "Europe/Berlin", "description": "override of HA's time zone"},
+        metadata={
+            "example": "Europe/Berlin",
+            "description": "must equal HA's time zone (the recorder groups days in it); "
+            "leave it out to use HA's",
+        },
+    )
+    recheck_days = fields.Integer(
+        load_default=DEFAULT_RECHECK_DAYS,
+        # Hourly rows of N days for every meter travel in one websocket
+        # message (~60 bytes a row): 4 days of 500 meters is ~2.9 MB, under
+        # AppDaemon's 4 MiB ws_max_msg_size.
+        validate=validate.Range(min=1, max=4),
+        metadata={
+            "example": 2,
+            "description": "complete days re-read hour by hour once an hour (late statistics)",
+        },
     )
 
     @validates_schema

@@ -11,21 +11,34 @@ Entity ids (documented in the app):
 Energy entities carry what HA's Energy dashboard and long-term statistics
 need: kWh, ``device_class: energy``, ``state_class: total`` and
 ``last_reset`` at the period start.
+
+``sensor.<app slug>_meters`` lists the meter slugs and roles the tally
+publishes. It is read back at start: entities of a meter (or role) that is
+no longer configured are then marked ``unavailable`` with a ``reason``, so a
+renamed or removed meter leaves no value that looks current. It lives in HA
+beside the entities it describes: when HA restarts and forgets them, it is
+forgotten too, and nothing stale is left to retire (a state file would
+outlive them and need a writable path on every install).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from gridwatch.energy.cycle import CycleState
-from gridwatch.energy.recorder_statistics import REQUESTS_PER_CYCLE
+from gridwatch.energy.recorder_statistics import MAX_REQUESTS_PER_CYCLE, REQUESTS_PER_CYCLE
 from gridwatch.energy.tally import Meter, Role, RoleTotal, Tally
 from gridwatch.hass.entity_update import EntityUpdate
+from gridwatch.hass.ports import EntityState
 
 __all__ = [
+    "REMOVED_REASON",
     "meter_entity_ids",
+    "registry_entity",
+    "removed_entities",
     "role_entity_ids",
     "status_entities",
     "tally_entities",
@@ -114,6 +127,8 @@ def tally_entities(
             "statistic_id": meter.statistic_id,
             "role": meter.role.value if meter.role else None,
             "resets": len(result.resets),
+            # Why the value is unknown though the recorder has rows (no sum).
+            "problem": result.problem,
         }
         today_attrs = _energy_attributes(
             f"{meter.name} energy today", tally.periods.today_start, zone, stale
@@ -167,6 +182,7 @@ def status_entities(
         "meters": meters,
         # The design's promise, shown where a user can check it.
         "statistics_requests_per_cycle": REQUESTS_PER_CYCLE,
+        "statistics_requests_max": MAX_REQUESTS_PER_CYCLE,
         "statistics_requests_last_cycle": requests_sent,
         "cycle_ms": round(cycle_ms, 1),
     }
@@ -178,3 +194,89 @@ def status_entities(
             {"friendly_name": "Energy tally last update", "device_class": "timestamp"},
         ),
     ]
+
+
+REMOVED_REASON = "no longer configured in apps.yaml (meter removed or renamed)"
+_SLUGS_ATTR = "meter_slugs"
+_ROLES_ATTR = "roles"
+
+
+def registry_entity(app_slug: str, meters: Sequence[Meter]) -> EntityUpdate:
+    """Build ``sensor.<app>_meters``: what this tally publishes, read back at start.
+
+    Args:
+        app_slug: the app's slug.
+        meters: the configured meters.
+
+    Returns:
+        The entity (state: the number of meters).
+    """
+    roles = sorted({m.role.value for m in meters if m.role is not None})
+    return EntityUpdate(
+        f"sensor.{app_slug}_meters",
+        len(meters),
+        {
+            "friendly_name": "Energy tally meters",
+            _SLUGS_ATTR: [m.slug for m in meters],
+            _ROLES_ATTR: roles,
+        },
+    )
+
+
+def _strings(value: object) -> list[str]:
+    if not isinstance(value, list | tuple):
+        return []
+    return [v for v in value if isinstance(v, str)]
+
+
+def _retired(entity_id: str, friendly_name: str) -> EntityUpdate:
+    return EntityUpdate(
+        entity_id,
+        "unavailable",
+        {
+            "friendly_name": friendly_name,
+            "unit_of_measurement": "kWh",
+            "device_class": "energy",
+            "state_class": "total",
+            "stale": True,
+            "reason": REMOVED_REASON,
+        },
+    )
+
+
+def removed_entities(
+    previous: EntityState | None, meters: Iterable[Meter], app_slug: str
+) -> list[EntityUpdate]:
+    """Retire the entities of meters and roles the last run published and this one does not.
+
+    Args:
+        previous: ``sensor.<app>_meters`` as HA holds it, or ``None``.
+        meters: the configured meters.
+        app_slug: the app's slug.
+
+    Returns:
+        An ``unavailable`` update, with the reason, per retired entity.
+    """
+    if previous is None:
+        return []
+    meters = list(meters)
+    slugs = {m.slug for m in meters}
+    roles = {m.role.value for m in meters if m.role is not None}
+    updates: list[EntityUpdate] = []
+    for slug in _strings(previous.attributes.get(_SLUGS_ATTR)):
+        if slug in slugs:
+            continue
+        today_id, month_id = f"sensor.{slug}_energy_today", f"sensor.{slug}_energy_this_month"
+        updates += [
+            _retired(today_id, f"{slug} energy today"),
+            _retired(month_id, f"{slug} energy this month"),
+        ]
+    for role in _strings(previous.attributes.get(_ROLES_ATTR)):
+        if role in roles or role not in {r.value for r in Role}:
+            continue
+        today_id, month_id = role_entity_ids(app_slug, Role(role))
+        updates += [
+            _retired(today_id, f"Site {role} today"),
+            _retired(month_id, f"Site {role} this month"),
+        ]
+    return updates

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["TallyPeriods", "day_start", "month_start", "tally_periods", "zone_of"]
+__all__ = [
+    "TallyPeriods",
+    "day_start",
+    "day_starts_between",
+    "local_days_before",
+    "month_start",
+    "tally_periods",
+    "zone_of",
+]
 
 
 def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
@@ -32,6 +40,42 @@ def day_start(day: date, zone: ZoneInfo) -> datetime:
         The instant as a UTC datetime.
     """
     return _local_midnight(day, zone)
+
+
+def day_starts_between(start: datetime, end: datetime, zone: ZoneInfo) -> list[datetime]:
+    """Return the first instants of the local days that start in ``[start, end)``.
+
+    Args:
+        start: a local midnight (UTC datetime), included.
+        end: an instant after it, excluded.
+        zone: the local time zone.
+
+    Returns:
+        The day starts, as UTC datetimes, in order.
+    """
+    out: list[datetime] = []
+    day = start.astimezone(zone).date()
+    moment = day_start(day, zone)
+    while moment < end:
+        if moment >= start:
+            out.append(moment)
+        day += timedelta(days=1)
+        moment = day_start(day, zone)
+    return out
+
+
+def local_days_before(moment: datetime, days: int, zone: ZoneInfo) -> datetime:
+    """Return the first instant of the local date ``days`` days before ``moment``'s.
+
+    Args:
+        moment: any instant.
+        days: how many local days back (0: the day of ``moment``).
+        zone: the local time zone.
+
+    Returns:
+        The instant as a UTC datetime.
+    """
+    return day_start(moment.astimezone(zone).date() - timedelta(days=days), zone)
 
 
 def month_start(day: date, zone: ZoneInfo) -> datetime:

@@ -1,24 +1,35 @@
-"""Build and parse the recorder statistics queries of one tally cycle.
+"""Build and parse the recorder statistics queries of the energy tally.
 
-A cycle asks Home Assistant's recorder two questions, each ONE
-``recorder/statistics_during_period`` websocket command naming every meter,
-so the number of requests never grows with the number of meters:
+Every query is ONE ``recorder/statistics_during_period`` websocket command
+naming every meter (or, for :func:`history_request`, every meter whose month
+is still incomplete), so the number of requests never grows with the number
+of meters. The tally asks for the recorder's running ``sum`` and works the
+changes out itself (:mod:`gridwatch.energy.ledger`): HA's own ``change``
+counts the first row of a window against a sum of 0 when the row before the
+window has no sum, which publishes a meter's lifetime reading.
 
-* ``today``: hourly ``change`` and ``state`` from one hour before local
-  midnight to now. The hour before midnight is there only to give the meter
-  reading at midnight, the baseline for the live partial hour (see
-  :mod:`gridwatch.energy.tally`); its change is not counted.
-* ``month``: daily ``change`` from the local month start to now. Days before
-  today are counted from it; today comes from the hourly answer, where a
-  meter reset can be told apart from usage hour by hour. Those days do not
-  change during the day, so the app sends this one only when its kept sums
-  do not serve the cycle (:mod:`gridwatch.energy.month_cache`).
+* ``today`` (every cycle): hourly ``sum`` and ``state`` from one hour before
+  local midnight to now. The hour before midnight gives the meter reading at
+  midnight, the baseline of today's first hour and of the live partial hour;
+  its change is not counted today.
+* ``month`` (first cycle, refresh, HA start, new month): daily ``sum`` from
+  two local days before the month start to local midnight today. The days
+  before the month only give the baseline sum (see :data:`MONTH_LEAD_DAYS`).
+* ``recheck`` (once an hour and after midnight): hourly ``sum`` of the last
+  ``recheck_days`` complete days, so statistics that arrive late (imports,
+  an hour the recorder compiled late) reach the month, and so recent days are
+  reckoned hour by hour, as today was.
+* ``history`` (once an hour, only while some meter has no sum before the
+  month start): the ``month`` query for just those meters, for history
+  imported after the first cycle.
 
 The recorder answers (HA 2024.1, ``recorder/websocket_api.py``) with
-``{statistic_id: [{"start": ms, "end": ms, "change": float|None,
+``{statistic_id: [{"start": ms, "end": ms, "sum": float|None,
 "state": float|None}, ...]}``; a statistic with no rows in the window is
-absent. Asking ``units: {"energy": "kWh"}`` makes the recorder convert every
-statistic recorded in an energy unit (Wh, MWh ...) to kWh itself.
+absent. ``day`` rows carry the sum of the day's LAST hourly row (``None`` when
+that row has none). HA aligns ``day`` windows to local days in ITS time zone,
+which is why the tally counts days in HA's zone. Asking ``units: {"energy":
+"kWh"}`` makes the recorder convert every energy statistic to kWh itself.
 """
 
 from __future__ import annotations
@@ -32,42 +43,36 @@ from typing import Any, Final
 from gridwatch.energy.periods import TallyPeriods
 
 __all__ = [
+    "BASELINE_LEAD",
     "COMMAND_TYPE",
+    "MAX_REQUESTS_PER_CYCLE",
+    "MONTH_LEAD_DAYS",
     "REQUESTS_PER_CYCLE",
     "StatRow",
     "StatisticsFormatError",
-    "StatisticsRequests",
-    "build_requests",
+    "history_request",
+    "month_request",
     "parse_statistics",
+    "recheck_request",
+    "today_request",
 ]
 
 COMMAND_TYPE: Final = "recorder/statistics_during_period"
-# At most, whatever the number of meters (see the module docstring).
-REQUESTS_PER_CYCLE: Final = 2
+# A steady cycle sends ``today`` only, whatever the number of meters.
+REQUESTS_PER_CYCLE: Final = 1
+# today + month (or recheck) + history, the worst cycle.
+MAX_REQUESTS_PER_CYCLE: Final = 3
 
-# The hour before local midnight carries the meter reading at midnight.
-_BASELINE_LEAD = timedelta(hours=1)
+# The hour before a window carries the sum (and reading) at its start.
+BASELINE_LEAD: Final = timedelta(hours=1)
+# Days before the month start asked for in the ``month`` query: one gives the
+# sum at the month start; the second bridges a last hour of the month before
+# that has no sum (then the day's row has none either).
+MONTH_LEAD_DAYS: Final = 2
 
 
 class StatisticsFormatError(ValueError):
     """The recorder's answer does not have the documented shape."""
-
-
-@dataclass(frozen=True)
-class StatisticsRequests:
-    """The (at most two) websocket commands of one cycle, without ``id``.
-
-    Attributes:
-        today: hourly statistics for today (plus the hour before midnight).
-        month: daily statistics for the month to date.
-    """
-
-    today: dict[str, Any]
-    month: dict[str, Any]
-
-    def all(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Return both commands in the order they are sent."""
-        return (self.today, self.month)
 
 
 @dataclass(frozen=True)
@@ -77,14 +82,14 @@ class StatRow:
     Attributes:
         start: period start (UTC).
         end: period end (UTC).
-        change: energy in the period (the recorder's sum difference), or
-            ``None`` when the recorder has no sum for it.
+        sum: the recorder's running sum at the end of the period, or ``None``
+            when the row has none (a gap, a NaN, a statistic without sum).
         state: the meter reading at the end of the period, when asked for.
     """
 
     start: datetime
     end: datetime
-    change: float | None
+    sum: float | None
     state: float | None = None
 
 
@@ -93,13 +98,16 @@ def _iso(moment: datetime) -> str:
 
 
 def _command(
-    ids: list[str],
+    statistic_ids: Iterable[str],
     start: datetime,
     end: datetime,
     period: str,
     types: list[str],
     request_units: bool,
 ) -> dict[str, Any]:
+    ids = sorted(set(statistic_ids))
+    if not ids:
+        raise ValueError("at least one statistic id is needed")
     command: dict[str, Any] = {
         "type": COMMAND_TYPE,
         "start_time": _iso(start),
@@ -113,36 +121,89 @@ def _command(
     return command
 
 
-def build_requests(
+def today_request(
     statistic_ids: Iterable[str], periods: TallyPeriods, *, request_units: bool = True
-) -> StatisticsRequests:
-    """Build the cycle's two batched statistics commands for all meters.
+) -> dict[str, Any]:
+    """The ``today`` command: hourly sum and state, the hour before midnight to now.
 
     Args:
         statistic_ids: every meter's statistic id (duplicates are merged).
         periods: the cycle's boundaries.
         request_units: ask the recorder to convert to kWh (HA >= 2022.10).
-            When false the values come back in each statistic's own unit.
 
     Returns:
-        The two commands, ready for the websocket port (it adds ``id``).
+        The command, ready for the websocket port (it adds ``id``).
 
     Raises:
         ValueError: no statistic ids (the recorder rejects an empty list).
     """
-    ids = sorted(set(statistic_ids))
-    if not ids:
-        raise ValueError("at least one statistic id is needed")
-    return StatisticsRequests(
-        today=_command(
-            ids,
-            periods.today_start - _BASELINE_LEAD,
-            periods.now,
-            "hour",
-            ["change", "state"],
-            request_units,
-        ),
-        month=_command(ids, periods.month_start, periods.now, "day", ["change"], request_units),
+    return _command(
+        statistic_ids,
+        periods.today_start - BASELINE_LEAD,
+        periods.now,
+        "hour",
+        ["sum", "state"],
+        request_units,
+    )
+
+
+def month_request(
+    statistic_ids: Iterable[str], periods: TallyPeriods, *, request_units: bool = True
+) -> dict[str, Any]:
+    """The ``month`` command: daily sums from before the month start to midnight today.
+
+    HA extends a ``day`` window to whole local days, so the answer also holds
+    today's row; the tally ignores it (today comes from hourly rows).
+
+    Args:
+        statistic_ids: the meters to ask for.
+        periods: the cycle's boundaries.
+        request_units: as for :func:`today_request`.
+
+    Returns:
+        The command.
+    """
+    # HA aligns the start to its local midnight; 2 x 24 h back lands inside the
+    # right day even across a DST change (a day is 23 to 25 hours long).
+    start = periods.month_start - timedelta(days=MONTH_LEAD_DAYS) + timedelta(hours=2)
+    return _command(statistic_ids, start, periods.today_start, "day", ["sum"], request_units)
+
+
+def history_request(
+    statistic_ids: Iterable[str], periods: TallyPeriods, *, request_units: bool = True
+) -> dict[str, Any]:
+    """The ``history`` command: :func:`month_request` for meters still lacking history."""
+    return month_request(statistic_ids, periods, request_units=request_units)
+
+
+def recheck_request(
+    statistic_ids: Iterable[str],
+    window_start: datetime,
+    periods: TallyPeriods,
+    *,
+    request_units: bool = True,
+    window_end: datetime | None = None,
+) -> dict[str, Any]:
+    """The ``recheck`` command: hourly sums of the last complete days.
+
+    Args:
+        statistic_ids: every meter's statistic id.
+        window_start: first instant of the first day to recheck (UTC).
+        periods: the cycle's boundaries.
+        request_units: as for :func:`today_request`.
+        window_end: end of the window; default local midnight today (a
+            meter's first day alone ends earlier).
+
+    Returns:
+        The command.
+    """
+    return _command(
+        statistic_ids,
+        window_start - BASELINE_LEAD,
+        periods.today_start if window_end is None else window_end,
+        "hour",
+        ["sum"],
+        request_units,
     )
 
 
@@ -207,7 +268,7 @@ def parse_statistics(
                 StatRow(
                     start=_timestamp(row, "start", statistic_id, seen),
                     end=_timestamp(row, "end", statistic_id, seen),
-                    change=_number(row, "change", statistic_id),
+                    sum=_number(row, "sum", statistic_id),
                     state=_number(row, "state", statistic_id),
                 )
             )

@@ -2,11 +2,12 @@
 the HA port.
 
 Each cycle (at start, every ``interval_s``, on the ``refresh_event`` and after
-HA restarts) sends at most the two ``recorder/statistics_during_period``
-commands built by :func:`gridwatch.energy.recorder_statistics.build_requests`,
-whatever the number of meters: ``today`` always, ``month`` only when the kept
-complete days of the month (:mod:`gridwatch.energy.month_cache`) do not serve
-the cycle (first cycle, new local day, refresh event, HA start).
+HA restarts) sends the ``today`` query of
+:mod:`gridwatch.energy.recorder_statistics`, whatever the number of meters,
+and the extra queries the kept month (:mod:`gridwatch.energy.month_cache`)
+asks for: ``month`` when cold, ``recheck`` once an hour and after midnight,
+``history`` for meters without history. Days are counted in HA's time zone,
+read from HA's ``get_config`` (:mod:`gridwatch.energy.ha_zone`).
 """
 
 from __future__ import annotations
@@ -26,16 +27,32 @@ from gridwatch.energy.cycle import (
     notice_message,
     notice_steps,
 )
-from gridwatch.energy.entities import status_entities, tally_entities
-from gridwatch.energy.month_cache import MonthCacheHolder
+from gridwatch.energy.entities import (
+    registry_entity,
+    removed_entities,
+    status_entities,
+    tally_entities,
+)
+from gridwatch.energy.ha_zone import ZoneMismatchError, choose_zone, read_ha_time_zone
+from gridwatch.energy.month_cache import MonthLedger
 from gridwatch.energy.periods import TallyPeriods, tally_periods, zone_of
 from gridwatch.energy.recorder_statistics import (
     StatisticsFormatError,
-    build_requests,
+    history_request,
+    month_request,
     parse_statistics,
+    recheck_request,
+    today_request,
 )
 from gridwatch.energy.settings import EnergyTallyConfig
-from gridwatch.energy.tally import LiveReading, Tally, compute_tally_from, live_reading
+from gridwatch.energy.tally import (
+    NO_SUM,
+    LiveReading,
+    Tally,
+    compute_tally_from,
+    live_reading,
+    scale_of,
+)
 from gridwatch.hass.entity_update import ChangedOnlyWriter
 from gridwatch.hass.errors import HassError
 from gridwatch.hass.ports import Handle, HassPort
@@ -55,23 +72,35 @@ class TallyRunner:
         logger: logging.Logger,
     ) -> None:
         self.config, self.hass, self.notices, self.log = config, hass, notices, logger
+        self.app_name = app_name
         self.app_slug = slugify(app_name)
         self.state = CycleState()
+        # Until HA's zone is read (start), the configured or AppDaemon's zone.
         zone = ZoneInfo(config.time_zone) if config.time_zone else zone_of(hass.now().tzinfo)
-        if zone is None:
-            logger.warning("cannot name AppDaemon's time zone; counting days in UTC")
         self.zone = zone or ZoneInfo("UTC")
+        self.zone_from_ha = False
+        self._new_zone: ZoneInfo | None = None
         self._lock = asyncio.Lock()
         self._again = False
         self._handles: list[Handle] = []
         # Unchanged entities are not rewritten: 500 meters would mean 1000
         # writes per cycle.
         self._writer = ChangedOnlyWriter(hass, logger, clock=hass.monotonic)
-        self.month = MonthCacheHolder()
+        self.month = MonthLedger(self.zone, config.recheck_days)
         self.requests_sent = 0  # statistics requests of the last cycle
+        self._scales = {m.statistic_id: scale_of(m, config.request_units) for m in config.meters}
+        self._warned_no_sum: set[str] = set()
 
     async def start(self) -> None:
-        """Run the first cycle, then on the timer, the refresh event and HA starts."""
+        """Read HA's zone, retire entities of removed meters, run the first
+        cycle, then on the timer, the refresh event and HA starts.
+
+        Raises:
+            ZoneMismatchError: ``time_zone`` differs from HA's (days would not
+                match the recorder's); the app reports it as a config error.
+        """
+        await self._resolve_zone(strict=True)
+        await self._retire_removed()
         await self.run_cycle()
         self._handles += [
             await self.hass.run_every(self.run_cycle, self.config.interval_s),
@@ -85,11 +114,55 @@ class TallyRunner:
             await handle.cancel()
         self._handles.clear()
 
+    async def _resolve_zone(self, *, strict: bool = False) -> None:
+        """Count days in HA's zone; a differing ``time_zone`` is a config error.
+
+        Args:
+            strict: raise :class:`ZoneMismatchError` (at start, so the app
+                refuses to run); later, log it and follow HA.
+        """
+        try:
+            ha_zone = await read_ha_time_zone(self.hass, self.config.query_timeout_s)
+        except HassError as err:
+            self.log.warning(
+                "could not read Home Assistant's time zone (%s); counting days in %s "
+                "until HA answers",
+                err,
+                self.zone.key,
+            )
+            return
+        try:
+            choice = choose_zone(ha_zone, self.config.time_zone)
+        except ZoneMismatchError as err:
+            if strict:
+                raise
+            self.log.error("time_zone: %s; counting days in %s", err, ha_zone)
+            choice = choose_zone(ha_zone, None)
+        self.zone_from_ha = True
+        if choice.zone.key != self.zone.key:
+            # Applied by the next cycle, never under one that is running.
+            self._new_zone = choice.zone
+
+    async def _retire_removed(self) -> None:
+        """Mark the entities of meters (or roles) no longer configured unavailable."""
+        entity_id = registry_entity(self.app_slug, ()).entity_id
+        try:
+            previous = await self.hass.get_state(entity_id)
+        except HassError as err:
+            self.log.warning("could not read %s: %s", entity_id, err)
+            return
+        updates = removed_entities(previous, self.config.meters, self.app_slug)
+        for update in updates:
+            self.log.info("%s is no longer configured: marking it unavailable", update.entity_id)
+        await self._writer.write_all(updates)
+
     async def _on_refresh(self, _event: str, _data: Mapping[str, Any]) -> None:
         self.month.refetch()  # e.g. statistics were imported for earlier days
         await self.run_cycle()
 
     async def _on_ha_started(self) -> None:
+        if not self.zone_from_ha:
+            await self._resolve_zone()
         self.month.refetch(settle_from=self.hass.now())
         await self.run_cycle()
 
@@ -109,6 +182,10 @@ class TallyRunner:
     async def _cycle(self) -> None:
         """One cycle: query, compute, publish; a failure keeps the last values."""
         started = self.hass.monotonic()
+        if self._new_zone is not None:
+            # Kept days were counted in the old zone: start afresh.
+            self.zone, self._new_zone = self._new_zone, None
+            self.month = MonthLedger(self.zone, self.config.recheck_days)
         periods = tally_periods(self.hass.now(), self.zone)
         try:
             tally = await self._query(periods)
@@ -136,19 +213,41 @@ class TallyRunner:
             # HA went away mid-cycle; the next cycle (or HA start) publishes.
             self.log.warning("could not publish the energy tally: %s", err)
 
+    async def _send(self, command: Mapping[str, Any], ids: list[str]) -> Any:
+        self.requests_sent += 1
+        answer = await self.hass.websocket_command(command, timeout_s=self.config.query_timeout_s)
+        return parse_statistics(answer, ids)
+
     async def _query(self, periods: TallyPeriods) -> Tally:
         ids = [m.statistic_id for m in self.config.meters]
-        requests = build_requests(ids, periods, request_units=self.config.request_units)
-        timeout = self.config.query_timeout_s
         units = self.config.request_units
-        before = self.month.lookup(periods, ids)
-        self.requests_sent = 1
-        hourly = await self.hass.websocket_command(requests.today, timeout_s=timeout)
-        if before is None:
-            self.requests_sent = 2
-            daily = await self.hass.websocket_command(requests.month, timeout_s=timeout)
-            before = self.month.store(
-                self.config.meters, parse_statistics(daily, ids), periods, units_requested=units
+        plan = self.month.plan(periods, ids)
+        self.requests_sent = 0
+        hourly = await self._send(today_request(ids, periods, request_units=units), ids)
+        if plan.month:
+            daily = await self._send(month_request(ids, periods, request_units=units), ids)
+            self.month.store_month(daily, periods, self._scales)
+        if plan.recheck_from is not None:
+            command = recheck_request(ids, plan.recheck_from, periods, request_units=units)
+            rows = await self._send(command, ids)
+            self.month.store_recheck(rows, plan.recheck_from, periods, self._scales)
+        if plan.first_day is not None:
+            wanted = list(plan.first_day_ids)
+            command = recheck_request(
+                wanted,
+                plan.first_day,
+                periods,
+                request_units=units,
+                window_end=self.month.first_day_end(plan.first_day),
+            )
+            self.month.store_first_day(
+                await self._send(command, wanted), plan, periods, self._scales
+            )
+        if plan.history:
+            wanted = list(plan.history)
+            command = history_request(wanted, periods, request_units=units)
+            self.month.store_month(
+                await self._send(command, wanted), periods, self._scales, only=wanted
             )
         live: dict[str, LiveReading] = {}
         for sid in ids:
@@ -156,14 +255,15 @@ class TallyRunner:
             reading = live_reading(await self.hass.get_state(sid)) if "." in sid else None
             if reading is not None:
                 live[sid] = reading
-        return compute_tally_from(
-            self.config.meters,
-            parse_statistics(hourly, ids),
-            before,
-            live,
-            periods,
-            units_requested=units,
+        tally = compute_tally_from(
+            self.config.meters, hourly, self.month.meters, live, periods, units_requested=units
         )
+        for result in tally.meters:
+            sid = result.meter.statistic_id
+            if result.problem == NO_SUM and sid not in self._warned_no_sum:
+                self._warned_no_sum.add(sid)
+                self.log.warning("meter %s (%s): %s", result.meter.name, sid, NO_SUM)
+        return tally
 
     async def _publish(self, cycle_ms: float) -> None:
         state = self.state
@@ -171,6 +271,7 @@ class TallyRunner:
         if state.last_good is not None:
             stale = state.failures > 0
             updates = tally_entities(state.last_good, self.app_slug, self.zone, stale=stale)
+        updates.append(registry_entity(self.app_slug, self.config.meters))
         # Health last: once it shows this cycle, every value of it is in HA.
         updates += status_entities(
             self.app_slug,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gridwatch.energy.month_cache import DEFAULT_RECHECK_DAYS
 from gridwatch.energy.tally import Meter
 
 DEFAULT_REFRESH_EVENT = "gridwatch_energy_tally_refresh"
@@ -24,7 +25,10 @@ class EnergyTallyConfig:
         request_units: ask the recorder to convert to kWh (else each meter's
             ``unit`` converts).
         query_timeout_s: timeout of each statistics request.
-        time_zone: IANA zone overriding HA's, or ``None`` to use HA's.
+        time_zone: IANA zone; must equal HA's (the recorder groups days in
+            HA's zone); used only until HA's zone is read. ``None``: HA's.
+        recheck_days: complete days re-read hour by hour once an hour, so
+            late statistics reach the month.
     """
 
     meters: tuple[Meter, ...]
@@ -34,3 +38,4 @@ class EnergyTallyConfig:
     request_units: bool = True
     query_timeout_s: float = 15.0
     time_zone: str | None = None
+    recheck_days: int = DEFAULT_RECHECK_DAYS

@@ -1,16 +1,18 @@
 """Energy today and this month per meter, and site totals per role.
 
-Pure arithmetic over the parsed recorder answers (:mod:`gridwatch.energy.recorder_statistics`)
-and the meters' live readings. Rules:
+Pure arithmetic over the parsed recorder answers and the meters' live
+readings. Which rows count and how is decided in ONE place,
+:mod:`gridwatch.energy.ledger` (gaps, empty sums, resets); this module
+assembles the periods:
 
-* A meter the recorder has no rows for in either answer is *unknown*
-  (``None``), never 0: a new meter must not read as "used nothing".
-* A negative change (a meter reset or replacement the recorder's sum did not
-  absorb) is not subtracted; it is reported as a :class:`Reset`.
-* Today = today's complete hours + the live partial hour; this month =
-  the complete days before today + today. The complete days are summed per
-  day row (:func:`completed_days`), apart from the rest, so a cycle can reuse
-  them from an earlier cycle of the same day (:mod:`gridwatch.energy.month_cache`).
+* A meter the recorder has no rows for is *unknown* (``None``), never 0: a
+  new meter must not read as "used nothing". A meter whose rows have no sum
+  at all (a power or measurement statistic) is unknown too, with the problem
+  named (:data:`NO_SUM`): its 0 must not count in a site total.
+* Today = today's complete hours, reckoned from the last sum before local
+  midnight (the hour before it, else the kept days), + the live partial hour.
+  This month = the kept complete days (:mod:`gridwatch.energy.month_cache`)
+  + today.
 * The live partial hour is the live reading minus the recorder's reading at
   the end of the last complete hour (which may be the hour before midnight).
   It is skipped (0, flagged) when there is no such reading or unit.
@@ -18,18 +20,20 @@ and the meters' live readings. Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
+from typing import Final
 
+from gridwatch.energy.ledger import Reset, later, walk_sums
+from gridwatch.energy.month_cache import EMPTY_MONTH, MeterMonth, month_from_days
 from gridwatch.energy.periods import TallyPeriods
 from gridwatch.energy.recorder_statistics import StatRow
 from gridwatch.energy.units import EnergyUnit, parse_energy_unit, to_kwh
 from gridwatch.hass.ports import EntityState
 
 __all__ = [
-    "CompletedDays",
+    "NO_SUM",
     "LiveReading",
     "Meter",
     "MeterTally",
@@ -37,11 +41,17 @@ __all__ = [
     "Role",
     "RoleTotal",
     "Tally",
-    "completed_days",
     "compute_tally",
     "compute_tally_from",
     "live_reading",
+    "scale_of",
 ]
+
+# The per-meter problem of a statistic without sum (shown on its entities).
+NO_SUM: Final = (
+    "the statistic has no sum (a power or measurement sensor?): point the meter at an "
+    "energy sensor with state_class total or total_increasing"
+)
 
 
 class Role(StrEnum):
@@ -89,42 +99,6 @@ class LiveReading:
 
 
 @dataclass(frozen=True)
-class Reset:
-    """A negative change that was not subtracted.
-
-    Attributes:
-        statistic_id: the meter's statistic.
-        start: start of the period the drop was seen in (UTC).
-        change_kwh: the (negative) change.
-    """
-
-    statistic_id: str
-    start: datetime
-    change_kwh: float
-
-
-@dataclass(frozen=True)
-class CompletedDays:
-    """A meter's month to date before today, from the ``month`` answer.
-
-    Attributes:
-        kwh: the non-negative day changes from the month start to local
-            midnight today.
-        resets: the negative days, not subtracted.
-        has_rows: the answer held any row for the meter (today's included);
-            with no hourly rows either, the meter is unknown.
-    """
-
-    kwh: float
-    resets: tuple[Reset, ...]
-    has_rows: bool
-
-
-# What a meter absent from the ``month`` answer has before today.
-NO_DAYS = CompletedDays(0.0, (), has_rows=False)
-
-
-@dataclass(frozen=True)
 class MeterTally:
     """One meter's result.
 
@@ -135,6 +109,7 @@ class MeterTally:
         partial_hour_kwh: the live partial hour included in both, ``None``
             when it could not be computed (then nothing was added).
         resets: negative changes seen this month.
+        problem: why the meter is unknown though the recorder has rows, or ``None``.
     """
 
     meter: Meter
@@ -142,6 +117,7 @@ class MeterTally:
     month_kwh: float | None
     partial_hour_kwh: float | None
     resets: tuple[Reset, ...]
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -183,22 +159,6 @@ class Tally:
         return tuple(r for m in self.meters for r in m.resets)
 
 
-def _sum_changes(
-    rows: Iterable[StatRow], statistic_id: str, scale: float
-) -> tuple[float, list[Reset]]:
-    total = 0.0
-    resets: list[Reset] = []
-    for row in rows:
-        if row.change is None:
-            continue
-        change = row.change * scale
-        if change < 0:
-            resets.append(Reset(statistic_id, row.start, change))
-        else:
-            total += change
-    return total, resets
-
-
 def _partial_hour(
     hourly: Sequence[StatRow],
     live: LiveReading | None,
@@ -226,63 +186,44 @@ def _partial_hour(
     return delta, None
 
 
-def _scale(meter: Meter, units_requested: bool) -> float:
-    return 1.0 if units_requested else to_kwh(1.0, meter.unit)
-
-
-def _completed(
-    meter: Meter, daily: Sequence[StatRow], periods: TallyPeriods, units_requested: bool
-) -> CompletedDays:
-    if not daily:
-        return NO_DAYS
-    earlier = [r for r in daily if periods.month_start <= r.start < periods.today_start]
-    kwh, resets = _sum_changes(earlier, meter.statistic_id, _scale(meter, units_requested))
-    return CompletedDays(kwh, tuple(resets), has_rows=True)
-
-
-def completed_days(
-    meters: Sequence[Meter],
-    daily: Mapping[str, Sequence[StatRow]],
-    periods: TallyPeriods,
-    *,
-    units_requested: bool = True,
-) -> dict[str, CompletedDays]:
-    """Sum each meter's complete days of the month before today.
+def scale_of(meter: Meter, units_requested: bool) -> float:
+    """Factor from a meter's recorded values to kWh.
 
     Args:
-        meters: the configured meters.
-        daily: parsed ``month`` answer (day rows); today's row is ignored.
-        periods: the cycle's boundaries.
-        units_requested: as for :func:`compute_tally`.
+        meter: the meter.
+        units_requested: the request asked the recorder for kWh.
 
     Returns:
-        Per statistic id; a meter without rows gets :data:`NO_DAYS`.
+        1 when the recorder converted, else the meter's unit factor.
     """
-    return {
-        m.statistic_id: _completed(m, daily.get(m.statistic_id, ()), periods, units_requested)
-        for m in meters
-    }
+    return 1.0 if units_requested else to_kwh(1.0, meter.unit)
 
 
 def _meter_tally(
     meter: Meter,
     hourly: Sequence[StatRow],
-    before: CompletedDays,
+    kept: MeterMonth,
     live: LiveReading | None,
     periods: TallyPeriods,
     units_requested: bool,
 ) -> MeterTally:
-    if not hourly and not before.has_rows:
+    if not hourly and not kept.rows:
         return MeterTally(meter, None, None, None, ())
-    scale = _scale(meter, units_requested)
+    sid = meter.statistic_id
+    scale = scale_of(meter, units_requested)
+    lead = walk_sums([r for r in hourly if r.start < periods.today_start], None, sid, scale)
     today_rows = [r for r in hourly if periods.today_start <= r.start < periods.now]
-    today, today_resets = _sum_changes(today_rows, meter.statistic_id, scale)
-    partial, partial_reset = _partial_hour(hourly, live, periods, scale, meter.statistic_id)
-    today += partial or 0.0
-    resets = [*before.resets, *today_resets]
+    # The later of the two: the lead hour when it has a sum, else the kept days'.
+    baseline = later(kept.closing_before(periods.today_start), lead.last)
+    today = walk_sums(today_rows, baseline, sid, scale)
+    if not today.sums and not lead.sums and not kept.has_sum:
+        return MeterTally(meter, None, None, None, (), problem=NO_SUM)
+    partial, partial_reset = _partial_hour(hourly, live, periods, scale, sid)
+    today_kwh = today.kwh + (partial or 0.0)
+    resets = [*kept.resets, *today.resets]
     if partial_reset is not None:
         resets.append(partial_reset)
-    return MeterTally(meter, today, before.kwh + today, partial, tuple(resets))
+    return MeterTally(meter, today_kwh, kept.kwh + today_kwh, partial, tuple(resets))
 
 
 def _role_total(role: Role, members: Sequence[MeterTally]) -> RoleTotal:
@@ -306,7 +247,7 @@ def compute_tally(
     *,
     units_requested: bool = True,
 ) -> Tally:
-    """Compute one cycle's tally from both answers.
+    """Compute one cycle's tally from a ``today`` and a ``month`` answer (a cold cycle).
 
     Args:
         meters: the configured meters.
@@ -320,31 +261,35 @@ def compute_tally(
     Returns:
         The :class:`Tally`.
     """
-    before = completed_days(meters, daily, periods, units_requested=units_requested)
+    months = {
+        m.statistic_id: month_from_days(
+            m.statistic_id,
+            daily.get(m.statistic_id, ()),
+            periods,
+            scale_of(m, units_requested),
+        )
+        for m in meters
+    }
     return compute_tally_from(
-        meters, hourly, before, live, periods, units_requested=units_requested
+        meters, hourly, months, live, periods, units_requested=units_requested
     )
 
 
 def compute_tally_from(
     meters: Sequence[Meter],
     hourly: Mapping[str, Sequence[StatRow]],
-    before: Mapping[str, CompletedDays],
+    months: Mapping[str, MeterMonth],
     live: Mapping[str, LiveReading],
     periods: TallyPeriods,
     *,
     units_requested: bool = True,
 ) -> Tally:
-    """Compute one cycle's tally from the ``today`` answer and the complete days.
-
-    The same as :func:`compute_tally` with ``before = completed_days(daily)``,
-    to the last bit, when ``before`` was summed from a ``month`` answer of
-    the same local day.
+    """Compute one cycle's tally from the ``today`` answer and the kept days.
 
     Args:
         meters: the configured meters.
         hourly: parsed ``today`` answer (hour rows, with ``state``).
-        before: :func:`completed_days` per statistic id (absent: no rows).
+        months: kept complete days per statistic id (absent: none).
         live: live readings by statistic id (absent: no partial hour).
         periods: the cycle's boundaries.
         units_requested: as for :func:`compute_tally`.
@@ -356,7 +301,7 @@ def compute_tally_from(
         _meter_tally(
             m,
             hourly.get(m.statistic_id, ()),
-            before.get(m.statistic_id, NO_DAYS),
+            months.get(m.statistic_id, EMPTY_MONTH),
             live.get(m.statistic_id),
             periods,
             units_requested,

@@ -414,8 +414,16 @@ class AppDaemonHassPort:
     # Clock and scheduler
 
     def now(self) -> dt.datetime:
-        tz = getattr(getattr(self._app, "AD", None), "tz", None) or dt.UTC
-        return dt.datetime.now(tz)
+        # AppDaemon's scheduler clock, not the wall clock: with time travel
+        # (starttime / timewarp in appdaemon.yaml) it is the simulated time,
+        # so logic fed by now() runs at the times a test chose.
+        ad = getattr(self._app, "AD", None)
+        tz = getattr(ad, "tz", None) or dt.UTC
+        get_now = getattr(getattr(ad, "sched", None), "get_now_sync", None)
+        if get_now is None:  # no scheduler yet (AppDaemon starting)
+            return dt.datetime.now(tz)
+        moment: dt.datetime = get_now()
+        return moment.astimezone(tz)
 
     def monotonic(self) -> float:
         return time.monotonic()
