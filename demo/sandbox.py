@@ -17,10 +17,10 @@ from typing import Any
 from demo.entities import helpers_config
 from demo.simulator import GRID_METER_OFFLINE
 from demo.site_model import SiteParams
-from tests.e2e.ha_config import DOMAINS, HaConfig
+from tests.e2e.ha_config import DOMAINS_WITH_DEMO, HaConfig
 
 # The web UI: the only integration the demo adds to the harness's set.
-DEMO_DOMAINS = (*DOMAINS, "frontend")
+DEMO_DOMAINS = DOMAINS_WITH_DEMO
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import pytest
 from tests.e2e.appdaemon_factory import AppDaemonFactory
 from tests.e2e.ha import HomeAssistant
 from tests.e2e.ha_client import HaClient
-from tests.e2e.ha_config import DOMAINS, HaConfig
+from tests.e2e.ha_config import DOMAINS_WITH_DEMO, HaConfig
 from tests.e2e.ha_install import ensure_installed, install_from_env
 from tests.e2e.process import free_port
 
@@ -76,7 +76,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomeAssistant]:
     """The session's Home Assistant, running and onboarded."""
     install = install_from_env()
-    ensure_installed(install, DOMAINS)
+    ensure_installed(install, DOMAINS_WITH_DEMO)
     instance = HomeAssistant(
         install, tmp_path_factory.mktemp("ha_config"), HaConfig(port=free_port())
     )
