@@ -34,7 +34,14 @@ from pathlib import Path
 
 from tests.e2e.debian_root import DebianRoot
 from tests.e2e.ha_config import DOMAINS_WITH_DEMO
-from tests.e2e.ha_matrix import OLDEST_HA, TESTED_HA, Runtime, choose_runtime, parse_version
+from tests.e2e.ha_matrix import (
+    OLDEST_HA,
+    TESTED_HA,
+    Runtime,
+    choose_runtime,
+    host_packages,
+    parse_version,
+)
 
 DEFAULT_HA_VERSION = OLDEST_HA
 # A fresh install downloads ~100 packages; generous, but bounded.
@@ -333,11 +340,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--plan", action="store_true", help="print where each version runs; install nothing"
     )
+    parser.add_argument(
+        "--apt",
+        action="store_true",
+        help="print the Debian packages the host needs for these versions; install nothing",
+    )
     args = parser.parse_args(argv)
-    for version in args.versions or TESTED_HA:
+    versions = args.versions or list(TESTED_HA)
+    if args.apt:
+        host = host_python_version()
+        needed = {p for v in versions for p in host_packages(choose_runtime(v, host))}
+        print(" ".join(sorted(needed)))
+        return
+    for version in versions:
         install = install_for(version)
         if args.plan:
-            print(f"{version} {'host' if install.root is None else install.root.suite}")
+            print(install.describe())
             continue
         ensure_installed(install, DOMAINS_WITH_DEMO)
         print(f"ready: {install.describe()}", flush=True)

@@ -132,3 +132,18 @@ def choose_runtime(ha_version: str, host_python: Version) -> Runtime:
 
 def _dotted(version: Version) -> str:
     return ".".join(str(part) for part in version)
+
+
+def host_packages(runtime: Runtime) -> tuple[str, ...]:
+    """Debian packages the host needs for one HA leg.
+
+    A root needs debootstrap (its own packages come with it, see
+    ``debian_root.INCLUDE``). HA 2025+ run on the host itself needs what the
+    root would have brought: C++ and Python headers for the sdists without
+    a wheel (pymicro-vad, pyspeex-noise), and libturbojpeg.
+    """
+    if runtime.in_root:
+        return ("debootstrap",)
+    if parse_version(runtime.ha_version)[:2] >= (2025, 1):
+        return ("g++", "python3-dev", "libturbojpeg0")
+    return ()
