@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
 from demo.config_files import DEMO_APPS_YAML
 from demo.stack import DEFAULT_STATE_DIR, DemoOptions, run_demo
+from tests.e2e.ha_matrix import NEWEST_HA, OLDEST_HA, TESTED_HA
 
 
 def _positive(text: str) -> float:
@@ -81,6 +83,17 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
             "notification in Home Assistant, and the other apps run"
         ),
     )
+    parser.add_argument(
+        "--ha",
+        default=os.environ.get("GRIDWATCH_HA_VERSION") or OLDEST_HA,
+        choices=TESTED_HA,
+        metavar="VERSION",
+        help=(
+            f"the Home Assistant version to run: {' or '.join(TESTED_HA)} (default "
+            f"{OLDEST_HA}; {NEWEST_HA} runs in a Debian 13 root where the host's Python "
+            "is older than 3.13.2)"
+        ),
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug lines")
     args = parser.parse_args(argv)
     if not 0 <= args.start_hour < 24:
@@ -100,6 +113,7 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
         frontend=not args.no_frontend,
         apps_yaml=args.apps_yaml,
         check_apps=not args.no_apps_check,
+        ha_version=args.ha,
     )
 
 
