@@ -128,7 +128,8 @@ def entity_state_from_ad(entity_id: str, raw: Any) -> EntityState | None:
 
     Args:
         entity_id: the entity.
-        raw: AppDaemon's dict (``state``, ``attributes``, ``last_changed``) or None.
+        raw: AppDaemon's (or HA's REST) dict (``state``, ``attributes``,
+            ``last_changed``, ``last_reported`` from HA 2024.4) or None.
 
     Returns:
         The parsed state, or ``None`` when AppDaemon has no such entity.
@@ -142,6 +143,8 @@ def entity_state_from_ad(entity_id: str, raw: Any) -> EntityState | None:
         raw=None if state is None else state_text(state),
         attributes=MappingProxyType(dict(attributes) if isinstance(attributes, Mapping) else {}),
         last_changed=parse_timestamp(raw.get("last_changed")),
+        # HA 2024.4+ only; older HA has no such key (None).
+        last_reported=parse_timestamp(raw.get("last_reported")),
     )
 
 
@@ -251,6 +254,25 @@ class AppDaemonHassPort:
             return EntityState(entity_id, state_text(value), MappingProxyType(dict(attributes)))
         return state
 
+    async def read_state(self, entity_id: str) -> EntityState | None:
+        # AppDaemon's cache is fed by state_changed events; HA 2024.4+ moves
+        # last_reported of a steady reading without one, so ask HA's REST API.
+        session, base = self._ha_session(f"read {entity_id}")
+        try:
+            async with asyncio.timeout(SET_STATE_TIMEOUT_S):
+                async with session.get(base / f"api/states/{entity_id}") as resp:
+                    status = int(resp.status)
+                    body = await resp.json() if status == 200 else await resp.text()
+        except TimeoutError as err:
+            raise HassError(f"reading {entity_id}: no answer in {SET_STATE_TIMEOUT_S:g} s") from err
+        except Exception as err:  # aiohttp errors, bad JSON, closed session
+            raise HassError(f"reading {entity_id} failed: {type(err).__name__}: {err}") from err
+        if status == 404:
+            return None
+        if status >= 400:
+            raise HassError(f"HA refused to read {entity_id}: HTTP {status}: {str(body)[:200]}")
+        return entity_state_from_ad(entity_id, body)
+
     async def listen_state(self, entity_id: str, callback: StateCallback) -> _AdHandle:
         async def on_change(
             entity: str, _attribute: str, old: Any, new: Any, **_kwargs: Any
@@ -282,16 +304,12 @@ class AppDaemonHassPort:
     async def _post_state(
         self, entity_id: str, state: StateValue, attributes: Mapping[str, Any]
     ) -> None:
-        plugin = self._plugin()
-        session = getattr(plugin, "session", None)
-        config = getattr(plugin, "config", None)
-        if session is None or config is None or not hasattr(config, "ha_url"):
-            raise HassError(f"cannot write {entity_id}: no Home Assistant plugin connected")
+        session, base = self._ha_session(f"write {entity_id}")
         try:
             body = encode_state_body(state, attributes)
         except ValueError as err:  # NaN / infinity: JSON (and HA) cannot carry them
             raise HassError(f"cannot write {entity_id}: {err}") from err
-        url = config.ha_url / f"api/states/{entity_id}"
+        url = base / f"api/states/{entity_id}"
         try:
             async with asyncio.timeout(SET_STATE_TIMEOUT_S):
                 async with session.post(
@@ -437,6 +455,15 @@ class AppDaemonHassPort:
         if ad is None:
             return None
         return ad.plugins.get_plugin_object(self._app.namespace)
+
+    def _ha_session(self, what: str) -> tuple[Any, Any]:
+        # The HASS plugin's authenticated aiohttp session and HA's base URL.
+        plugin = self._plugin()
+        session = getattr(plugin, "session", None)
+        config = getattr(plugin, "config", None)
+        if session is None or config is None or not hasattr(config, "ha_url"):
+            raise HassError(f"cannot {what}: no Home Assistant plugin connected")
+        return session, config.ha_url
 
     def _track(self, cancel: Callable[[], Awaitable[Any]]) -> _AdHandle:
         handle = _AdHandle(cancel)
