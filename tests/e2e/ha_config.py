@@ -62,6 +62,7 @@ DOMAINS = (
     "notify",
     "command_line",
     "script",
+    "energy",
 )
 # The demo's sandbox adds HA's web UI; installs cover both configs, so the
 # demo and the tests share one set of requirements.
@@ -139,6 +140,9 @@ class HaConfig:
                 "commit_interval": self.commit_interval,
             },
             "persistent_notification": {},
+            # The Energy dashboard's backend: its validation judges whether
+            # the energy tally's sensors are fit to be dashboard sources.
+            "energy": {},
             # Warnings only, except the line that reports the boot time.
             "logger": {"default": "warning", "logs": {"homeassistant.bootstrap": "info"}},
             "input_boolean": {"inverter_discharge_enable": {"name": "Inverter discharge enable"}},

@@ -33,8 +33,10 @@ import enum
 import inspect
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -73,6 +75,13 @@ PLUGIN_STARTED_EVENT: Final = "plugin_started"
 # would silently vanish from the data, so they are refused instead.
 _RESERVED_EVENT_KEYS: Final = frozenset({"namespace", "timeout"})
 _RESERVED_COMMAND_KEYS: Final = frozenset({"timeout", "silent", "id"})
+# Entity ids are interpolated into a template: only HA's own id syntax.
+_ENTITY_ID: Final = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
+# The live last_reported of ENTITY, or '' where HA has none (before 2024.4).
+_LAST_REPORTED_TEMPLATE: Final = (
+    "{% set s = ENTITY %}"
+    "{{ s.last_reported.isoformat() if s and s.last_reported is defined else '' }}"
+)
 
 
 class _AdHandle:
@@ -255,23 +264,45 @@ class AppDaemonHassPort:
         return state
 
     async def read_state(self, entity_id: str) -> EntityState | None:
-        # AppDaemon's cache is fed by state_changed events; HA 2024.4+ moves
-        # last_reported of a steady reading without one, so ask HA's REST API.
+        # AppDaemon's cache is fed by state_changed events, and HA 2024.4+
+        # moves last_reported of a steady reading without one. HA's own
+        # REST/websocket state dicts do not show it either: HA caches a
+        # state's dict at its first serialisation and updates last_reported
+        # in place (checked on 2026.2.3). Only the live state object has it,
+        # so it is read through a template.
+        if not _ENTITY_ID.match(entity_id):
+            raise ValueError(f"not an entity id: {entity_id!r}")
+        status, body = await self._ha_request("GET", f"api/states/{entity_id}", None, entity_id)
+        if status == 404:
+            return None
+        state = entity_state_from_ad(entity_id, body)
+        if state is None:
+            raise HassError(f"reading {entity_id}: unexpected answer {str(body)[:200]}")
+        domain, object_id = entity_id.split(".", 1)
+        template = _LAST_REPORTED_TEMPLATE.replace("ENTITY", f"states.{domain}.{object_id}")
+        _, reported = await self._ha_request(
+            "POST", "api/template", {"template": template}, entity_id
+        )
+        # '' where HA has no last_reported (before 2024.4): None, as parsed.
+        return replace(state, last_reported=parse_timestamp(str(reported).strip()))
+
+    async def _ha_request(
+        self, method: str, path: str, payload: Any, entity_id: str
+    ) -> tuple[int, Any]:
         session, base = self._ha_session(f"read {entity_id}")
         try:
             async with asyncio.timeout(SET_STATE_TIMEOUT_S):
-                async with session.get(base / f"api/states/{entity_id}") as resp:
+                async with session.request(method, base / path, json=payload) as resp:
                     status = int(resp.status)
-                    body = await resp.json() if status == 200 else await resp.text()
+                    is_json = resp.content_type == "application/json"
+                    body = await resp.json() if is_json else await resp.text()
         except TimeoutError as err:
             raise HassError(f"reading {entity_id}: no answer in {SET_STATE_TIMEOUT_S:g} s") from err
         except Exception as err:  # aiohttp errors, bad JSON, closed session
             raise HassError(f"reading {entity_id} failed: {type(err).__name__}: {err}") from err
-        if status == 404:
-            return None
-        if status >= 400:
+        if status >= 400 and status != 404:
             raise HassError(f"HA refused to read {entity_id}: HTTP {status}: {str(body)[:200]}")
-        return entity_state_from_ad(entity_id, body)
+        return status, body
 
     async def listen_state(self, entity_id: str, callback: StateCallback) -> _AdHandle:
         async def on_change(

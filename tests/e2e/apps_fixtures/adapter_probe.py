@@ -60,10 +60,8 @@ class AdapterProbe(ADAPI):
             if state is None:
                 return None
             return {"raw": state.raw, "attributes": dict(state.attributes)}
-        if op in ("read_state", "get_state_times"):
-            # read_state asks HA; get_state_times reads AppDaemon's cache.
-            reader = self.port.read_state if op == "read_state" else self.port.get_state
-            state = await reader(data["entity_id"])
+        if op == "read_state":
+            state = await self.port.read_state(data["entity_id"])
             if state is None:
                 return None
             return {
