@@ -50,6 +50,11 @@ SETUP_FAILED = re.compile(
 )
 
 
+def setup_failures(log: str) -> list[str]:
+    """HA's log lines that say an integration or platform did not set up."""
+    return [match.group(0).strip() for match in SETUP_FAILED.finditer(log)]
+
+
 class HaSetupError(RuntimeError):
     """HA runs but did not set up what the tests need (or cannot list services)."""
 
@@ -142,7 +147,7 @@ class HomeAssistant:
         Raises:
             HaSetupError: with HA's own lines, naming the version.
         """
-        problems = [m.group(0).strip() for m in SETUP_FAILED.finditer(boot_log)]
+        problems = setup_failures(boot_log)
         config = _request("GET", f"{self.url}/api/config", headers=self.headers)
         loaded = set(config.get("components", [])) if isinstance(config, dict) else set()
         wanted = set(self.config.as_dict(self.config_dir)) - {"homeassistant"}
