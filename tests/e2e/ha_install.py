@@ -28,6 +28,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -367,8 +368,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.plan:
             print(install.describe())
             continue
+        began = time.monotonic()
         ensure_installed(install, DOMAINS_WITH_DEMO)
-        print(f"ready: {install.describe()}", flush=True)
+        print(f"ready in {time.monotonic() - began:.0f} s: {install.describe()}", flush=True)
 
 
 if __name__ == "__main__":
