@@ -27,6 +27,9 @@ def _cached_root() -> DebianRoot | None:
 ROOT = _cached_root()
 
 pytestmark = [
+    # Runs with the HA legs (./run test's second leg installs the root while
+    # the first runs, so on a fresh machine it is there only for the second).
+    pytest.mark.e2e,
     pytest.mark.skipif(os.geteuid() != 0, reason="chroot and mount need root"),
     pytest.mark.skipif(
         ROOT is None or not ROOT.ready,
