@@ -52,7 +52,8 @@ class DemoHaConfig(HaConfig):
         return config
 
 
-# HA 2024.1's onboarding steps (homeassistant/components/onboarding/const.py).
+# HA's onboarding steps, the same in 2024.1 and 2026.2
+# (homeassistant/components/onboarding/const.py).
 ONBOARDING_STEPS = ("user", "core_config", "analytics", "integration")
 
 
