@@ -14,6 +14,7 @@ from tests.e2e.ha_matrix import (
     NoPythonForHa,
     Runtime,
     choose_runtime,
+    host_packages,
     parse_version,
     python_range,
 )
@@ -123,3 +124,21 @@ def test_the_pip_cert_is_read_from_pip_config_list() -> None:
 def test_versions_parse_as_tuples() -> None:
     assert parse_version("3.13.5\n") == (3, 13, 5)
     assert parse_version(NEWEST_HA) == (2026, 2, 3)
+
+
+@pytest.mark.parametrize(
+    ("host", "ha", "packages"),
+    [
+        # Debian 12: nothing for 2024.1 on the host, debootstrap for 2026.2.
+        (DEBIAN_12, OLDEST_HA, ()),
+        (DEBIAN_12, NEWEST_HA, ("debootstrap",)),
+        # Debian 13: debootstrap for 2024.1; 2026.2 on the host needs what
+        # the root would bring (C++ for sdists, headers, libturbojpeg).
+        (DEBIAN_13, OLDEST_HA, ("debootstrap",)),
+        (DEBIAN_13, NEWEST_HA, ("g++", "python3-dev", "libturbojpeg0")),
+    ],
+)
+def test_the_host_gets_the_debian_packages_its_legs_need(
+    host: tuple[int, ...], ha: str, packages: tuple[str, ...]
+) -> None:
+    assert host_packages(choose_runtime(ha, host)) == packages
