@@ -23,6 +23,16 @@ traps DESIGN.md lists under "Writing to Home Assistant":
   :class:`ServiceError`.
 - AppDaemon API methods called on the loop return tasks: every one is awaited.
 - Raw websocket commands go through the HASS plugin's ``websocket_send_json``.
+
+Where Home Assistant versions differ (tested: 2024.1.6 and 2026.2.3), the
+difference is absorbed here and nowhere else:
+
+- ``last_reported`` (HA 2024.4+) is parsed into :class:`EntityState` when HA
+  gives it (``None`` on older HA). A steady reading moves it without a
+  state_changed event, so AppDaemon's cache never sees it move, and HA's own
+  REST/websocket state dicts keep the value of their first serialisation:
+  :meth:`AppDaemonHassPort.read_state` reads it from HA's live state through
+  a template (``''`` on older HA).
 """
 
 from __future__ import annotations
