@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
 from demo.config_files import DEMO_APPS_YAML
 from demo.stack import DEFAULT_STATE_DIR, DemoOptions, run_demo
+from tests.e2e.ha_matrix import NEWEST_HA, OLDEST_HA, TESTED_HA
 
 
 def _positive(text: str) -> float:
@@ -91,6 +93,17 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
             "entities with a unique id and a device each app)"
         ),
     )
+    parser.add_argument(
+        "--ha",
+        default=os.environ.get("GRIDWATCH_HA_VERSION") or OLDEST_HA,
+        choices=TESTED_HA,
+        metavar="VERSION",
+        help=(
+            f"the Home Assistant version to run: {' or '.join(TESTED_HA)} (default "
+            f"{OLDEST_HA}; {NEWEST_HA} runs in a Debian 13 root where the host's Python "
+            "is older than 3.13.2)"
+        ),
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug lines")
     args = parser.parse_args(argv)
     if not 0 <= args.start_hour < 24:
@@ -111,6 +124,7 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
         apps_yaml=args.apps_yaml,
         check_apps=not args.no_apps_check,
         entities=args.entities,
+        ha_version=args.ha,
     )
 
 

@@ -17,10 +17,10 @@ from typing import Any
 from demo.entities import helpers_config
 from demo.simulator import GRID_METER_OFFLINE
 from demo.site_model import SiteParams
-from tests.e2e.ha_config import DOMAINS, HaConfig
+from tests.e2e.ha_config import DOMAINS_WITH_DEMO, HaConfig
 
 # The web UI: the only integration the demo adds to the harness's set.
-DEMO_DOMAINS = (*DOMAINS, "frontend")
+DEMO_DOMAINS = DOMAINS_WITH_DEMO
 # With ``--entities mqtt``: HA's MQTT integration (paho-mqtt in HA's venv).
 MQTT_DOMAINS = (*DEMO_DOMAINS, "config", "mqtt")
 
@@ -59,7 +59,8 @@ class DemoHaConfig(HaConfig):
         return config
 
 
-# HA 2024.1's onboarding steps (homeassistant/components/onboarding/const.py).
+# HA's onboarding steps, the same in 2024.1 and 2026.2
+# (homeassistant/components/onboarding/const.py).
 ONBOARDING_STEPS = ("user", "core_config", "analytics", "integration")
 
 

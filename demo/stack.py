@@ -50,7 +50,8 @@ from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
 from tests.e2e.appdaemon_proc import AppDaemon, AppDaemonConfig
 from tests.e2e.ha import OWNER_PASSWORD, OWNER_USERNAME, HomeAssistant
 from tests.e2e.ha_config import TIME_ZONE
-from tests.e2e.ha_install import ensure_installed, install_from_env
+from tests.e2e.ha_install import ensure_installed, install_for
+from tests.e2e.ha_matrix import OLDEST_HA
 from tests.e2e.process import ManagedProcess, free_port, tail
 from tests.support.device_server import DeviceServer
 from tests.support.mosquitto import Mosquitto
@@ -95,6 +96,7 @@ class DemoOptions:
         entities: the apps' entity backend, ``rest`` or ``mqtt`` (MQTT
             discovery through the demo's broker; HA's MQTT integration is
             set up for it).
+        ha_version: the Home Assistant version to run (one of the tested).
     """
 
     duration_s: float | None = None
@@ -105,6 +107,7 @@ class DemoOptions:
     apps_yaml: Path = config_files.DEMO_APPS_YAML
     check_apps: bool = True
     entities: str = "rest"
+    ha_version: str = OLDEST_HA
 
 
 @dataclass
@@ -172,8 +175,11 @@ async def _start(stack: Stack, exits: contextlib.AsyncExitStack) -> None:
     mqtt_password = secrets.token_urlsafe(12)
     controller = DeviceServer(username=CONTROLLER_USER, password=secrets.token_urlsafe(12))
 
-    stack.say("==> checking Home Assistant's venv (installs once; the first time takes minutes)")
-    install = install_from_env()
+    stack.say(
+        f"==> checking Home Assistant {opts.ha_version}'s venv "
+        "(installs once; the first time takes minutes)"
+    )
+    install = install_for(opts.ha_version)
     mqtt_entities = opts.entities == "mqtt"
     domains = MQTT_DOMAINS if mqtt_entities else DEMO_DOMAINS
     await _step(stack, "installing Home Assistant", lambda: ensure_installed(install, domains))
@@ -415,7 +421,8 @@ def _print_urls(stack: Stack) -> None:
     stack.say("")
     stack.say("Gridwatch demo is running.")
     stack.say(
-        f"  Home Assistant:      {ha.url}   (user {OWNER_USERNAME}, password {OWNER_PASSWORD})"
+        f"  Home Assistant:      {ha.url}   (user {OWNER_USERNAME}, password {OWNER_PASSWORD}; "
+        f"version {ha.install.version})"
     )
     stack.say(f"  Gridwatch panel:     {appdaemon.url}/{config_files.DASHBOARD_NAME}")
     stack.say(f"  AppDaemon admin:     {appdaemon.url}/")

@@ -15,6 +15,7 @@ from demo.stack import (
     _check_processes,
     _step,
 )
+from tests.e2e.ha_matrix import NEWEST_HA, OLDEST_HA
 
 
 def test_defaults_run_until_ctrl_c_in_real_time():
@@ -29,6 +30,21 @@ def test_options():
         ["--duration", "30", "--speed", "60", "--start-hour", "18.5", "--no-frontend"]
     )
     assert (opts.duration_s, opts.speed, opts.start_hour, opts.frontend) == (30, 60, 18.5, False)
+
+
+def test_the_ha_version_is_an_option_with_the_oldest_as_default(monkeypatch):
+    monkeypatch.delenv("GRIDWATCH_HA_VERSION", raising=False)
+    assert parse_args([]).ha_version == OLDEST_HA
+    assert parse_args(["--ha", NEWEST_HA]).ha_version == NEWEST_HA
+    # ./run test's second leg sets the variable for the demo's own tests.
+    monkeypatch.setenv("GRIDWATCH_HA_VERSION", NEWEST_HA)
+    assert parse_args([]).ha_version == NEWEST_HA
+
+
+def test_an_untested_ha_version_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--ha", "2025.1.0"])
+    assert "invalid choice" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv", [["--duration", "0"], ["--speed", "-1"], ["--start-hour", "24"]])

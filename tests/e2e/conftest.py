@@ -23,13 +23,15 @@ import pytest
 from tests.e2e.appdaemon_factory import AppDaemonFactory
 from tests.e2e.ha import HomeAssistant
 from tests.e2e.ha_client import HaClient
-from tests.e2e.ha_config import DOMAINS, HaConfig
+from tests.e2e.ha_config import DOMAINS_WITH_DEMO, HaConfig
 from tests.e2e.ha_install import ensure_installed, install_from_env
 from tests.e2e.process import free_port
 
 _HERE = Path(__file__).parent
 # Start-up figures of this session, printed in the terminal summary.
 _TIMINGS: dict[str, list[float]] = {"ha_boot_s": [], "appdaemon_start_s": []}
+# The first line of the error that kept the session's HA from starting.
+_HA_FAILED: list[str] = []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -75,13 +77,25 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture(scope="session")
 def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomeAssistant]:
     """The session's Home Assistant, running and onboarded."""
-    install = install_from_env()
-    ensure_installed(install, DOMAINS)
-    instance = HomeAssistant(
-        install, tmp_path_factory.mktemp("ha_config"), HaConfig(port=free_port())
-    )
+    if _HA_FAILED:
+        # pytest sets a failed session fixture up again for every test: fail
+        # each at once with the first error, not with one install+boot each.
+        pytest.fail(f"Home Assistant could not be set up (see the first error): {_HA_FAILED[0]}")
     try:
-        instance.start()
+        install = install_from_env()
+        ensure_installed(install, DOMAINS_WITH_DEMO)
+        instance = HomeAssistant(
+            install, tmp_path_factory.mktemp("ha_config"), HaConfig(port=free_port())
+        )
+    except Exception as err:
+        _HA_FAILED.append(str(err).splitlines()[0])
+        raise
+    try:
+        try:
+            instance.start()
+        except Exception as err:
+            _HA_FAILED.append(str(err).splitlines()[0])
+            raise
         yield instance
     finally:
         instance.stop()

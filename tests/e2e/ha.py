@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -38,6 +39,24 @@ STOP_TIMEOUT_S = 30.0
 HTTP_TIMEOUT_S = 10.0
 # HA's http integration logs this (and carries on) when its port is taken.
 HTTP_BIND_FAILED = "Failed to create HTTP server at port"
+# What HA logs (and carries on) when an integration or platform of the
+# config does not set up: a missing requirement, a YAML option a newer HA
+# dropped. The tests depending on it would only time out, one by one.
+SETUP_FAILED = re.compile(
+    r"^.*(Setup failed for|Error setting up platform|Unable to prepare setup for platform"
+    r"|Unable to set up dependencies of|Invalid config for|Unknown integration|Platform error:)"
+    r".*$",
+    re.MULTILINE,
+)
+
+
+def setup_failures(log: str) -> list[str]:
+    """HA's log lines that say an integration or platform did not set up."""
+    return [match.group(0).strip() for match in SETUP_FAILED.finditer(log)]
+
+
+class HaSetupError(RuntimeError):
+    """HA runs but did not set up what the tests need (or cannot list services)."""
 
 
 class HaRequestError(RuntimeError):
@@ -66,17 +85,22 @@ class HomeAssistant:
         self._token_file = config_dir / ".gridwatch-e2e-token"
         self.token: str = ""
         self.boot_seconds: list[float] = []
+        config_dir.mkdir(parents=True, exist_ok=True)
         self.process = ManagedProcess(
             "hass",
-            [
-                str(install.hass),
-                "--config",
-                str(config_dir),
-                # Requirements were installed up front (ha_install); pip checks
-                # at boot only cost time.
-                "--skip-pip",
-                "--log-no-color",
-            ],
+            install.command(
+                [
+                    str(install.hass),
+                    "--config",
+                    str(config_dir.resolve()),
+                    # Requirements were installed up front (ha_install); pip
+                    # checks at boot only cost time.
+                    "--skip-pip",
+                    "--log-no-color",
+                ],
+                # In a Debian root HA sees its config dir at the same path.
+                binds=[config_dir],
+            ),
             config_dir / "hass-console.log",
         )
 
@@ -112,6 +136,34 @@ class HomeAssistant:
         remaining = max(1.0, timeout - (time.monotonic() - began))
         wait_until(self._running, remaining, what="HA state RUNNING", alive=alive)
         self.boot_seconds.append(time.monotonic() - began)
+        self.check_setup(self.process.log_text()[log_mark:])
+
+    def check_setup(self, boot_log: str) -> None:
+        """Fail at once if HA did not set up the config or cannot list services.
+
+        Args:
+            boot_log: HA's log since this start.
+
+        Raises:
+            HaSetupError: with HA's own lines, naming the version.
+        """
+        problems = setup_failures(boot_log)
+        config = _request("GET", f"{self.url}/api/config", headers=self.headers)
+        loaded = set(config.get("components", [])) if isinstance(config, dict) else set()
+        wanted = set(self.config.as_dict(self.config_dir)) - {"homeassistant"}
+        problems += [f"integration {d!r} is not loaded" for d in sorted(wanted - loaded)]
+        try:
+            # AppDaemon learns every service through this command; if it
+            # fails AppDaemon knows none and each call_service is refused.
+            _run_coroutine(_ws_command(self.ws_url, self.token, "get_services"))
+        except Exception as err:
+            problems.append(f"websocket get_services failed: {err}")
+        if problems:
+            raise HaSetupError(
+                f"{self.install.describe()} did not set up what the tests need:\n  "
+                + "\n  ".join(problems)
+                + f"\nlog tail:\n{self.process.log_tail(40)}"
+            )
 
     def stop(self) -> None:
         """Stop HA gracefully (SIGKILL after STOP_TIMEOUT_S)."""
@@ -219,6 +271,24 @@ def _run_coroutine(coro: Any) -> Any:
     # owns the main thread's loop, which asyncio.run must not replace.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result(timeout=60)
+
+
+async def _ws_command(ws_url: str, access_token: str, kind: str) -> Any:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.ws_connect(ws_url, timeout=aiohttp.ClientWSTimeout(ws_receive=20)) as ws,
+    ):
+        await ws.receive_json()  # auth_required
+        await ws.send_json({"type": "auth", "access_token": access_token})
+        auth = await ws.receive_json()
+        if auth.get("type") != "auth_ok":
+            raise RuntimeError(f"websocket auth failed: {auth}")
+        await ws.send_json({"id": 1, "type": kind})
+        answer = await ws.receive_json()
+        if not answer.get("success"):
+            raise RuntimeError(f"{kind} failed: {answer.get('error')}")
+        return answer.get("result")
 
 
 async def _long_lived_token(ws_url: str, access_token: str) -> str:

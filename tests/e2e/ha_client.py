@@ -368,6 +368,34 @@ class HaClient:
         found = await self.ws_command("persistent_notification/get")
         return {n["notification_id"]: n for n in found}
 
+    async def validate_statistics(self) -> dict[str, list[dict[str, Any]]]:
+        """Run the recorder's statistics validation (Developer tools > Statistics).
+
+        Returns:
+            Issues per statistic id (``type`` and ``data`` each); ids
+            without issues are absent.
+        """
+        issues: dict[str, list[dict[str, Any]]] = await self.ws_command(
+            "recorder/validate_statistics"
+        )
+        return issues
+
+    async def energy_validate(self, prefs: Mapping[str, Any]) -> dict[str, Any]:
+        """Save Energy dashboard preferences, then run the dashboard's validation.
+
+        Args:
+            prefs: ``energy/save_prefs`` fields (``energy_sources``,
+                ``device_consumption``), the same shape in 2024.1 and 2026.2.
+
+        Returns:
+            ``energy/validate``'s answer: ``energy_sources`` (a list of issue
+            lists, one per source) and ``device_consumption``.
+        """
+        async with self.websocket() as ws:
+            await ws.command("energy/save_prefs", **dict(prefs))
+            result: dict[str, Any] = await ws.command("energy/validate")
+        return result
+
     async def import_statistics(
         self,
         statistic_id: str,

@@ -9,6 +9,7 @@ meters and template sensors that turn those knobs into proper meter entities
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,10 @@ SIM_EXPORT_ENERGY = "input_number.sim_export_energy"
 GRID_POWER = "sensor.grid_power"
 BATTERY_SOC = "sensor.battery_soc"
 EXPORT_ENERGY = "sensor.export_energy"
-# The ``file`` notify platform gives the suite a real ``notify.*`` service
-# whose deliveries a test can read back from disk.
+# A real (legacy) ``notify.*`` service whose deliveries a test can read back
+# from disk: the command_line notify platform appends each message to a file.
+# (The ``file`` platform was YAML-configurable in 2024.1 but is config-entry
+# only in 2026: HA 2026.2 refuses it with "Invalid notify platform".)
 NOTIFY_SERVICE = "notify.gridwatch_file"
 NOTIFY_FILENAME = "notify_gridwatch.log"
 # A service that answers only after ``seconds`` (default 5): lets a test
@@ -57,9 +60,13 @@ DOMAINS = (
     "template",
     "logger",
     "notify",
-    "file",
+    "command_line",
     "script",
+    "energy",
 )
+# The demo's sandbox adds HA's web UI; installs cover both configs, so the
+# demo and the tests share one set of requirements.
+DOMAINS_WITH_DEMO = (*DOMAINS, "frontend")
 
 
 def _number(name: str, lo: float, hi: float, step: float, unit: str) -> dict[str, Any]:
@@ -133,6 +140,9 @@ class HaConfig:
                 "commit_interval": self.commit_interval,
             },
             "persistent_notification": {},
+            # The Energy dashboard's backend: its validation judges whether
+            # the energy tally's sensors are fit to be dashboard sources.
+            "energy": {},
             # Warnings only, except the line that reports the boot time.
             "logger": {"default": "warning", "logs": {"homeassistant.bootstrap": "info"}},
             "input_boolean": {"inverter_discharge_enable": {"name": "Inverter discharge enable"}},
@@ -162,11 +172,14 @@ class HaConfig:
                     "sequence": [{"delay": {"seconds": "{{ seconds | default(5) | int }}"}}],
                 }
             },
-            "notify": [
+            "command_line": [
                 {
-                    "platform": "file",
-                    "name": NOTIFY_SERVICE.split(".")[1],
-                    "filename": NOTIFY_FILENAME,
+                    "notify": {
+                        "name": NOTIFY_SERVICE.split(".")[1],
+                        # The message arrives on stdin; one line per push.
+                        "command": "(cat; echo) >> "
+                        + shlex.quote(str(config_dir.resolve() / NOTIFY_FILENAME)),
+                    }
                 }
             ],
         }

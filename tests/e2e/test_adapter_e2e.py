@@ -19,6 +19,7 @@ from tests.e2e.appdaemon_proc import AppDaemon
 from tests.e2e.ha import HomeAssistant
 from tests.e2e.ha_client import HaClient
 from tests.e2e.ha_config import SLOW_SCRIPT
+from tests.e2e.ha_matrix import parse_version
 
 FIXTURE_APPS = Path(__file__).parent / "apps_fixtures"
 PROBE_EVENT = "gridwatch_e2e_probe"
@@ -94,6 +95,29 @@ async def test_written_values_read_back_through_the_adapter(
 
     assert read["ok"] is True
     assert read["result"] == {"raw": "off", "attributes": attributes}
+
+
+async def test_a_steady_reading_stays_live_where_ha_reports_last_reported(
+    ha: HomeAssistant, ha_client: HaClient, probe_ad: AppDaemon
+) -> None:
+    # A meter integration writing the same value again: HA 2024.4+ moves
+    # last_reported (without a state_changed event), 2024.1 records nothing.
+    entity = "sensor.e2e_adapter_steady"
+    await ha_client.set_state(entity, "1500", {"unit_of_measurement": "W"})
+    first = (await probe(ha_client, "read_state", entity_id=entity))["result"]
+    await ha_client.set_state(entity, "1500", {"unit_of_measurement": "W"})
+
+    fresh = (await probe(ha_client, "read_state", entity_id=entity))["result"]
+
+    assert fresh["raw"] == first["raw"] == "1500"
+    assert fresh["last_changed"] == first["last_changed"]
+    if parse_version(ha.install.version)[:2] >= (2024, 4):
+        # HA's own REST state dict keeps the first last_reported (it caches
+        # the dict): the adapter reads the live one.
+        assert fresh["last_reported"] > first["last_reported"]
+    else:
+        assert fresh["last_reported"] is None
+        assert first["last_reported"] is None
 
 
 async def test_unknown_service_is_a_typed_error(ha_client: HaClient, probe_ad: AppDaemon) -> None:

@@ -14,7 +14,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the venv
 
 from tests.e2e.appdaemon_proc import AppDaemon, AppDaemonConfig, AppRefused
-from tests.e2e.ha import HomeAssistant
+from tests.e2e.ha import HomeAssistant, setup_failures
 from tests.e2e.ha_client import wait_for
 from tests.e2e.ha_config import DOMAINS, HaConfig
 from tests.e2e.ha_install import HaInstall, integration_requirements
@@ -274,3 +274,24 @@ async def test_wait_for_timeout_names_the_last_value() -> None:
 
     with pytest.raises(TimeoutError, match=r"sensor\.x; last: 'unavailable'"):
         await wait_for(probe, lambda v: v == "on", timeout=0.05, interval=0.01, what="sensor.x")
+
+
+def test_setup_failures_are_read_from_ha_log_lines() -> None:
+    # Lines as HA 2026.2.3 and 2024.1.6 write them.
+    log = (
+        "2026-11-29 23:43:05.701 WARNING (MainThread) [homeassistant.bootstrap] Skipping pip\n"
+        "2026-11-29 23:43:06.495 ERROR (MainThread) [homeassistant.components.notify] "
+        "Error setting up platform file\n"
+        "Traceback (most recent call last):\n"
+        "2024-01-10 10:00:00.000 ERROR (MainThread) [homeassistant.setup] "
+        "Setup failed for 'recorder': Requirements for recorder not found: ['SQLAlchemy'].\n"
+        "2026-11-29 23:43:06.497 INFO (MainThread) [homeassistant.bootstrap] Home Assistant "
+        "initialized in 0.79s\n"
+    )
+
+    found = setup_failures(log)
+
+    assert [line.split("] ", 1)[1] for line in found] == [
+        "Error setting up platform file",
+        "Setup failed for 'recorder': Requirements for recorder not found: ['SQLAlchemy'].",
+    ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -480,3 +481,121 @@ async def test_set_entity_without_connection_is_a_hass_error():
     port = AppDaemonHassPort(StubApp(StubPlugin(closed)))  # type: ignore[arg-type]
     with pytest.raises(HassError, match="failed"):
         await port.set_entity("sensor.a", 1, {})
+
+
+# --- last_reported (HA 2024.4+) and reads that bypass AppDaemon's cache ---------
+
+
+@pytest.mark.parametrize(
+    ("raw", "reported", "reported_at"),
+    [
+        # HA 2024.4+: a steady reading's last_reported moves, last_changed not.
+        (
+            {"last_changed": "2026-06-01T10:00:00+00:00", "last_reported": "2026-06-01T10:05:00Z"},
+            datetime(2026, 6, 1, 10, 5, tzinfo=UTC),
+            datetime(2026, 6, 1, 10, 5, tzinfo=UTC),
+        ),
+        # HA 2024.1 has no last_reported: only a change proves a reading live.
+        (
+            {"last_changed": "2026-06-01T10:00:00+00:00"},
+            None,
+            datetime(2026, 6, 1, 10, 0, tzinfo=UTC),
+        ),
+        ({}, None, None),
+    ],
+)
+def test_last_reported_is_parsed_where_ha_reports_it(raw, reported, reported_at):
+    state = entity_state_from_ad("sensor.x", {"state": "5", "attributes": {}, **raw})
+
+    assert state is not None
+    assert state.last_reported == reported
+    assert state.reported_at == reported_at
+
+
+@pytest.fixture
+async def ha_states_http():
+    """A stand-in for HA's GET /api/states/<id> (404 if absent) and POST /api/template.
+
+    Like HA 2026.2, the state's dict keeps the last_reported of its first
+    serialisation; only the template (the live state object) has the new one.
+    """
+    states: dict[str, dict[str, Any]] = {}
+    live_reported: dict[str, str] = {}
+
+    async def get_state(request: web.Request) -> web.Response:
+        body = states.get(request.match_info["entity_id"])
+        if body is None:
+            return web.json_response({"message": "Entity not found."}, status=404)
+        return web.json_response(body)
+
+    async def render(request: web.Request) -> web.Response:
+        template = (await request.json())["template"]
+        match = re.search(r"states\.([a-z0-9_]+\.[a-z0-9_]+)", template)
+        assert match is not None, template
+        return web.Response(text=live_reported.get(match.group(1), ""))
+
+    app = web.Application()
+    app.router.add_get("/api/states/{entity_id}", get_state)
+    app.router.add_post("/api/template", render)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    session = ClientSession()
+    try:
+        yield f"http://127.0.0.1:{port}", session, states, live_reported
+    finally:
+        await session.close()
+        await runner.cleanup()
+
+
+async def test_read_state_asks_ha_not_appdaemons_cache(ha_states_http):
+    url, session, states, live_reported = ha_states_http
+    app = StubApp(StubPlugin(session, url))
+    port = AppDaemonHassPort(app)  # type: ignore[arg-type]
+    # AppDaemon saw the reading at 10:00; HA has had it reported since (no
+    # state_changed event, so AppDaemon's cache cannot know, nor HA's dict).
+    seen = {
+        "state": "1500",
+        "attributes": {},
+        "last_changed": "2026-06-01T10:00:00+00:00",
+        "last_reported": "2026-06-01T10:00:00+00:00",
+    }
+    app.states["sensor.grid"] = seen
+    states["sensor.grid"] = seen
+    live_reported["sensor.grid"] = "2026-06-01T10:09:55+00:00"
+
+    cached = await port.get_state("sensor.grid")
+    fresh = await port.read_state("sensor.grid")
+
+    assert cached is not None
+    assert fresh is not None
+    assert cached.reported_at == datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
+    assert fresh.reported_at == datetime(2026, 6, 1, 10, 9, 55, tzinfo=UTC)
+    assert fresh.raw == "1500"
+    assert await port.read_state("sensor.nothing") is None
+
+
+async def test_read_state_on_ha_before_last_reported_has_none(ha_states_http):
+    url, session, states, _ = ha_states_http
+    port = AppDaemonHassPort(StubApp(StubPlugin(session, url)))  # type: ignore[arg-type]
+    states["sensor.grid"] = {"state": "7", "attributes": {}, "last_changed": "2026-06-01T10:00Z"}
+
+    state = await port.read_state("sensor.grid")
+
+    assert state is not None
+    assert state.last_reported is None
+    assert state.reported_at == datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
+
+
+async def test_read_state_refuses_what_is_not_an_entity_id():
+    port = AppDaemonHassPort(StubApp(StubPlugin(None)))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not an entity id"):
+        await port.read_state("sensor.x }}{{ 7*7")
+
+
+async def test_read_state_without_connection_is_a_hass_error():
+    port = AppDaemonHassPort(StubApp(StubPlugin(None)))  # type: ignore[arg-type]
+    with pytest.raises(HassError, match="no Home Assistant plugin"):
+        await port.read_state("sensor.a")

@@ -302,6 +302,10 @@ class FakeHass:
     async def get_state(self, entity_id: str) -> EntityState | None:
         return self._states.get(entity_id)
 
+    async def read_state(self, entity_id: str) -> EntityState | None:
+        # The fake has no cache in front of "HA": the same as get_state.
+        return self._states.get(entity_id)
+
     async def listen_state(self, entity_id: str, callback: StateCallback) -> FakeHandle:
         self._state_listeners[entity_id].append(callback)
         return FakeHandle(lambda: _remove(self._state_listeners[entity_id], callback))
@@ -417,7 +421,9 @@ class FakeHass:
 
     def _make_state(self, entity_id: str, state: Any, attributes: Mapping[str, Any]) -> EntityState:
         raw = None if state is None else _state_text(state)
-        return EntityState(entity_id, raw, MappingProxyType(dict(attributes)), self.clock.now())
+        now = self.clock.now()
+        # As HA 2024.4+: every write is a report, changed or not.
+        return EntityState(entity_id, raw, MappingProxyType(dict(attributes)), now, now)
 
     async def _write(
         self, entity_id: str, state: StateValue, attributes: Mapping[str, Any]
@@ -426,7 +432,9 @@ class FakeHass:
         new = self._make_state(entity_id, state, attributes)
         if old is not None and old.raw == new.raw:
             # HA keeps last_changed when only attributes change.
-            new = EntityState(entity_id, new.raw, new.attributes, old.last_changed)
+            new = EntityState(
+                entity_id, new.raw, new.attributes, old.last_changed, new.last_reported
+            )
         self.entity_writes.append((entity_id, new.raw or "", dict(attributes)))
         await self._store(entity_id, old, new)
 

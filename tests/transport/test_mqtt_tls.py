@@ -32,11 +32,20 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mosqu
     is signed by a CA made here; yields the broker and the CA file."""
     work = tmp_path_factory.mktemp("mqtt-tls")
     curve = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    # Key usage on the CA and the issuer's key id on the leaf: Python 3.13's
+    # default context verifies strictly (VERIFY_X509_STRICT) and refuses
+    # certificates without them (Debian 13's python3 is 3.13).
     _openssl("req", "-x509", *curve, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-             "-subj", "/CN=gridwatch test CA", cwd=work)  # fmt: skip
+             "-subj", "/CN=gridwatch test CA",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=work)  # fmt: skip
     _openssl("req", *curve, "-keyout", "server.key", "-out", "server.csr",
              "-subj", "/CN=localhost", cwd=work)  # fmt: skip
-    (work / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    (work / "san.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        "authorityKeyIdentifier=keyid,issuer\n"
+        "keyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
              "-CAcreateserial", "-out", "server.pem", "-days", "2",
              "-extfile", "san.ext", cwd=work)  # fmt: skip

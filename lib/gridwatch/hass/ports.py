@@ -49,12 +49,31 @@ class EntityState:
         raw: the state exactly as HA reported it (``"unavailable"`` included).
         attributes: the entity's attributes (read-only mapping).
         last_changed: when the state last changed (tz-aware), if known.
+        last_reported: when HA last received this reading, changed or not
+            (HA 2024.4+; ``None`` where HA does not report it). A sensor
+            that reports the same value every few seconds keeps an old
+            ``last_changed`` but a fresh ``last_reported``.
     """
 
     entity_id: str
     raw: str | None
     attributes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     last_changed: datetime | None = None
+    last_reported: datetime | None = None
+
+    @property
+    def reported_at(self) -> datetime | None:
+        """The newest time HA is known to have had this reading.
+
+        ``last_reported`` where HA gives it, else ``last_changed``: the
+        time to judge a reading's age by (a steady but live reading is not
+        stale on HA 2024.4+; on older HA only a change proves it live).
+        """
+        if self.last_reported is None:
+            return self.last_changed
+        if self.last_changed is None:
+            return self.last_reported
+        return max(self.last_reported, self.last_changed)
 
     @property
     def state(self) -> str | None:
@@ -118,6 +137,28 @@ class StateReader(Protocol):
         Returns:
             The entity's state (check :attr:`EntityState.available`), or
             ``None`` when HA has no such entity.
+        """
+        ...
+
+
+class FreshStateReader(Protocol):
+    """Reads entity states from HA itself, not from a cache."""
+
+    async def read_state(self, entity_id: str) -> EntityState | None:
+        """Read one entity as HA has it now.
+
+        HA 2024.4+ updates ``last_reported`` of an unchanged reading without
+        a state_changed event, so no cache fed by events (AppDaemon's) sees
+        it move: ask HA when a reading's liveness matters.
+
+        Args:
+            entity_id: e.g. ``sensor.grid_power``.
+
+        Returns:
+            The entity's state, or ``None`` when HA has no such entity.
+
+        Raises:
+            HassError: HA could not be asked.
         """
         ...
 
@@ -310,6 +351,7 @@ class Lifecycle(Protocol):
 
 class HassPort(
     StateReader,
+    FreshStateReader,
     StateListener,
     EntityWriter,
     ServiceCaller,

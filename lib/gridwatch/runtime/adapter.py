@@ -23,6 +23,16 @@ traps DESIGN.md lists under "Writing to Home Assistant":
   :class:`ServiceError`.
 - AppDaemon API methods called on the loop return tasks: every one is awaited.
 - Raw websocket commands go through the HASS plugin's ``websocket_send_json``.
+
+Where Home Assistant versions differ (tested: 2024.1.6 and 2026.2.3), the
+difference is absorbed here and nowhere else:
+
+- ``last_reported`` (HA 2024.4+) is parsed into :class:`EntityState` when HA
+  gives it (``None`` on older HA). A steady reading moves it without a
+  state_changed event, so AppDaemon's cache never sees it move, and HA's own
+  REST/websocket state dicts keep the value of their first serialisation:
+  :meth:`AppDaemonHassPort.read_state` reads it from HA's live state through
+  a template (``''`` on older HA).
 """
 
 from __future__ import annotations
@@ -33,8 +43,10 @@ import enum
 import inspect
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -73,6 +85,13 @@ PLUGIN_STARTED_EVENT: Final = "plugin_started"
 # would silently vanish from the data, so they are refused instead.
 _RESERVED_EVENT_KEYS: Final = frozenset({"namespace", "timeout"})
 _RESERVED_COMMAND_KEYS: Final = frozenset({"timeout", "silent", "id"})
+# Entity ids are interpolated into a template: only HA's own id syntax.
+_ENTITY_ID: Final = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
+# The live last_reported of ENTITY, or '' where HA has none (before 2024.4).
+_LAST_REPORTED_TEMPLATE: Final = (
+    "{% set s = ENTITY %}"
+    "{{ s.last_reported.isoformat() if s and s.last_reported is defined else '' }}"
+)
 
 
 class _AdHandle:
@@ -128,7 +147,8 @@ def entity_state_from_ad(entity_id: str, raw: Any) -> EntityState | None:
 
     Args:
         entity_id: the entity.
-        raw: AppDaemon's dict (``state``, ``attributes``, ``last_changed``) or None.
+        raw: AppDaemon's (or HA's REST) dict (``state``, ``attributes``,
+            ``last_changed``, ``last_reported`` from HA 2024.4) or None.
 
     Returns:
         The parsed state, or ``None`` when AppDaemon has no such entity.
@@ -142,6 +162,8 @@ def entity_state_from_ad(entity_id: str, raw: Any) -> EntityState | None:
         raw=None if state is None else state_text(state),
         attributes=MappingProxyType(dict(attributes) if isinstance(attributes, Mapping) else {}),
         last_changed=parse_timestamp(raw.get("last_changed")),
+        # HA 2024.4+ only; older HA has no such key (None).
+        last_reported=parse_timestamp(raw.get("last_reported")),
     )
 
 
@@ -253,6 +275,47 @@ class AppDaemonHassPort:
             return EntityState(entity_id, state_text(value), MappingProxyType(dict(attributes)))
         return state
 
+    async def read_state(self, entity_id: str) -> EntityState | None:
+        # AppDaemon's cache is fed by state_changed events, and HA 2024.4+
+        # moves last_reported of a steady reading without one. HA's own
+        # REST/websocket state dicts do not show it either: HA caches a
+        # state's dict at its first serialisation and updates last_reported
+        # in place (checked on 2026.2.3). Only the live state object has it,
+        # so it is read through a template.
+        if not _ENTITY_ID.match(entity_id):
+            raise ValueError(f"not an entity id: {entity_id!r}")
+        status, body = await self._ha_request("GET", f"api/states/{entity_id}", None, entity_id)
+        if status == 404:
+            return None
+        state = entity_state_from_ad(entity_id, body)
+        if state is None:
+            raise HassError(f"reading {entity_id}: unexpected answer {str(body)[:200]}")
+        domain, object_id = entity_id.split(".", 1)
+        template = _LAST_REPORTED_TEMPLATE.replace("ENTITY", f"states.{domain}.{object_id}")
+        _, reported = await self._ha_request(
+            "POST", "api/template", {"template": template}, entity_id
+        )
+        # '' where HA has no last_reported (before 2024.4): None, as parsed.
+        return replace(state, last_reported=parse_timestamp(str(reported).strip()))
+
+    async def _ha_request(
+        self, method: str, path: str, payload: Any, entity_id: str
+    ) -> tuple[int, Any]:
+        session, base = self._ha_session(f"read {entity_id}")
+        try:
+            async with asyncio.timeout(SET_STATE_TIMEOUT_S):
+                async with session.request(method, base / path, json=payload) as resp:
+                    status = int(resp.status)
+                    is_json = resp.content_type == "application/json"
+                    body = await resp.json() if is_json else await resp.text()
+        except TimeoutError as err:
+            raise HassError(f"reading {entity_id}: no answer in {SET_STATE_TIMEOUT_S:g} s") from err
+        except Exception as err:  # aiohttp errors, bad JSON, closed session
+            raise HassError(f"reading {entity_id} failed: {type(err).__name__}: {err}") from err
+        if status >= 400 and status != 404:
+            raise HassError(f"HA refused to read {entity_id}: HTTP {status}: {str(body)[:200]}")
+        return status, body
+
     async def listen_state(self, entity_id: str, callback: StateCallback) -> _AdHandle:
         async def on_change(
             entity: str, _attribute: str, old: Any, new: Any, **_kwargs: Any
@@ -311,12 +374,8 @@ class AppDaemonHassPort:
         ok_statuses: tuple[int, ...] = (),
     ) -> None:
         """One ``/api/states/<entity_id>`` request on the plugin's session."""
-        plugin = self._plugin()
-        session = getattr(plugin, "session", None)
-        config = getattr(plugin, "config", None)
-        if session is None or config is None or not hasattr(config, "ha_url"):
-            raise HassError(f"cannot write {entity_id}: no Home Assistant plugin connected")
-        url = config.ha_url / f"api/states/{entity_id}"
+        session, base = self._ha_session(f"write {entity_id}")
+        url = base / f"api/states/{entity_id}"
         try:
             async with asyncio.timeout(SET_STATE_TIMEOUT_S):
                 async with session.request(
@@ -470,6 +529,15 @@ class AppDaemonHassPort:
         if ad is None:
             return None
         return ad.plugins.get_plugin_object(self._app.namespace)
+
+    def _ha_session(self, what: str) -> tuple[Any, Any]:
+        # The HASS plugin's authenticated aiohttp session and HA's base URL.
+        plugin = self._plugin()
+        session = getattr(plugin, "session", None)
+        config = getattr(plugin, "config", None)
+        if session is None or config is None or not hasattr(config, "ha_url"):
+            raise HassError(f"cannot {what}: no Home Assistant plugin connected")
+        return session, config.ha_url
 
     def _track(self, cancel: Callable[[], Awaitable[Any]]) -> _AdHandle:
         handle = _AdHandle(cancel)

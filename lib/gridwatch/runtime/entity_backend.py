@@ -200,6 +200,9 @@ class MqttEntitiesPort:
     async def get_state(self, entity_id: str) -> EntityState | None:
         return await self.inner.get_state(entity_id)
 
+    async def read_state(self, entity_id: str) -> EntityState | None:
+        return await self.inner.read_state(entity_id)
+
     async def listen_state(self, entity_id: str, callback: StateCallback) -> Handle:
         return await self.inner.listen_state(entity_id, callback)
 

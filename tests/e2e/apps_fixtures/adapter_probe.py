@@ -13,6 +13,7 @@ one adapter operation, and the outcome is written to
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from appdaemon.adapi import ADAPI
@@ -59,6 +60,15 @@ class AdapterProbe(ADAPI):
             if state is None:
                 return None
             return {"raw": state.raw, "attributes": dict(state.attributes)}
+        if op == "read_state":
+            state = await self.port.read_state(data["entity_id"])
+            if state is None:
+                return None
+            return {
+                "raw": state.raw,
+                "last_changed": _iso(state.last_changed),
+                "last_reported": _iso(state.last_reported),
+            }
         if op == "call_service":
             return await self.port.call_service(
                 data["service"], data.get("data"), timeout_s=float(data.get("timeout_s", 5))
@@ -70,3 +80,7 @@ class AdapterProbe(ADAPI):
         if op == "republish":
             return await self.port.republish()
         raise ValueError(f"unknown probe op {op!r}")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
