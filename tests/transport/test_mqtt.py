@@ -470,13 +470,13 @@ async def test_thousand_subscriptions_replay_in_one_request(
 ) -> None:
     link = make_link(mosquitto.host, mosquitto.port)
     requests: list[int] = []
-    original = link._subscribe_many
+    original = link._send_subscribe_packet
 
-    async def counting(subs: Any) -> list[str]:
+    def counting(session: Any, subs: Any) -> int:
         requests.append(len(subs))
-        return await original(subs)
+        return original(session, subs)
 
-    link._subscribe_many = counting  # type: ignore[method-assign]
+    link._send_subscribe_packet = counting  # type: ignore[method-assign]
     inbox = Inbox()
     base = unique("many")
     for i in range(1000):

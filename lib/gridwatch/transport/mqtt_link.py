@@ -215,6 +215,8 @@ class _Session:
         self.socket_closed = asyncio.Event()
         self.misc: asyncio.Task[None] | None = None
         self.flush_scheduled = False
+        self.reads = 0  # packets read: proof the broker is talking
+        self.watchers: set[asyncio.Task[None]] = set()
 
     def fail_pending(self, error: TransportError) -> None:
         if not self.connack.done():
@@ -341,9 +343,11 @@ class MqttLink(Link):
             session.abandoned = True
             finished = session.finished
         session.fail_pending(LinkClosedError(f"link {self.name}: closed"))
-        if session.misc is not None:
-            session.misc.cancel()
-            await asyncio.wait({session.misc}, timeout=GRACEFUL_CLOSE_S)
+        helpers = {t for t in (session.misc, *session.watchers) if t is not None}
+        for task in helpers:
+            task.cancel()
+        if helpers:
+            await asyncio.wait(helpers, timeout=GRACEFUL_CLOSE_S)
         if not finished:
             # The executor thread is still in paho's connect(); it closes the
             # socket itself when it returns (see _blocking_connect).
@@ -363,13 +367,52 @@ class MqttLink(Link):
 
     async def _replay_subscriptions(self, subs: list[Subscription]) -> None:
         # One SUBSCRIBE for all filters: a thousand topics cost one round trip.
+        # The attempt does not wait for the SUBACK: a persistent session's
+        # backlog of queued messages arrives before it, so waiting would
+        # count a connection that is delivering thousands of messages as a
+        # failed attempt. A watcher checks the SUBACK comes (see _watch_suback).
         if not subs:
             return
+        session = self._require_session()
+        mid = self._send_subscribe_packet(session, subs)
+        fut = self._expect_ack(session, mid)
+        watcher = asyncio.create_task(
+            self._watch_suback(session, mid, fut, subs), name=f"mqtt-suback-{self.name}"
+        )
+        session.watchers.add(watcher)
+        watcher.add_done_callback(session.watchers.discard)
+
+    async def _watch_suback(
+        self,
+        session: _Session,
+        mid: int,
+        fut: asyncio.Future[Any],
+        subs: Sequence[Subscription],
+    ) -> None:
+        """Wait for a replayed SUBSCRIBE's SUBACK for as long as the broker
+        keeps sending (a backlog drains ahead of it); a broker silent for
+        ``request_timeout_s`` with no SUBACK has a connection that is not
+        usable, and the link reconnects."""
+        limit = self.settings.request_timeout_s
         try:
-            refused = await self._subscribe_many(subs)
-        except RequestTimeout as err:
-            # No SUBACK means the connection is not usable: fail the attempt.
-            raise ConnectError(str(err)) from err
+            while True:
+                seen = session.reads
+                try:
+                    async with asyncio.timeout(limit):
+                        codes: list[ReasonCode] = await asyncio.shield(fut)
+                    break
+                except TimeoutError:
+                    if session.reads != seen:
+                        continue  # still draining: the SUBACK is queued behind
+                    if session is self._session and session.up:
+                        self._connection_lost(f"no SUBACK within {limit} s")
+                    return
+                except TransportError:
+                    return  # the connection ended; the next one replays again
+        finally:
+            if session.acks.get(mid) is fut:
+                del session.acks[mid]
+        refused = [sub.key for sub, code in zip(subs, codes, strict=False) if code.is_failure]
         if refused:
             # An ACL refusal is not a connection problem; retrying would not
             # change it. Keep the entries so a later reconnect tries again.
@@ -542,22 +585,33 @@ class MqttLink(Link):
         if qos > 0:
             await self._await_ack(session, info.mid, what, timeout)
 
-    async def _subscribe_many(self, subs: Sequence[Subscription]) -> list[str]:
-        """Send one SUBSCRIBE for ``subs``; return the filters the broker refused."""
-        session = self._require_session()
+    def _send_subscribe_packet(self, session: _Session, subs: Sequence[Subscription]) -> int:
+        """Queue one SUBSCRIBE for ``subs``; return its message id."""
         what = f"link {self.name}: subscribe {len(subs)} filter(s)"
         topics = [(sub.key, int(sub.options.get("qos", self.settings.default_qos))) for sub in subs]
         rc, mid = session.client.subscribe(topics)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
             raise _rc_error(rc, what)
+        return mid
+
+    async def _subscribe_many(self, subs: Sequence[Subscription]) -> list[str]:
+        """Send one SUBSCRIBE for ``subs``; return the filters the broker refused."""
+        session = self._require_session()
+        what = f"link {self.name}: subscribe {len(subs)} filter(s)"
+        mid = self._send_subscribe_packet(session, subs)
         codes: list[ReasonCode] = await self._await_ack(session, mid, what, None)
         return [sub.key for sub, code in zip(subs, codes, strict=False) if code.is_failure]
+
+    def _expect_ack(self, session: _Session, mid: int) -> asyncio.Future[Any]:
+        # Registered before any await: the ack can only arrive after one.
+        fut: asyncio.Future[Any] = session.loop.create_future()
+        session.acks[mid] = fut
+        return fut
 
     async def _await_ack(
         self, session: _Session, mid: int, what: str, timeout: float | None
     ) -> Any:
-        fut: asyncio.Future[Any] = session.loop.create_future()
-        session.acks[mid] = fut
+        fut = self._expect_ack(session, mid)
         limit = self.settings.request_timeout_s if timeout is None else timeout
         try:
             async with asyncio.timeout(limit):
@@ -576,6 +630,7 @@ class MqttLink(Link):
         for _ in range(MAX_PACKETS_PER_PASS):
             if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
+            session.reads += 1
             sock = client.socket()
             if sock is None:
                 return
