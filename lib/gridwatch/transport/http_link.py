@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -26,8 +26,22 @@ from gridwatch.transport.errors import (
     RequestTimeout,
     TransportError,
 )
+from gridwatch.transport.http_settings import HttpPollSettings, LoginSettings
 from gridwatch.transport.link import Link, cancel_and_wait
 from gridwatch.transport.payload import DEFAULT_MAX_PAYLOAD_BYTES, PayloadErrorLog, decode_json
+
+# The settings live in a pure module; callers may import them from here.
+__all__ = [
+    "HttpPollLink",
+    "HttpPollSettings",
+    "HttpStatusError",
+    "LoginSettings",
+    "device_reached",
+    "fetch_token",
+    "http_json",
+    "make_session",
+    "translate_client_error",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -60,16 +74,6 @@ class HttpStatusError(RequestError):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(f"HTTP {status}: {detail}")
         self.status = status
-
-
-@dataclass(frozen=True)
-class LoginSettings:
-    """Credentials for the device's token login (``POST path``
-    ``{"username", "password"}`` -> ``{"token"}``)."""
-
-    username: str
-    password: str = field(repr=False)  # never in logs or reprs
-    path: str = "/api/login"
 
 
 def translate_client_error(
@@ -229,42 +233,6 @@ async def fetch_token(
     if not isinstance(token, str) or not token:
         raise ConnectError("login answer has no token")
     return token
-
-
-@dataclass(frozen=True)
-class HttpPollSettings:
-    """How to reach and poll a device over HTTP.
-
-    Attributes:
-        base_url: ``http(s)://host:port`` of the device.
-        login: token login, or None for a device without one.
-        poll_interval_s: pause between poll rounds (real time: the ``sleep``
-            given to the link paces reconnects only).
-        request_timeout_s: limit for each HTTP exchange.
-        failures_before_offline: consecutive failed poll rounds that count
-            as a lost connection. One failed poll is a blip, not an outage:
-            reporting it would flap the link's HA entity.
-        probe_path: fetched once on connect to prove the device answers
-            (without it, and without a login, connect succeeds offline and
-            failed polls take the link offline).
-        verify_ssl: verify the device's TLS certificate.
-        max_payload_bytes: answers larger than this are dropped and counted.
-    """
-
-    base_url: str
-    login: LoginSettings | None = None
-    poll_interval_s: float = 10.0
-    request_timeout_s: float = 10.0
-    failures_before_offline: int = 3
-    probe_path: str | None = None
-    verify_ssl: bool = True
-    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
-
-    def __post_init__(self) -> None:
-        if self.poll_interval_s <= 0 or self.request_timeout_s <= 0:
-            raise ValueError("poll_interval_s and request_timeout_s must be > 0")
-        if self.failures_before_offline < 1:
-            raise ValueError("failures_before_offline must be >= 1")
 
 
 class HttpPollLink(Link):

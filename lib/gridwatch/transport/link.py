@@ -205,6 +205,11 @@ class Link(ABC):
         return self._health.snapshot(self._clock())
 
     @property
+    def health_policy(self) -> HealthPolicy:
+        """The health window, adaptive timeout and data watchdog in use."""
+        return self._health.policy
+
+    @property
     def fatal_error(self) -> TransportError | None:
         """The error that stopped the reconnect loop (bad credentials), if any."""
         return self._fatal
