@@ -137,3 +137,35 @@ def test_unknown_key_values_never_appear_in_messages():
 def test_into_checks_the_result_type():
     with pytest.raises(TypeError, match="expected Meter"):
         load_config(SampleSchema, {"export_limit_w": 1}, into=Meter)
+
+
+@dataclass(frozen=True)
+class Window:
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+
+
+class WindowSchema(ConfigSchema):
+    # Deliberately misses the low <= high check the dataclass makes.
+    config_class = Window
+    low = fields.Float(required=True, metadata={"example": 1})
+    high = fields.Float(required=True, metadata={"example": 2})
+
+
+def test_a_value_only_the_build_refuses_is_still_one_config_error():
+    with pytest.raises(ConfigError) as caught:
+        load_config(WindowSchema, {"name": "w", "low": 5, "high": 1})
+    error = caught.value
+    assert error.unchecked  # what the fuzz tests assert never happens in our schemas
+    assert error.keys == ("(entry)",)
+    assert "low 5.0 is above high 1.0" in str(error)
+
+
+def test_a_schema_checked_error_is_not_unchecked():
+    with pytest.raises(ConfigError) as caught:
+        load_config(WindowSchema, {"name": "w", "low": "x", "high": 1})
+    assert not caught.value.unchecked

@@ -103,9 +103,15 @@ class ConfigError(Exception):
         problems: every bad key found.
     """
 
-    def __init__(self, app_name: str, problems: Iterable[ConfigProblem]) -> None:
+    def __init__(
+        self, app_name: str, problems: Iterable[ConfigProblem], *, unchecked: bool = False
+    ) -> None:
         self.app_name = app_name
         self.problems = tuple(problems)
+        # True when validation let the entry through and building the config
+        # from it failed: a schema that misses a check (the fuzz tests assert
+        # this never happens); the user still gets this error, not a traceback.
+        self.unchecked = unchecked
         lines = [
             f"Gridwatch: {app_name} configuration error "
             f"({len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}) "
@@ -191,7 +197,8 @@ def load_config(
         What the schema's ``@post_load`` built (a frozen dataclass).
 
     Raises:
-        ConfigError: naming every bad key, why, and an example.
+        ConfigError: naming every bad key, why, and an example (or, for a
+            value only the building of the config refuses, the reason).
     """
     name = app_name or str(args.get("name", "app"))
     inst = schema() if isinstance(schema, type) else schema
@@ -200,6 +207,12 @@ def load_config(
         result = inst.load(options, unknown=RAISE)
     except ValidationError as err:
         raise ConfigError(name, _problems(inst, err.messages, options)) from None
+    except (ValueError, TypeError, ArithmeticError, LookupError) as err:
+        # A value the schema's checks let through, refused while building the
+        # config (a dataclass __post_init__, a range, a lookup): still one
+        # ConfigError for the user, never a traceback from the app's start.
+        problem = ConfigProblem("(entry)", f"a value is invalid: {err}")
+        raise ConfigError(name, [problem], unchecked=True) from err
     if into is not None and not isinstance(result, into):
         raise TypeError(
             f"{type(inst).__name__} built {type(result).__name__}, expected {into.__name__}"
