@@ -506,3 +506,34 @@ async def test_fifty_cycles_leave_no_threads_fds_or_tasks(
     assert threading.active_count() == threads
     assert open_fds() == fds
     assert len(asyncio.all_tasks()) == tasks
+
+
+async def test_a_burst_of_qos1_acks_leaves_in_few_sends(
+    mosquitto: Mosquitto, make_link: LinkFactory
+) -> None:
+    # Paho sends each PUBACK with its own send(); the link joins the PUBACKs
+    # queued during one read pass (issue 12: loop lag at QoS 1).
+    consumer = make_link(mosquitto.host, mosquitto.port, name="consumer")
+    producer = make_link(mosquitto.host, mosquitto.port, name="producer")
+    base = unique("acks")
+    inbox = Inbox()
+    await consumer.subscribe(f"{base}/t", inbox, qos=1)
+    await consumer.connect(timeout=5)
+    await producer.connect(timeout=5)
+    session = consumer._session
+    assert session is not None
+    sends: list[int] = []
+    original = session.client._sock_send
+
+    def counting(buf: bytes) -> int:
+        sends.append(len(buf))
+        return original(buf)
+
+    session.client._sock_send = counting  # type: ignore[method-assign]
+    count = 500
+    await asyncio.gather(*(producer.publish(f"{base}/t", b"%d" % i, qos=1) for i in range(count)))
+    await inbox.wait_for(lambda i: len(i.messages) == count)
+    # Every message was acknowledged (the broker would resend otherwise) ...
+    assert sum(sends) == 4 * count  # a PUBACK is 4 bytes
+    # ... in far fewer sends than one per message.
+    assert len(sends) < count / 5

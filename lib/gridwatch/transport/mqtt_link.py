@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import DISCONNECT, PUBACK, PUBLISH
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -171,6 +172,26 @@ class _LoopClient(mqtt.Client):
             raise
         return ssl_sock
 
+    def _packet_write(self) -> MQTTErrorCode:
+        # Paho sends each queued packet with its own send(): at QoS 1 that is
+        # one syscall per PUBACK, and flushing a burst of a hundred of them
+        # held the event loop for milliseconds. Packets that need nothing
+        # after they are sent are joined into one buffer and one send.
+        self._coalesce_head()
+        return super()._packet_write()
+
+    def _coalesce_head(self) -> None:
+        queue = self._out_packet
+        if len(queue) < 2 or queue[0]["pos"] != 0:
+            return
+        joined: list[bytes] = []
+        while queue and _needs_no_follow_up(queue[0]):
+            joined.append(queue.popleft()["packet"])
+        if len(joined) == 1:
+            queue.appendleft(_plain_packet(joined[0]))
+        elif joined:
+            queue.appendleft(_plain_packet(b"".join(joined)))
+
     def _sock_recv(self, bufsize: int) -> bytes:
         if not self._rbuf:
             data = super()._sock_recv(READ_CHUNK_BYTES)
@@ -181,6 +202,34 @@ class _LoopClient(mqtt.Client):
         # Deleting from the front of a bytearray is O(1) in CPython.
         del self._rbuf[:bufsize]
         return chunk
+
+
+# Packet types paho does something with once sent (a QoS 0 PUBLISH reports
+# itself published, a DISCONNECT closes the socket); every other packet is
+# just bytes on the wire.
+_FOLLOW_UP_TYPES = (PUBLISH, DISCONNECT)
+
+
+def _needs_no_follow_up(packet: Any) -> bool:
+    if packet["pos"] != 0:
+        return False
+    kind = packet["command"] & 0xF0
+    if kind == DISCONNECT:
+        return False
+    return not (kind == PUBLISH and packet["qos"] == 0)
+
+
+def _plain_packet(data: bytes) -> Any:
+    """An out-packet entry that is only bytes (no callback after sending)."""
+    return {
+        "command": PUBACK,
+        "mid": 0,
+        "qos": 1,
+        "pos": 0,
+        "to_process": len(data),
+        "packet": data,
+        "info": None,
+    }
 
 
 _PAHO_LOCKS = (
