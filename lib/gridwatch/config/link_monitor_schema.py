@@ -267,7 +267,8 @@ class MqttSchema(_NeedsPasswordWithUser):
         metadata={"example": False, "description": "skip certificate checks (testing only)"},
     )
     client_id = fields.String(
-        load_default="",
+        load_default=None,
+        allow_none=True,
         validate=validate.Length(max=_MQTT_CLIENT_ID_MAX),
         metadata={
             "example": "gridwatch-link-monitor",
@@ -327,6 +328,12 @@ class MqttSchema(_NeedsPasswordWithUser):
                 "a persistent session (clean_session: false) needs a fixed client_id",
                 "client_id",
             )
+
+    @post_load
+    def _make_config(self, data: dict[str, Any], **_kwargs: Any) -> Any:
+        # null and "" both mean "a random id" (MqttSettings spells it "").
+        data["client_id"] = data["client_id"] or ""
+        return MqttSettings(**data)
 
 
 class WebSocketSchema(_DeviceLoginSchema):
