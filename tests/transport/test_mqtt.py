@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -537,3 +538,35 @@ async def test_a_burst_of_qos1_acks_leaves_in_few_sends(
     assert sum(sends) == 4 * count  # a PUBACK is 4 bytes
     # ... in far fewer sends than one per message.
     assert len(sends) < count / 5
+
+
+async def test_a_slow_subscriber_cannot_stretch_one_read_pass(
+    mosquitto: Mosquitto, make_link: LinkFactory
+) -> None:
+    consumer = make_link(mosquitto.host, mosquitto.port, name="consumer")
+    producer = make_link(mosquitto.host, mosquitto.port, name="producer")
+    base = unique("slow")
+    delivered: list[int] = []
+
+    def slow(message: Any) -> None:
+        delivered.append(1)
+        time.sleep(0.001)  # a subscriber doing blocking work on the loop
+
+    await consumer.subscribe(f"{base}/t", slow, qos=1)
+    await consumer.connect(timeout=5)
+    await producer.connect(timeout=5)
+    per_pass: list[int] = []
+    original = consumer._on_readable
+
+    def counting(session: Any) -> None:
+        before = len(delivered)
+        original(session)
+        per_pass.append(len(delivered) - before)
+
+    consumer._on_readable = counting  # type: ignore[method-assign]
+    count = 200
+    await asyncio.gather(*(producer.publish(f"{base}/t", b"x", qos=1) for _ in range(count)))
+    await wait_until(lambda: len(delivered) == count)
+    # READ_PASS_BUDGET_S (2 ms) of 1 ms subscribers: a few per pass, then the
+    # loop gets its turn; without the budget a pass took up to 100.
+    assert max(per_pass) <= 1 + mqtt_module.READ_PASS_BUDGET_S / 0.001

@@ -25,6 +25,7 @@ import contextlib
 import socket
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -55,6 +56,7 @@ __all__ = [
     "GRACEFUL_CLOSE_S",
     "MAX_PACKETS_PER_PASS",
     "READ_CHUNK_BYTES",
+    "READ_PASS_BUDGET_S",
     "ROUTE_CACHE_MAX",
     "MqttLink",
     "MqttProtocol",
@@ -80,6 +82,10 @@ READ_CHUNK_BYTES = 64 * 1024
 # Packets handled per loop callback before yielding to other tasks; keeps
 # event-loop lag low under a flood (about a millisecond of work).
 MAX_PACKETS_PER_PASS = 100
+# ... and at most this much time per pass: subscribers run inside it, and a
+# slow one (or a machine busy elsewhere) must not stretch one pass into a
+# lag spike for every other task.
+READ_PASS_BUDGET_S = 0.002
 
 
 def _translate(err: BaseException, what: str) -> TransportError:
@@ -676,6 +682,7 @@ class MqttLink(Link):
 
     def _on_readable(self, session: _Session) -> None:
         client = session.client
+        deadline = time.perf_counter() + READ_PASS_BUDGET_S
         for _ in range(MAX_PACKETS_PER_PASS):
             if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
@@ -687,6 +694,8 @@ class MqttLink(Link):
             pending = getattr(sock, "pending", None)
             if not client.buffered and not (pending is not None and pending() > 0):
                 return
+            if time.perf_counter() > deadline:
+                break
         # Bytes are already out of the socket, so the selector will not wake
         # us for them: come back after other callbacks had their turn.
         session.loop.call_soon(self._on_readable, session)
