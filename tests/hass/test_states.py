@@ -40,8 +40,8 @@ def test_parse_float_reads_numbers(raw, expected):
         ("", "''"),
         (None, "no state"),
         ("abc", "not a number"),
-        ("nan", "not a number"),
-        ("inf", "not a number"),
+        ("nan", "not a finite"),
+        ("-Infinity", "not a finite"),
         ("1e999", "not a finite"),
         ("\u0661\u0662\u0663", "not a number"),  # Arabic-Indic digits: float() reads 123
         ("1_0.5", "not a number"),  # float() reads 10.5

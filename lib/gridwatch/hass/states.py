@@ -24,6 +24,8 @@ MISSING_STATES: Final = frozenset({"unknown", "unavailable", ""})
 # ("1_0.5" -> 10.5) and words ("nan", "infinity"); a device or sensor sending
 # those is sending garbage, not a reading.
 _DECIMAL: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# The words float() reads as NaN or infinity: refused like the numbers.
+_NON_FINITE: Final = frozenset({"nan", "inf", "infinity"})
 # Whitespace a device may pad a number with (ASCII only, like the digits).
 _ASCII_SPACE: Final = " \t\r\n"
 
@@ -131,6 +133,8 @@ def parse_float(raw: Any) -> ParsedFloat:
     else:
         value = None
     if value is None:
+        if isinstance(raw, str) and raw.strip(_ASCII_SPACE).lower().lstrip("+-") in _NON_FINITE:
+            return ParsedFloat(None, f"state {raw!r} is not a finite number")
         return ParsedFloat(None, f"state {_short(raw)} is not a number")
     if not math.isfinite(value):
         return ParsedFloat(None, f"state {raw!r} is not a finite number")
