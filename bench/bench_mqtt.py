@@ -3,7 +3,7 @@ recovery after a broker restart, resubscribe cost, event-loop lag under load
 at QoS 0 and 1 (MqttLink vs paho's own network thread).
 
 ``python -m bench mqtt`` runs it all; ``GRIDWATCH_BENCH_MQTT=lag`` (or
-``ingest``, ``recovery``, comma-separated) runs only those parts.
+``ingest``, ``recovery``, ``resets``, comma-separated) runs only those parts.
 
 Everything runs against one mosquitto started here on a free loopback port.
 
@@ -305,6 +305,90 @@ async def ingest_rows(host: str, port: int) -> list[Row]:
 
 
 # ----------------------------------------------------------------------
+# Draining a persistent-session backlog through resets (issue 12)
+
+# Short enough that a connection cannot drain the backlog before the reset
+# (each carries some 10,000 messages), as in the independent fault run.
+RESET_EVERY_S = 0.25
+DRAIN_CAP_S = 120.0
+
+
+async def reset_drain_rows(host: str, port: int) -> list[Row]:
+    """Queue INGEST_COUNT QoS 1 messages for an offline persistent session,
+    then drain them through a proxy that resets the connection every
+    RESET_EVERY_S: MqttLink (default backoff) against paho's own reconnect."""
+    rows: list[Row] = []
+    for kind, consumer in (("MqttLink", _link_session), ("raw paho", _raw_session)):
+        rows.append(await _reset_drain(host, port, kind, consumer))
+    return rows
+
+
+async def _reset_drain(host: str, port: int, kind: str, consumer: Any) -> Row:
+    from tests.support.fault_proxy import FaultProxy
+
+    tag = uuid.uuid4().hex[:4]
+    base = f"bench/rst/{tag}"
+    proxy = await FaultProxy(host, port).start()
+    tally = Tally(INGEST_COUNT)
+    try:
+        # Creates the persistent session (offline) and returns its start/stop.
+        start, stop = await consumer(proxy, f"bench-rst-{tag}", f"{base}/#", tally)
+        progress(f"queue {INGEST_COUNT:,} QoS 1 msgs; drain via {kind}, reset every 1 s")
+        await run_publisher(host, port, base, INGEST_COUNT, 1, 0)
+        started = time.monotonic()
+        await start()
+        cuts = 0
+        try:
+            while tally.unique < INGEST_COUNT and time.monotonic() - started < DRAIN_CAP_S:
+                await asyncio.sleep(RESET_EVERY_S)
+                cuts += proxy.cut() > 0
+        finally:
+            await stop()
+        took = time.monotonic() - started
+    finally:
+        await proxy.close()
+    return row(
+        f"drain {INGEST_COUNT:,} queued QoS 1 msgs, RST every {RESET_EVERY_S:g} s: {kind}",
+        took if tally.unique == INGEST_COUNT else f"> {DRAIN_CAP_S:g}",
+        "s",
+        note=f"{tally.unique:,} of {INGEST_COUNT:,} distinct, {cuts} resets",
+    )
+
+
+async def _link_session(proxy: Any, client_id: str, topic: str, tally: Tally) -> Any:
+    from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
+
+    settings = MqttSettings(
+        host=proxy.host, port=proxy.port, client_id=client_id, clean_session=False
+    )
+    link = MqttLink("rst", settings)
+    await link.subscribe(topic, lambda m: tally.add(m.payload), qos=1)
+    await link.connect(timeout=10)
+    await link.disconnect()
+
+    async def start() -> None:
+        link.start()
+
+    return start, link.disconnect
+
+
+async def _raw_session(proxy: Any, client_id: str, topic: str, tally: Tally) -> Any:
+    await asyncio.to_thread(raw_subscribe, proxy.host, proxy.port, client_id, topic, 1)
+    client = _raw_client(client_id, tally, threading.Event())
+
+    async def start() -> None:
+        # loop_start reconnects by itself (1 s, doubling to 120 s).
+        client.connect_async(proxy.host, proxy.port, 60)
+        client.loop_start()
+
+    async def stop() -> None:
+        client.disconnect()
+        await asyncio.to_thread(client.loop_stop)
+
+    return start, stop
+
+
+# ----------------------------------------------------------------------
 # Recovery and resubscribe
 
 
@@ -541,6 +625,23 @@ def _p(values: list[float], pct: int) -> float:
 # ----------------------------------------------------------------------
 
 
+async def _with_deep_broker(workdir: str, bench: Any) -> list[Row]:
+    """Run ``bench(host, port)`` against a broker with no in-flight window,
+    which sends a whole persistent-session backlog at once: the SUBACK of a
+    resubscribe then waits behind it (the case issue 12 found)."""
+    from tests.support.mosquitto import Mosquitto
+
+    deep = Path(workdir) / "deep"
+    deep.mkdir()
+    broker = Mosquitto(deep, extra_config=[*BROKER_CONFIG, "max_inflight_messages 0"])
+    await broker.astart()
+    try:
+        rows: list[Row] = await bench(broker.host, broker.port)
+    finally:
+        await broker.astop()
+    return rows
+
+
 async def run() -> list[Row]:
     """All MQTT figures, against a mosquitto started (and stopped) here."""
     from tests.support.mosquitto import Mosquitto
@@ -549,7 +650,7 @@ async def run() -> list[Row]:
         broker = Mosquitto(Path(workdir), extra_config=BROKER_CONFIG)
         await broker.astart()
         try:
-            parts = os.environ.get("GRIDWATCH_BENCH_MQTT", "ingest,lag,recovery").split(",")
+            parts = os.environ.get("GRIDWATCH_BENCH_MQTT", "ingest,lag,recovery,resets").split(",")
             rows = []
             if "ingest" in parts:
                 rows += await ingest_rows(broker.host, broker.port)
@@ -557,6 +658,8 @@ async def run() -> list[Row]:
                 rows += await lag_rows(broker.host, broker.port)
             if "recovery" in parts:
                 rows += await recovery_rows(broker)
+            if "resets" in parts:
+                rows += await _with_deep_broker(workdir, reset_drain_rows)
         finally:
             await broker.astop()
     return rows
