@@ -1,8 +1,11 @@
 """The one connection lifecycle every transport shares.
 
 A :class:`Link` owns: connect with a timeout (cancelled promptly by
-``disconnect()``), automatic reconnect with backoff after an unexpected loss,
-a subscription registry replayed after every connect, health figures, and
+``disconnect()``; a second ``connect()`` joins the one running), automatic
+reconnect with backoff after an unexpected loss (a connection that carried
+data restarts the schedule), a subscription registry kept in step with each
+connection (what is registered while a connect runs is sent before the link
+reports connected), health figures with an optional data watchdog, and
 callback delivery on the event loop. A transport subclass only opens and
 closes its connection, sends (un)subscribe requests and hands received
 messages to :meth:`Link._deliver`.
@@ -314,7 +317,9 @@ class Link(ABC):
 
     async def subscribe(self, key: str, callback: MessageCallback, **options: Any) -> Subscription:
         """Register ``callback`` for ``key`` (replacing an earlier one); sent now
-        if connected, and again after every reconnect."""
+        if connected, and again after every reconnect. One registered while a
+        connect is under way is sent by that connect before the link reports
+        connected."""
         sub = Subscription(key, callback, MappingProxyType(dict(options)))
         self._subs[key] = sub
         self._health.expects_data = True
