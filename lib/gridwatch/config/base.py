@@ -38,6 +38,8 @@ from typing import Any, ClassVar, Final, TypeVar, overload
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
+from gridwatch.hass.states import parse_decimal
+
 T = TypeVar("T")
 
 # Keys AppDaemon 4.5.13 itself reads from an app's entry (see
@@ -142,6 +144,29 @@ class ConfigSchema(Schema):
     def _make_config(self, data: dict[str, Any], **_kwargs: Any) -> Any:
         cls = type(self).config_class
         return data if cls is None else cls(**data)
+
+
+class DecimalFloat(fields.Float):
+    """A float option that, written as text in apps.yaml, must be ASCII
+    decimal notation: ``float()`` alone would read ``"١٢٣"`` as 123 and
+    ``"1_0.5"`` as 10.5 (see :func:`gridwatch.hass.states.parse_decimal`)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and parse_decimal(value) is None:
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class DecimalInteger(fields.Integer):
+    """An integer option that, written as text, must be ASCII digits."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and _ASCII_INTEGER.fullmatch(value.strip(" \t")) is None:
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+_ASCII_INTEGER: Final = re.compile(r"[+-]?[0-9]+")
 
 
 def event_type_field(default: str, description: str) -> fields.String:

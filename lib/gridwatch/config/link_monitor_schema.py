@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from gridwatch.config.base import ConfigSchema
+from gridwatch.config.base import ConfigSchema, DecimalFloat, DecimalInteger
 from gridwatch.links.availability import AvailabilityPolicy
 from gridwatch.links.entities import RESERVED_VALUE_NAMES, link_entity_ids
 from gridwatch.links.values import ValueKind, ValueSpec
@@ -153,7 +153,7 @@ class LinkMonitorConfig:
 
 
 def _seconds(default: float | None, low: float, high: float, example: float, what: str) -> Any:
-    return fields.Float(
+    return DecimalFloat(
         load_default=default,
         allow_none=default is None,
         allow_nan=False,
@@ -248,7 +248,7 @@ class MqttSchema(_NeedsPasswordWithUser):
         validate=validate.Length(min=1),
         metadata={"example": "192.168.1.10", "description": "broker host name or address"},
     )
-    port = fields.Integer(
+    port = DecimalInteger(
         load_default=1883,
         validate=validate.Range(min=1, max=65535),
         metadata={"example": 1883, "description": "broker port (8883 with tls)"},
@@ -276,7 +276,7 @@ class MqttSchema(_NeedsPasswordWithUser):
             "required for clean_session: false",
         },
     )
-    keepalive_s = fields.Integer(
+    keepalive_s = DecimalInteger(
         load_default=30,
         validate=validate.Range(min=5, max=600),
         metadata={
@@ -289,7 +289,7 @@ class MqttSchema(_NeedsPasswordWithUser):
         validate=validate.OneOf(["3.1.1", "5"]),
         metadata={"example": "5", "description": "MQTT protocol version"},
     )
-    default_qos = fields.Integer(
+    default_qos = DecimalInteger(
         data_key="qos",
         load_default=1,
         validate=validate.OneOf([0, 1, 2]),
@@ -311,7 +311,7 @@ class MqttSchema(_NeedsPasswordWithUser):
             "while the link is away and delivers them after the reconnect (needs client_id)",
         },
     )
-    session_expiry_s = fields.Integer(
+    session_expiry_s = DecimalInteger(
         load_default=3600,
         validate=validate.Range(min=1, max=_MQTT_SESSION_EXPIRY_MAX),
         metadata={
@@ -358,7 +358,7 @@ class HttpSchema(_DeviceLoginSchema):
     base_url = _http_url("http://192.168.1.30")
     poll_interval_s = _seconds(10.0, 1, 3600, 10, "seconds between polls")
     request_timeout_s = _seconds(10.0, 1, 120, 10, "limit for each request")
-    failures_before_offline = fields.Integer(
+    failures_before_offline = DecimalInteger(
         load_default=3,
         validate=validate.Range(min=1, max=100),
         metadata={
@@ -383,7 +383,7 @@ class BleSchema(ConfigSchema):
         validate=validate.Regexp(_BLE_ADDRESS, error="not a Bluetooth address"),
         metadata={"example": "AA:BB:CC:DD:EE:FF", "description": "device address"},
     )
-    connect_attempts = fields.Integer(
+    connect_attempts = DecimalInteger(
         load_default=3,
         validate=validate.Range(min=1, max=10),
         metadata={"example": 3, "description": "tries within one connect before backing off"},
@@ -422,7 +422,7 @@ class ValueSchema(ConfigSchema):
         load_default="",
         metadata={"example": "data.phases[0].power", "description": "JSON path in the payload"},
     )
-    offset = fields.Integer(
+    offset = DecimalInteger(
         load_default=None,
         validate=validate.Range(min=0, max=512),
         metadata={"example": 4, "description": "byte offset in a binary (BLE) payload"},
@@ -432,7 +432,7 @@ class ValueSchema(ConfigSchema):
         load_default=None,
         metadata={"example": "<H", "description": "struct format of the number at offset"},
     )
-    scale = fields.Float(
+    scale = DecimalFloat(
         load_default=1.0,
         allow_nan=False,
         metadata={"example": 0.1, "description": "multiplier applied to the number"},
@@ -454,19 +454,19 @@ class ValueSchema(ConfigSchema):
         validate=validate.OneOf(["measurement", "total", "total_increasing"]),
         metadata={"example": "measurement", "description": "HA state class"},
     )
-    minimum = fields.Float(
+    minimum = DecimalFloat(
         data_key="min",
         load_default=None,
         allow_nan=False,
         metadata={"example": -50000, "description": "smallest valid value"},
     )
-    maximum = fields.Float(
+    maximum = DecimalFloat(
         data_key="max",
         load_default=None,
         allow_nan=False,
         metadata={"example": 50000, "description": "largest valid value"},
     )
-    precision = fields.Integer(
+    precision = DecimalInteger(
         load_default=None,
         validate=validate.Range(min=0, max=10),
         metadata={"example": 1, "description": "decimals in the published state"},
