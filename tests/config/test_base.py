@@ -9,6 +9,7 @@ import pytest
 from marshmallow import fields, validate
 
 from gridwatch.config import APPDAEMON_KEYS, ConfigError, ConfigSchema, app_options, load_config
+from gridwatch.config.base import DecimalFloat, DecimalInteger
 
 
 @dataclass(frozen=True)
@@ -137,3 +138,60 @@ def test_unknown_key_values_never_appear_in_messages():
 def test_into_checks_the_result_type():
     with pytest.raises(TypeError, match="expected Meter"):
         load_config(SampleSchema, {"export_limit_w": 1}, into=Meter)
+
+
+@dataclass(frozen=True)
+class Window:
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+
+
+class WindowSchema(ConfigSchema):
+    # Deliberately misses the low <= high check the dataclass makes.
+    config_class = Window
+    low = fields.Float(required=True, metadata={"example": 1})
+    high = fields.Float(required=True, metadata={"example": 2})
+
+
+def test_a_value_only_the_build_refuses_is_still_one_config_error():
+    with pytest.raises(ConfigError) as caught:
+        load_config(WindowSchema, {"name": "w", "low": 5, "high": 1})
+    error = caught.value
+    assert error.unchecked  # what the fuzz tests assert never happens in our schemas
+    assert error.keys == ("(entry)",)
+    assert "low 5.0 is above high 1.0" in str(error)
+
+
+def test_a_schema_checked_error_is_not_unchecked():
+    with pytest.raises(ConfigError) as caught:
+        load_config(WindowSchema, {"name": "w", "low": "x", "high": 1})
+    assert not caught.value.unchecked
+
+
+class NumbersSchema(ConfigSchema):
+    limit_w = DecimalFloat(required=True, metadata={"example": 3680})
+    count = DecimalInteger(required=True, metadata={"example": 3})
+
+
+@pytest.mark.parametrize(
+    ("limit", "count", "bad"),
+    [
+        ("\u0661\u0662\u0663", 3, "limit_w"),  # Arabic-Indic digits: float() reads 123
+        ("1_0.5", 3, "limit_w"),  # float() reads 10.5
+        (100, "1_0", "count"),  # int() reads 10
+        (100, "\uff13", "count"),  # fullwidth 3
+    ],
+)
+def test_numbers_written_as_text_must_be_ascii_decimal(limit, count, bad):
+    with pytest.raises(ConfigError) as caught:
+        load_config(NumbersSchema, {"name": "n", "limit_w": limit, "count": count})
+    assert caught.value.keys == (bad,)
+
+
+def test_ascii_numbers_as_text_still_load():
+    loaded = load_config(NumbersSchema, {"name": "n", "limit_w": " -1.5e3", "count": "+7"})
+    assert loaded == {"limit_w": -1500.0, "count": 7}

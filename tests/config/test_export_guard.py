@@ -173,3 +173,20 @@ def test_every_field_has_an_example(schema):
 def test_examples_of_top_level_fields_are_valid():
     for name, field in ExportGuardSchema().fields.items():
         load({**MINIMAL, name: field.metadata["example"]})
+
+
+@pytest.mark.parametrize(
+    ("reading", "bound", "value", "key"),
+    [
+        ("soc", "min", 150, "readings.soc.min"),  # above the default max of 100
+        ("export_today", "max", -1, "readings.export_today.max"),  # below the default min of 0
+        ("grid_power", "min", 60000, "readings.grid_power.min"),
+    ],
+)
+def test_one_bound_that_empties_the_default_range_is_a_config_error(reading, bound, value, key):
+    args = {**MINIMAL, "readings": {**MINIMAL["readings"]}}
+    args["readings"][reading] = {**args["readings"][reading], bound: value}
+    with pytest.raises(ConfigError) as caught:
+        load(args)
+    assert caught.value.keys == (key,)
+    assert "empty" in str(caught.value)

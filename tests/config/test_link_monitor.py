@@ -7,15 +7,11 @@ import copy
 import pytest
 
 from gridwatch.config.base import ConfigError, load_config
-from gridwatch.config.link_monitor_schema import (
-    BleConfig,
-    HttpConfig,
-    LinkMonitorConfig,
-    LinkMonitorSchema,
-    MqttConfig,
-    WebSocketConfig,
-)
+from gridwatch.config.link_monitor_schema import LinkMonitorConfig, LinkMonitorSchema
 from gridwatch.links.values import ValueKind
+from gridwatch.transport.ble_settings import BleSettings
+from gridwatch.transport.http_settings import HttpPollSettings, WebSocketSettings
+from gridwatch.transport.mqtt_settings import MqttSettings
 
 SECRET = "s3cr3t-do-not-log"
 
@@ -81,7 +77,7 @@ def test_good_entry_loads_into_frozen_config():
     assert [link.name for link in config.links] == ["gateway", "controller", "meter", "battery"]
     assert [link.transport for link in config.links] == ["mqtt", "websocket", "http", "ble"]
     gateway, controller, meter, battery = config.links
-    assert isinstance(gateway.settings, MqttConfig)
+    assert isinstance(gateway.settings, MqttSettings)
     assert gateway.settings.port == 1883
     assert gateway.settings.password == SECRET
     assert SECRET not in repr(gateway)  # passwords never reach a repr (or a log)
@@ -90,10 +86,10 @@ def test_good_entry_loads_into_frozen_config():
     assert gateway.values[0].key == "gateway/meter/state"
     assert gateway.values[0].maximum == 50000
     assert gateway.values[1].kind is ValueKind.TEXT
-    assert isinstance(controller.settings, WebSocketConfig)
-    assert isinstance(meter.settings, HttpConfig)
+    assert isinstance(controller.settings, WebSocketSettings)
+    assert isinstance(meter.settings, HttpPollSettings)
     assert meter.poll_interval_s == 30
-    assert isinstance(battery.settings, BleConfig)
+    assert isinstance(battery.settings, BleSettings)
     assert battery.values[0].fmt == "<H"
     assert battery.values[0].binary
     assert battery.policy.grace_period_s == 300
@@ -158,10 +154,39 @@ def _set(path, value):
         (_set(["links", 0, "values", 0, "source"], "gw/#/x"), "links[0].values", "last level"),
         (_set(["links", 0, "values", 0, "source"], "gw/a+/x"), "links[0].values", "whole level"),
         (_set(["links", 0, "mqtt", "protocol"], "3"), "links[0].mqtt.protocol", ""),
+        # URLs the old pattern let through; each aborted the link at start.
+        (_set(["links", 1, "websocket", "url"], "http://[::1"), "links[1].websocket.url", "IPv6"),
+        (_set(["links", 2, "http", "url"], "http://h:99999"), "links[2].http.url", "not a valid"),
+        (_set(["links", 2, "http", "url"], "http://:80"), "links[2].http.url", "no host"),
+        (_set(["links", 2, "http", "url"], "http://h:0"), "links[2].http.url", "port 0"),
+        (_set(["links", 2, "http", "url"], "http://h:x"), "links[2].http.url", "not a valid"),
+        (_set(["links", 2, "http", "url"], "ftp://h"), "links[2].http.url", "http(s)"),
+        (_set(["links", 2, "http", "url"], "http://h/a b"), "links[2].http.url", "spaces"),
+        (_set(["links", 2, "http", "url"], "http://h/?x=1"), "links[2].http.url", "query"),
+        (
+            _set(["links", 0, "mqtt", "clean_session"], False),
+            "links[0].mqtt.client_id",
+            "persistent session",
+        ),
+        (_set(["links", 0, "mqtt", "session_expiry_s"], 0), "links[0].mqtt.session_expiry_s", ""),
+        (
+            _set(["links", 0, "no_data_reconnect_after_s"], 60),
+            "links[0].no_data_reconnect_after_s",
+            "at least no_data_degraded_after_s",
+        ),
+        (
+            _set(["links", 0, "no_data_degraded_after_s"], 0),
+            "links[0].no_data_degraded_after_s",
+            "",
+        ),
     ],
 )
 def test_bad_entry_names_the_key(mutate, key, why):
-    error = bad(mutate)
+    def with_watchdog(args):
+        args["links"][0]["no_data_degraded_after_s"] = 120
+        mutate(args)
+
+    error = bad(with_watchdog)
     keys = error.keys
     assert key in keys, str(error)
     problem = next(p for p in error.problems if p.key == key)
@@ -232,3 +257,78 @@ def test_targets_never_show_credentials_in_a_url():
     config = load(args)
     assert config.links[1].settings.target() == "http://192.168.1.20:8080/x"
     assert config.links[0].settings.target() == "mqtt://192.168.1.10:1883"
+
+
+def test_ipv6_and_port_urls_load():
+    args = copy.deepcopy(GOOD)
+    args["links"][1]["websocket"]["url"] = "http://[fe80::1]:8080"
+    args["links"][2]["http"]["url"] = "https://meter.local:8443/base"
+    config = load(args)
+    assert config.links[1].settings.target() == "http://[fe80::1]:8080"
+    assert config.links[2].settings.target() == "https://meter.local:8443/base"
+
+
+def test_persistent_session_and_watchdog_options_load():
+    args = copy.deepcopy(GOOD)
+    args["links"][0]["mqtt"].update(
+        {"clean_session": False, "client_id": "gw-monitor", "session_expiry_s": 86400}
+    )
+    args["links"][0]["no_data_degraded_after_s"] = 120
+    args["links"][0]["no_data_reconnect_after_s"] = 600
+    gateway = load(args).links[0]
+    assert isinstance(gateway.settings, MqttSettings)
+    assert (gateway.settings.clean_session, gateway.settings.client_id) == (False, "gw-monitor")
+    assert gateway.settings.session_expiry_s == 86400
+    assert gateway.health.watchdog.degraded_after_s == 120
+    assert gateway.health.watchdog.reconnect_after_s == 600
+    # Off unless asked for: only the user knows how often a device sends.
+    controller = load(GOOD).links[1]
+    assert not controller.health.watchdog.enabled
+
+
+# Settings fields a user does not set in apps.yaml, each with the reason.
+NOT_IN_APPS_YAML = {
+    # Fixed by design: the availability payloads are what HA's MQTT
+    # availability defaults expect.
+    (MqttSettings, "payload_online"),
+    (MqttSettings, "payload_offline"),
+    # Library timeouts with safe defaults; no user has needed them.
+    (MqttSettings, "request_timeout_s"),
+    (MqttSettings, "socket_connect_timeout_s"),
+    (WebSocketSettings, "receive_timeout_s"),
+    (WebSocketSettings, "max_payload_bytes"),
+    (HttpPollSettings, "max_payload_bytes"),
+    # Built from the block's username / password / login_path.
+    (WebSocketSettings, "login"),
+    (HttpPollSettings, "login"),
+    # Set from the block's request_timeout_s.
+    (WebSocketSettings, "http_timeout_s"),
+}
+
+
+@pytest.mark.parametrize(
+    ("schema_name", "settings_class"),
+    [
+        ("MqttSchema", MqttSettings),
+        ("WebSocketSchema", WebSocketSettings),
+        ("HttpSchema", HttpPollSettings),
+        ("BleSchema", BleSettings),
+    ],
+)
+def test_each_transport_block_is_its_settings_class(schema_name, settings_class):
+    # The schema loads straight into the transport's settings: a field of
+    # one is a field of the other (or explicitly left out above), so a new
+    # transport option cannot be forgotten in apps.yaml, and nothing copies
+    # options between config and transport.
+    import dataclasses
+
+    from gridwatch.config import link_monitor_schema as mod
+
+    schema = getattr(mod, schema_name)()
+    # Device logins: three apps.yaml keys make the settings' one "login".
+    login_keys = {"username", "password", "login_path"} if schema_name != "MqttSchema" else set()
+    schema_fields = set(schema.fields) - login_keys
+    settings_fields = {f.name for f in dataclasses.fields(settings_class)}
+    left_out = {name for cls, name in NOT_IN_APPS_YAML if cls is settings_class}
+    assert schema_fields <= settings_fields
+    assert settings_fields - schema_fields == left_out

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from gridwatch.hass.ports import EntityState
 from gridwatch.hass.states import (
     parse_bool,
+    parse_decimal,
     parse_float,
     parse_state,
     parse_timestamp,
@@ -40,7 +41,15 @@ def test_parse_float_reads_numbers(raw, expected):
         (None, "no state"),
         ("abc", "not a number"),
         ("nan", "not a finite"),
-        ("inf", "not a finite"),
+        ("-Infinity", "not a finite"),
+        ("1e999", "not a finite"),
+        ("\u0661\u0662\u0663", "not a number"),  # Arabic-Indic digits: float() reads 123
+        ("1_0.5", "not a number"),  # float() reads 10.5
+        ("\uff11\uff12", "not a number"),  # fullwidth digits
+        ("12\u00a0", "not a number"),  # padded with a no-break space
+        ("0x10", "not a number"),
+        ("12 W", "not a number"),
+        (2**2000, "not a number"),  # an int beyond float range
         (float("-inf"), "not a finite"),
         (True, "boolean"),
         ([1], "not a number"),
@@ -51,6 +60,27 @@ def test_parse_float_reports_why_missing(raw, reason_part):
     assert not parsed.ok
     assert parsed.value is None
     assert reason_part in (parsed.reason or "")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("+.5e-3", 0.0005), ("-0", 0.0), ("5.", 5.0), ("1E3", 1000.0), ("\t42\r\n", 42.0)],
+)
+def test_parse_decimal_reads_ascii_notation(text, expected):
+    assert parse_decimal(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", "+", ".", "e3", "1e", "1.2.3", "--1", "1e+", "\u0661", "Infinity"]
+)
+def test_parse_decimal_refuses_what_is_not_decimal_notation(text):
+    assert parse_decimal(text) is None
+
+
+@given(st.text())
+def test_parse_decimal_accepts_only_ascii_notation_characters(text):
+    if parse_decimal(text) is not None:
+        assert set(text) <= set("0123456789+-.eE \t\r\n")
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))

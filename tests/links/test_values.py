@@ -83,6 +83,11 @@ def test_extract_json_numbers(payload, path, expected):
         (b'{"power": ""}', "power", "missing"),
         (b'{"power": "12 W"}', "power", "not_a_number"),
         (b'{"power": "nan"}', "power", "not_a_number"),
+        # ASCII decimal notation only: float() would read these as numbers.
+        ('{"power": "\u0661\u0662\u0663"}'.encode(), "power", "not_a_number"),
+        (b'{"power": "1_0.5"}', "power", "not_a_number"),
+        ('{"power": "\uff11\uff12"}'.encode(), "power", "not_a_number"),
+        (b'{"power": "Infinity"}', "power", "not_a_number"),
         (b'{"power": 1e999}', "power", "not_a_number"),  # json gives inf
         (b"unknown", "", "missing"),
         ({"power": 1}, "power[0]", "wrong_type"),

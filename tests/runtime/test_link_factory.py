@@ -80,6 +80,35 @@ def test_mqtt_link_gets_its_settings(links):
     assert subscribe_options(links["gateway"]) == {"qos": 2}
 
 
+def test_persistent_session_and_data_watchdog_reach_the_link():
+    from gridwatch.transport.mqtt_link import MqttLink
+
+    args = {
+        "links": [
+            {
+                "name": "gateway",
+                "mqtt": {
+                    "host": "broker.local",
+                    "clean_session": False,
+                    "client_id": "gw-monitor",
+                    "session_expiry_s": 7200,
+                    "protocol": "5",
+                },
+                "no_data_degraded_after_s": 120,
+                "no_data_reconnect_after_s": 600,
+                "values": [{"name": "p", "source": "gw/state", "path": "p"}],
+            }
+        ]
+    }
+    config = load_config(LinkMonitorSchema, args, into=LinkMonitorConfig)
+    link = build_link(config.links[0])
+    assert isinstance(link, MqttLink)
+    assert link.client_id == "gw-monitor"  # stable: the broker finds the session
+    assert (link.settings.clean_session, link.settings.session_expiry_s) == (False, 7200)
+    watchdog = link.health_policy.watchdog
+    assert (watchdog.degraded_after_s, watchdog.reconnect_after_s) == (120, 600)
+
+
 def test_websocket_http_and_ble_links_get_their_settings(links):
     from gridwatch.transport.ble_link import BleLink
     from gridwatch.transport.http_link import HttpPollLink

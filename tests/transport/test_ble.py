@@ -460,3 +460,23 @@ async def test_fake_works_through_the_real_connector(fake_ble) -> None:
     assert client.is_connected
     assert fake_ble.connect_calls == 2
     await client.disconnect()
+
+
+async def test_subscribe_made_while_connect_runs_is_turned_on(make_link, fake_ble) -> None:
+    # Issue 12: a subscription registered after the replay list was taken was
+    # never sent, though the link reported connected.
+    link = make_link()
+    seen: list[Message] = []
+    await link.subscribe(TELEMETRY_UUID, seen.append)
+    original = link._replay_subscriptions
+
+    async def replay_then_subscribe(subs: list[Any]) -> None:
+        await original(subs)
+        if not any(s.key == STATUS_UUID for s in subs):
+            await link.subscribe(STATUS_UUID, seen.append)
+
+    link._replay_subscriptions = replay_then_subscribe  # type: ignore[method-assign]
+    await link.connect(timeout=2)
+    assert fake_ble.subscribed() == {TELEMETRY_UUID, STATUS_UUID}
+    assert fake_ble.notify(STATUS_UUID, b"\x07")
+    assert [(m.key, m.payload) for m in seen] == [(STATUS_UUID, b"\x07")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -420,4 +421,71 @@ async def test_oversized_answer_is_a_payload_error_not_an_outage(device_server):
         assert set(link.payload_errors.counts) == {"oversized"}
         assert link.connected
     finally:
+        await link.disconnect()
+
+
+# ---------------------------------------------------------------------------
+# A path the device refuses (issue 12: probe 404 meant offline forever, while
+# a poll 404 meant reached). Both now mean: reached, and the status says why.
+
+
+async def test_probe_404_connects_and_names_the_path(device_server, caplog):
+    link = make_link(device_server)
+    settings = link.settings
+    link.settings = dataclasses.replace(settings, probe_path="/api/nope")
+    inbox = Inbox()
+    await link.subscribe(STATUS, inbox)
+    try:
+        await link.connect(timeout=HANG_GUARD_S)
+        await inbox.wait_count(1)  # the other paths still deliver
+        assert link.connected
+        assert link.health.state is LinkState.CONNECTED
+        await eventually(lambda: "/api/nope answered HTTP 404" in (link.health.last_error or ""))
+        assert "probe_path" in (link.health.last_error or "")
+        assert link.health.consecutive_failures == 0
+        warnings = [r for r in caplog.records if "/api/nope" in r.getMessage()]
+        assert len(warnings) == 1
+    finally:
+        await link.disconnect()
+
+
+async def test_probe_5xx_is_a_failed_connect(device_server):
+    link = make_link(device_server)
+    device_server.fail_gets(1, status=503)
+    try:
+        with pytest.raises(ConnectError, match="probe /api/status: HTTP 503"):
+            await link.connect(timeout=HANG_GUARD_S)
+    finally:
+        await link.disconnect()
+
+
+async def test_poll_404_keeps_the_link_up_and_names_the_path(device_server, caplog):
+    link = make_link(device_server)
+    inbox = Inbox()
+    await link.subscribe(STATUS, inbox)
+    await link.subscribe("/api/missing", inbox)
+    try:
+        await link.connect(timeout=HANG_GUARD_S)
+        await inbox.wait_count(3)
+        assert link.connected
+        assert "/api/missing answered HTTP 404" in (link.health.last_error or "")
+        # Warned once, not on every poll round.
+        assert sum("/api/missing" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        await link.disconnect()
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_poll_429_or_5xx_counts_towards_offline(device_server, status):
+    sleep = GatedSleep()  # holds the link offline once it is lost
+    link = make_link(device_server, failures_before_offline=2, sleep=sleep)
+    await link.subscribe(STATUS, Inbox())
+    try:
+        await link.connect(timeout=HANG_GUARD_S)
+        device_server.fail_gets(2, status=status)
+        await asyncio.wait_for(sleep.entered.wait(), HANG_GUARD_S)
+        assert not link.connected
+        assert f"2 poll rounds failed: HTTP {status}" in (link.health.last_error or "")
+    finally:
+        sleep.gate.set()
         await link.disconnect()

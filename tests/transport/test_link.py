@@ -22,8 +22,9 @@ from gridwatch.transport.errors import (
     TransportError,
     UnsupportedHostError,
 )
-from gridwatch.transport.health import HealthPolicy, LinkState
+from gridwatch.transport.health import HealthPolicy, HealthTracker, LinkState
 from gridwatch.transport.link import Link, Message, Subscription
+from gridwatch.transport.watchdog import DataWatchdog
 from tests.support.clock import FakeClock
 
 Step = str | BaseException
@@ -49,6 +50,9 @@ class ScriptedLink(Link):
         self.hanging = asyncio.Event()
         self.after_open: Callable[[], None] | None = None
         self.close_gate: asyncio.Event | None = None
+        # Subscribe requests for these keys wait until the event is set.
+        self.subscribe_gates: dict[str, asyncio.Event] = {}
+        self.on_subscribe_sent: Callable[[str], None] | None = None
 
     async def _open(self) -> None:
         self.opens += 1
@@ -72,7 +76,12 @@ class ScriptedLink(Link):
             await self.close_gate.wait()
 
     async def _send_subscribe(self, sub: Subscription) -> None:
+        gate = self.subscribe_gates.get(sub.key)
+        if gate is not None:
+            await gate.wait()
         self.sent_subscribes.append(sub.key)
+        if self.on_subscribe_sent is not None:
+            self.on_subscribe_sent(sub.key)
 
     async def _send_unsubscribe(self, key: str) -> None:
         self.sent_unsubscribes.append(key)
@@ -499,3 +508,182 @@ async def test_disconnect_propagates_callers_cancellation(make_link) -> None:
             await asyncio.wait_for(task, 1)
     finally:
         link.close_gate.set()
+
+
+# ---------------------------------------------------------------------------
+# (un)subscribe while connect() runs: the connection must end up asked for
+# exactly what the registry holds (issue 12: such subscriptions were lost)
+
+
+async def test_subscribe_during_the_replay_is_sent_before_connected(make_link) -> None:
+    link = make_link(["ok"])
+    await link.subscribe("a", lambda m: None)
+    link.subscribe_gates["a"] = asyncio.Event()
+    connecting = asyncio.create_task(link.connect(timeout=1))
+    await until(lambda: link.opens == 1)
+    await link.subscribe("b", lambda m: None)  # the replay list is already taken
+    assert link.sent_subscribes == []
+    link.subscribe_gates["a"].set()
+    await asyncio.wait_for(connecting, 1)
+    assert link.connected
+    assert link.sent_subscribes == ["a", "b"]
+
+
+async def test_subscribe_between_replay_end_and_connected_is_sent(make_link) -> None:
+    link = make_link(["ok"])
+    await link.subscribe("a", lambda m: None)
+    late: list[asyncio.Task[Subscription]] = []
+
+    def subscribe_late(key: str) -> None:
+        if key == "a" and not late:
+            # Runs on the next loop pass: after the replay has returned, before
+            # the attempt has woken up to mark the link connected.
+            late.append(asyncio.ensure_future(link.subscribe("late", lambda m: None)))
+
+    link.on_subscribe_sent = subscribe_late
+    await link.connect(timeout=1)
+    await asyncio.wait_for(late[0], 1)
+    assert link.sent_subscribes.count("late") == 1
+    assert link.sent_subscribes == ["a", "late"]
+
+
+async def test_unsubscribe_during_the_replay_is_withdrawn(make_link) -> None:
+    link = make_link(["ok"])
+    await link.subscribe("a", lambda m: None)
+    await link.subscribe("b", lambda m: None)
+    link.subscribe_gates["b"] = asyncio.Event()
+    connecting = asyncio.create_task(link.connect(timeout=1))
+    await until(lambda: link.sent_subscribes == ["a"])
+    await link.unsubscribe("a")
+    link.subscribe_gates["b"].set()
+    await asyncio.wait_for(connecting, 1)
+    assert link.connected
+    assert link.sent_unsubscribes == ["a"]
+    assert set(link.subscriptions) == {"b"}
+
+
+# ---------------------------------------------------------------------------
+# overlapping connect() calls join the first one
+
+
+async def test_second_connect_joins_the_first(make_link) -> None:
+    link = make_link(["hang"])
+    first = asyncio.create_task(link.connect(timeout=1))
+    await asyncio.wait_for(link.hanging.wait(), 1)
+    link.script.append("ok")  # a second attempt would connect at once
+    second = asyncio.create_task(link.connect(timeout=1))
+    await asyncio.sleep(0.01)
+    assert link.opens == 1  # joined, not a second attempt
+    assert not link.connected
+    await link.disconnect()
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    assert [type(r) for r in results] == [LinkClosedError, LinkClosedError]
+
+
+async def test_overlapping_connects_share_one_success(make_link) -> None:
+    link = make_link(["ok"])  # a second open would hang (empty script)
+    await asyncio.wait_for(asyncio.gather(link.connect(timeout=1), link.connect(timeout=1)), 1)
+    assert link.opens == 1
+    assert link.connected
+    assert link.health.state is LinkState.CONNECTED
+    assert link.health.attempts == 1
+
+
+async def test_a_joiner_giving_up_does_not_cancel_the_attempt(make_link) -> None:
+    link = make_link(["hang"])
+    first = asyncio.create_task(link.connect(timeout=1))
+    await asyncio.wait_for(link.hanging.wait(), 1)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(link.connect(), 0.01)
+    assert not first.done()
+    assert link.hanging.is_set()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+async def test_joiner_of_a_cancelled_connect_gets_a_connect_error(make_link) -> None:
+    link = make_link(["hang"])
+    first = asyncio.create_task(link.connect(timeout=1))
+    await asyncio.wait_for(link.hanging.wait(), 1)
+    second = asyncio.create_task(link.connect(timeout=1))
+    await asyncio.sleep(0)
+    first.cancel()
+    with pytest.raises(ConnectError, match="joined was cancelled"):
+        await asyncio.wait_for(second, 1)
+
+
+async def test_start_during_connect_waits_for_it(make_link) -> None:
+    link = make_link(["ok"])
+    link.subscribe_gates["a"] = asyncio.Event()
+    await link.subscribe("a", lambda m: None)
+    connecting = asyncio.create_task(link.connect(timeout=1))
+    await until(lambda: link.opens == 1)
+    link.start()  # must not open a second connection beside the first
+    link.subscribe_gates["a"].set()
+    await asyncio.wait_for(connecting, 1)
+    await asyncio.sleep(0.01)
+    assert link.opens == 1
+    assert link.connected
+    assert link.health.state is LinkState.CONNECTED
+
+
+# ---------------------------------------------------------------------------
+# backoff after a short connection that carried data
+
+
+async def test_a_connection_that_carried_data_restarts_the_backoff(make_link, clock) -> None:
+    link = make_link(["ok"] * 4)
+    await link.subscribe("a", lambda m: None)
+    await link.connect(timeout=1)
+
+    async def lose_and_reconnect(expected_opens: int, *, with_data: bool) -> None:
+        if with_data:
+            link.push("a", b"x")
+        link.drop()
+        await until(lambda: link.opens == expected_opens and link.connected)
+
+    await lose_and_reconnect(2, with_data=False)
+    await lose_and_reconnect(3, with_data=False)  # flapping, nothing delivered: climbs
+    await lose_and_reconnect(4, with_data=True)  # short, but data flowed: starts over
+    assert clock.sleeps == [1.0, 2.0, 1.0]
+
+
+# ---------------------------------------------------------------------------
+# data watchdog
+
+
+async def test_silent_link_is_degraded_then_reconnected(make_link, clock) -> None:
+    watchdog = DataWatchdog(degraded_after_s=10, reconnect_after_s=30)
+    link = make_link(["ok", "ok"], health=HealthPolicy(watchdog=watchdog))
+    await link.subscribe("a", lambda m: None)
+    await link.connect(timeout=1)
+    assert link.health.state is LinkState.CONNECTED
+    # The watchdog sleeps on the fake clock, which jumps: the silence runs
+    # its course at once, twice, and the third open hangs (empty script).
+    await until(lambda: link.opens == 3)
+    assert [str(e) for e in link.lost_errors] == [
+        "link scripted: connection lost: no data for 30 s (data watchdog)"
+    ] * 2
+
+
+def test_silence_degrades_the_health_state() -> None:
+    tracker = HealthTracker(HealthPolicy(watchdog=DataWatchdog(degraded_after_s=10)))
+    tracker.started()
+    tracker.attempt_succeeded(0.1, now=100.0)
+    assert tracker.state(109.0) is LinkState.CONNECTED  # nothing expected yet
+    tracker.expects_data = True
+    assert tracker.state(109.0) is LinkState.CONNECTED
+    assert tracker.state(110.0) is LinkState.DEGRADED
+    tracker.message(110.0)
+    assert tracker.state(119.0) is LinkState.CONNECTED
+    assert tracker.state(120.5) is LinkState.DEGRADED
+
+
+async def test_watchdog_ignores_a_link_with_no_subscriptions(make_link, clock) -> None:
+    watchdog = DataWatchdog(degraded_after_s=10, reconnect_after_s=30)
+    link = make_link(["ok", "ok"], health=HealthPolicy(watchdog=watchdog))
+    await link.connect(timeout=1)
+    await until(lambda: sum(clock.sleeps) > 100)
+    assert link.opens == 1
+    assert link.health.state is LinkState.CONNECTED

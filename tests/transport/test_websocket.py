@@ -23,6 +23,7 @@ from gridwatch.transport.errors import (
 )
 from gridwatch.transport.health import LinkState
 from gridwatch.transport.http_link import LoginSettings
+from gridwatch.transport.link import Subscription
 from gridwatch.transport.websocket_link import RpcError, WebSocketLink, WebSocketSettings
 from tests.support.clock import FakeClock
 from tests.support.device_server import (
@@ -546,3 +547,34 @@ async def test_handshake_refused_without_token_is_an_auth_error(device_server):
         assert device_server.login_attempts == 0
     finally:
         await link.disconnect()
+
+
+# ---------------------------------------------------------------------------
+# issue 12: a subscription made while connect() runs, overlapping connects
+
+
+async def test_subscribe_made_during_the_replay_is_sent_before_connected(device_server, link):
+    first, late = Inbox(), Inbox()
+    await link.subscribe("first", first)
+    original = link._replay_subscriptions
+
+    async def replay_then_subscribe(subs: list[Subscription]) -> None:
+        await original(subs)
+        if not any(s.key == "late" for s in subs):
+            await link.subscribe("late", late)
+
+    link._replay_subscriptions = replay_then_subscribe  # type: ignore[method-assign]
+    await link.connect(timeout=5)
+    assert await device_server.push("late", {"n": 1}) == 1
+    await late.wait_count(1)
+    assert late.payloads == [{"n": 1}]
+
+
+async def test_overlapping_connects_share_one_connection(device_server, link):
+    await link.subscribe("status", Inbox())
+    for _ in range(12):
+        await asyncio.wait_for(asyncio.gather(link.connect(), link.connect()), 10)
+        assert link.connected
+        assert link.health.state is LinkState.CONNECTED
+        await link.disconnect()
+    assert device_server.connections == 12

@@ -38,6 +38,8 @@ from typing import Any, ClassVar, Final, TypeVar, overload
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
+from gridwatch.hass.states import parse_decimal
+
 T = TypeVar("T")
 
 # Keys AppDaemon 4.5.13 itself reads from an app's entry (see
@@ -103,9 +105,15 @@ class ConfigError(Exception):
         problems: every bad key found.
     """
 
-    def __init__(self, app_name: str, problems: Iterable[ConfigProblem]) -> None:
+    def __init__(
+        self, app_name: str, problems: Iterable[ConfigProblem], *, unchecked: bool = False
+    ) -> None:
         self.app_name = app_name
         self.problems = tuple(problems)
+        # True when validation let the entry through and building the config
+        # from it failed: a schema that misses a check (the fuzz tests assert
+        # this never happens); the user still gets this error, not a traceback.
+        self.unchecked = unchecked
         lines = [
             f"Gridwatch: {app_name} configuration error "
             f"({len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}) "
@@ -136,6 +144,29 @@ class ConfigSchema(Schema):
     def _make_config(self, data: dict[str, Any], **_kwargs: Any) -> Any:
         cls = type(self).config_class
         return data if cls is None else cls(**data)
+
+
+class DecimalFloat(fields.Float):
+    """A float option that, written as text in apps.yaml, must be ASCII
+    decimal notation: ``float()`` alone would read ``"١٢٣"`` as 123 and
+    ``"1_0.5"`` as 10.5 (see :func:`gridwatch.hass.states.parse_decimal`)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and parse_decimal(value) is None:
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class DecimalInteger(fields.Integer):
+    """An integer option that, written as text, must be ASCII digits."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and _ASCII_INTEGER.fullmatch(value.strip(" \t")) is None:
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+_ASCII_INTEGER: Final = re.compile(r"[+-]?[0-9]+")
 
 
 def event_type_field(default: str, description: str) -> fields.String:
@@ -191,7 +222,8 @@ def load_config(
         What the schema's ``@post_load`` built (a frozen dataclass).
 
     Raises:
-        ConfigError: naming every bad key, why, and an example.
+        ConfigError: naming every bad key, why, and an example (or, for a
+            value only the building of the config refuses, the reason).
     """
     name = app_name or str(args.get("name", "app"))
     inst = schema() if isinstance(schema, type) else schema
@@ -200,6 +232,12 @@ def load_config(
         result = inst.load(options, unknown=RAISE)
     except ValidationError as err:
         raise ConfigError(name, _problems(inst, err.messages, options)) from None
+    except (ValueError, TypeError, ArithmeticError, LookupError) as err:
+        # A value the schema's checks let through, refused while building the
+        # config (a dataclass __post_init__, a range, a lookup): still one
+        # ConfigError for the user, never a traceback from the app's start.
+        problem = ConfigProblem("(entry)", f"a value is invalid: {err}")
+        raise ConfigError(name, [problem], unchecked=True) from err
     if into is not None and not isinstance(result, into):
         raise TypeError(
             f"{type(inst).__name__} built {type(result).__name__}, expected {into.__name__}"

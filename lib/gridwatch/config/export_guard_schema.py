@@ -142,6 +142,21 @@ class ReadingSchema(ConfigSchema):
             raise ValidationError(f"min {low} is above max {high}", "min")
 
 
+_DEFAULT_RANGES: dict[str, Range] = {
+    "grid_power": POWER_RANGE,
+    "soc": SOC_RANGE,
+    "export_today": ENERGY_RANGE,
+    "pv_power": POWER_RANGE,
+}
+
+
+def _effective_range(entry: dict[str, Any], bounds: Range) -> tuple[float, float]:
+    """The reading's bounds: each given one, else the default's."""
+    low = bounds.low if entry.get("min") is None else entry["min"]
+    high = bounds.high if entry.get("max") is None else entry["max"]
+    return low, high
+
+
 class ReadingsSchema(ConfigSchema):
     """The guard's readings."""
 
@@ -167,6 +182,27 @@ class ReadingsSchema(ConfigSchema):
         load_default=None,
         metadata={"example": {"entity": "sensor.pv_power"}, "description": "optional, shown only"},
     )
+
+    @validates_schema
+    def _ranges(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        # One bound given, the other from the default: "soc: {min: 150}"
+        # must be an error here, not a ValueError from Range at post_load.
+        errors: dict[str, dict[str, list[str]]] = {}
+        for name, bounds in _DEFAULT_RANGES.items():
+            entry = data.get(name)
+            if entry is None:
+                continue
+            low, high = _effective_range(entry, bounds)
+            if low > high:
+                key = "min" if entry.get("min") is not None else "max"
+                errors[name] = {
+                    key: [
+                        f"gives the range {low:g}..{high:g} {bounds.unit}, which is empty "
+                        f"(the default range is {bounds.low:g}..{bounds.high:g})"
+                    ]
+                }
+        if errors:
+            raise ValidationError(errors)
 
 
 class SwitchSchema(ConfigSchema):
@@ -369,20 +405,13 @@ class ExportGuardSchema(ConfigSchema):
     @post_load
     def _make_config(self, data: dict[str, Any], **_kwargs: Any) -> ExportGuardConfig:
         readings: dict[str, Any] = data["readings"]
-        defaults = {
-            "grid_power": POWER_RANGE,
-            "soc": SOC_RANGE,
-            "export_today": ENERGY_RANGE,
-            "pv_power": POWER_RANGE,
-        }
         specs: dict[str, ReadingSpec] = {}
         entities: dict[str, str] = {}
-        for name, bounds in defaults.items():
+        for name, bounds in _DEFAULT_RANGES.items():
             entry = readings.get(name)
             if entry is None:
                 continue
-            low = bounds.low if entry["min"] is None else entry["min"]
-            high = bounds.high if entry["max"] is None else entry["max"]
+            low, high = _effective_range(entry, bounds)
             specs[name] = ReadingSpec(Range(low, high, bounds.unit), entry["max_age_s"])
             entities[name] = entry["entity"]
         actuators: dict[str, Any] = data["actuators"]

@@ -42,35 +42,49 @@ Example::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from gridwatch.config.base import ConfigSchema
+from gridwatch.config.base import ConfigSchema, DecimalFloat, DecimalInteger
 from gridwatch.links.availability import AvailabilityPolicy
 from gridwatch.links.entities import RESERVED_VALUE_NAMES, link_entity_ids
 from gridwatch.links.values import ValueKind, ValueSpec
 from gridwatch.transport.backoff_policy import TimeoutPolicy
+from gridwatch.transport.ble_settings import BleSettings
+from gridwatch.transport.health import HealthPolicy
+from gridwatch.transport.http_settings import (
+    HttpPollSettings,
+    LoginSettings,
+    WebSocketSettings,
+    http_url_problem,
+)
+from gridwatch.transport.mqtt_settings import MqttSettings
 from gridwatch.transport.mqtt_topics import validate_filter
+from gridwatch.transport.watchdog import DataWatchdog
 
 __all__ = [
     "TRANSPORTS",
-    "BleConfig",
-    "HttpConfig",
+    "BleSchema",
+    "HttpSchema",
     "LinkConfig",
     "LinkMonitorConfig",
     "LinkMonitorSchema",
-    "MqttConfig",
-    "WebSocketConfig",
+    "MqttSchema",
+    "TransportSettings",
+    "WebSocketSchema",
 ]
 
 TRANSPORTS = ("mqtt", "websocket", "http", "ble")
 # Names become entity object ids: HA's slug alphabet, starting with a letter.
 _SLUG = re.compile(r"^[a-z][a-z0-9_]*$")
 _SLUG_ERROR = "use lowercase letters, digits and _ (starting with a letter)"
-_HTTP_URL = re.compile(r"^https?://[^/\s]+(/\S*)?$")
+# MQTT 3.1.1 guarantees client ids up to 23 bytes; mosquitto and most
+# brokers take far longer ones, up to the protocol's 65535.
+_MQTT_CLIENT_ID_MAX = 65535
+# MQTT 5's session expiry is a 32-bit count of seconds (0xFFFFFFFF: never).
+_MQTT_SESSION_EXPIRY_MAX = 0xFFFFFFFF
 # BLE: a MAC address (Linux/BlueZ) or a CoreBluetooth UUID (macOS).
 _BLE_ADDRESS = re.compile(
     r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$"
@@ -78,86 +92,15 @@ _BLE_ADDRESS = re.compile(
 
 
 # --- result dataclasses ---------------------------------------------------------
+#
+# The transport blocks load straight into the transports' own settings
+# dataclasses (MqttSettings, WebSocketSettings, HttpPollSettings, BleSettings):
+# each schema below names its fields after the settings' fields (data_key
+# gives the apps.yaml spelling where it differs), so an option is declared
+# in the settings class and in its schema, and nothing copies it in between.
+# tests/config/test_link_monitor.py checks the two agree.
 
-
-@dataclass(frozen=True)
-class MqttConfig:
-    """An MQTT broker connection (see :mod:`gridwatch.transport.mqtt_link`)."""
-
-    host: str
-    port: int = 1883
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)  # never in logs or reprs
-    tls: bool = False
-    ca_file: str | None = None
-    tls_insecure: bool = False
-    client_id: str | None = None
-    keepalive_s: int = 30
-    protocol: str = "3.1.1"
-    qos: int = 1
-    # Retained online/offline (with a last will) so HA and other clients see
-    # when the monitor itself is gone; None turns it off.
-    availability_topic: str | None = None
-
-    def target(self) -> str:
-        """Where the link points, safe to show."""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class WebSocketConfig:
-    """A device with an HTTP login and a WebSocket event API."""
-
-    url: str
-    ws_path: str = "/ws"
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    login_path: str = "/api/login"
-    heartbeat_s: float = 10.0
-    request_timeout_s: float = 10.0
-    verify_ssl: bool = True
-
-    def target(self) -> str:
-        """Where the link points, safe to show (no user:password@)."""
-        return _without_userinfo(self.url)
-
-
-@dataclass(frozen=True)
-class HttpConfig:
-    """A device polled over HTTP(S) for JSON."""
-
-    url: str
-    poll_interval_s: float = 10.0
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    login_path: str = "/api/login"
-    request_timeout_s: float = 10.0
-    failures_before_offline: int = 3
-    probe_path: str | None = None
-    verify_ssl: bool = True
-
-    def target(self) -> str:
-        """Where the link points, safe to show (no user:password@)."""
-        return _without_userinfo(self.url)
-
-
-@dataclass(frozen=True)
-class BleConfig:
-    """A Bluetooth LE device; values arrive as notifications."""
-
-    address: str
-    connect_attempts: int = 3
-    scan_timeout_s: float = 10.0
-    request_timeout_s: float = 10.0
-    # "module:attribute" of a bleak backend class used instead of the host's
-    # Bluetooth stack: for simulated devices (tests, the demo), not for users.
-    backend: str | None = None
-
-    def target(self) -> str:
-        return self.address
-
-
-TransportConfig = MqttConfig | WebSocketConfig | HttpConfig | BleConfig
+TransportSettings = MqttSettings | WebSocketSettings | HttpPollSettings | BleSettings
 
 
 @dataclass(frozen=True)
@@ -170,20 +113,25 @@ class LinkConfig:
         settings: the transport block.
         values: the values it carries.
         policy: grace, staleness and outage alert timing.
-        timeouts: adaptive connect timeout.
+        health: adaptive connect timeout and data watchdog.
     """
 
     name: str
     transport: str
-    settings: TransportConfig
+    settings: TransportSettings
     values: tuple[ValueSpec, ...]
     policy: AvailabilityPolicy
-    timeouts: TimeoutPolicy
+    health: HealthPolicy
+
+    @property
+    def timeouts(self) -> TimeoutPolicy:
+        """The adaptive connect timeout."""
+        return self.health.timeouts
 
     @property
     def poll_interval_s(self) -> float | None:
         """Seconds between polls for a polling link, else ``None``."""
-        if isinstance(self.settings, HttpConfig):
+        if isinstance(self.settings, HttpPollSettings):
             return self.settings.poll_interval_s
         return None
 
@@ -201,17 +149,11 @@ class LinkMonitorConfig:
     tick_interval_s: float = 5.0
 
 
-def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=host))
-
-
 # --- schemas ----------------------------------------------------------------------
 
 
 def _seconds(default: float | None, low: float, high: float, example: float, what: str) -> Any:
-    return fields.Float(
+    return DecimalFloat(
         load_default=default,
         allow_none=default is None,
         allow_nan=False,
@@ -237,10 +179,17 @@ def _password() -> Any:
     )
 
 
+def _check_http_url(url: str) -> None:
+    problem = http_url_problem(url)
+    if problem is not None:
+        raise ValidationError(problem)
+
+
 def _http_url(example: str) -> Any:
     return fields.String(
+        data_key="url",
         required=True,
-        validate=validate.Regexp(_HTTP_URL, error="not an http(s):// URL"),
+        validate=_check_http_url,
         metadata={"example": example, "description": "the device's base URL"},
     )
 
@@ -271,15 +220,35 @@ class _NeedsPasswordWithUser(ConfigSchema):
             raise ValidationError("give both username and password, or neither", "password")
 
 
+class _DeviceLoginSchema(_NeedsPasswordWithUser):
+    """A device block with an optional token login (username, password,
+    login_path), loaded into the settings' ``login``."""
+
+    username = _username()
+    password = _password()
+    login_path = _path("/api/login", "/api/login", "token login path")
+
+    @post_load
+    def _make_config(self, data: dict[str, Any], **_kwargs: Any) -> Any:
+        username, password = data.pop("username"), data.pop("password")
+        path = data.pop("login_path")
+        login = None
+        if username is not None and password is not None:
+            login = LoginSettings(username=username, password=password, path=path)
+        cls = type(self).config_class
+        assert cls is not None
+        return cls(login=login, **data)
+
+
 class MqttSchema(_NeedsPasswordWithUser):
-    config_class = MqttConfig
+    config_class = MqttSettings
 
     host = fields.String(
         required=True,
         validate=validate.Length(min=1),
         metadata={"example": "192.168.1.10", "description": "broker host name or address"},
     )
-    port = fields.Integer(
+    port = DecimalInteger(
         load_default=1883,
         validate=validate.Range(min=1, max=65535),
         metadata={"example": 1883, "description": "broker port (8883 with tls)"},
@@ -299,9 +268,15 @@ class MqttSchema(_NeedsPasswordWithUser):
     )
     client_id = fields.String(
         load_default=None,
-        metadata={"example": "gridwatch-link-monitor", "description": "MQTT client id"},
+        allow_none=True,
+        validate=validate.Length(max=_MQTT_CLIENT_ID_MAX),
+        metadata={
+            "example": "gridwatch-link-monitor",
+            "description": "MQTT client id (default: a random one); "
+            "required for clean_session: false",
+        },
     )
-    keepalive_s = fields.Integer(
+    keepalive_s = DecimalInteger(
         load_default=30,
         validate=validate.Range(min=5, max=600),
         metadata={
@@ -314,7 +289,8 @@ class MqttSchema(_NeedsPasswordWithUser):
         validate=validate.OneOf(["3.1.1", "5"]),
         metadata={"example": "5", "description": "MQTT protocol version"},
     )
-    qos = fields.Integer(
+    default_qos = DecimalInteger(
+        data_key="qos",
         load_default=1,
         validate=validate.OneOf([0, 1, 2]),
         metadata={"example": 1, "description": "subscription QoS"},
@@ -327,31 +303,62 @@ class MqttSchema(_NeedsPasswordWithUser):
             "description": "retained online/offline of the monitor's own connection",
         },
     )
+    clean_session = fields.Boolean(
+        load_default=True,
+        metadata={
+            "example": False,
+            "description": "false: a persistent session; the broker queues QoS 1/2 messages "
+            "while the link is away and delivers them after the reconnect (needs client_id)",
+        },
+    )
+    session_expiry_s = DecimalInteger(
+        load_default=3600,
+        validate=validate.Range(min=1, max=_MQTT_SESSION_EXPIRY_MAX),
+        metadata={
+            "example": 86400,
+            "description": "MQTT 5: how long the broker keeps a persistent session "
+            "after the link goes away",
+        },
+    )
+
+    @validates_schema
+    def _persistent_needs_id(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if data.get("clean_session") is False and not data.get("client_id"):
+            raise ValidationError(
+                "a persistent session (clean_session: false) needs a fixed client_id",
+                "client_id",
+            )
+
+    @post_load
+    def _make_config(self, data: dict[str, Any], **_kwargs: Any) -> Any:
+        # null and "" both mean "a random id" (MqttSettings spells it "").
+        data["client_id"] = data["client_id"] or ""
+        return MqttSettings(**data)
 
 
-class WebSocketSchema(_NeedsPasswordWithUser):
-    config_class = WebSocketConfig
+class WebSocketSchema(_DeviceLoginSchema):
+    config_class = WebSocketSettings
 
-    url = _http_url("http://192.168.1.20")
+    base_url = _http_url("http://192.168.1.20")
     ws_path = _path("/ws", "/ws", "WebSocket endpoint path")
-    username = _username()
-    password = _password()
-    login_path = _path("/api/login", "/api/login", "token login path")
     heartbeat_s = _seconds(10.0, 1, 300, 10, "ping after this long without traffic")
     request_timeout_s = _seconds(10.0, 1, 120, 10, "limit for each request")
     verify_ssl = _verify_ssl()
 
+    @post_load
+    def _make_config(self, data: dict[str, Any], **kwargs: Any) -> Any:
+        # One user-facing timeout covers the login and handshake as well.
+        data["http_timeout_s"] = data["request_timeout_s"]
+        return super()._make_config(data, **kwargs)
 
-class HttpSchema(_NeedsPasswordWithUser):
-    config_class = HttpConfig
 
-    url = _http_url("http://192.168.1.30")
+class HttpSchema(_DeviceLoginSchema):
+    config_class = HttpPollSettings
+
+    base_url = _http_url("http://192.168.1.30")
     poll_interval_s = _seconds(10.0, 1, 3600, 10, "seconds between polls")
-    username = _username()
-    password = _password()
-    login_path = _path("/api/login", "/api/login", "token login path")
     request_timeout_s = _seconds(10.0, 1, 120, 10, "limit for each request")
-    failures_before_offline = fields.Integer(
+    failures_before_offline = DecimalInteger(
         load_default=3,
         validate=validate.Range(min=1, max=100),
         metadata={
@@ -359,19 +366,24 @@ class HttpSchema(_NeedsPasswordWithUser):
             "description": "failed poll rounds in a row before the link counts as offline",
         },
     )
-    probe_path = _path(None, "/api/status", "fetched on connect to prove the device answers")
+    probe_path = _path(
+        None,
+        "/api/status",
+        "fetched on connect to prove the device answers (a 4xx answer also proves it; "
+        "the link's last_error then names the path)",
+    )
     verify_ssl = _verify_ssl()
 
 
 class BleSchema(ConfigSchema):
-    config_class = BleConfig
+    config_class = BleSettings
 
     address = fields.String(
         required=True,
         validate=validate.Regexp(_BLE_ADDRESS, error="not a Bluetooth address"),
         metadata={"example": "AA:BB:CC:DD:EE:FF", "description": "device address"},
     )
-    connect_attempts = fields.Integer(
+    connect_attempts = DecimalInteger(
         load_default=3,
         validate=validate.Range(min=1, max=10),
         metadata={"example": 3, "description": "tries within one connect before backing off"},
@@ -410,7 +422,7 @@ class ValueSchema(ConfigSchema):
         load_default="",
         metadata={"example": "data.phases[0].power", "description": "JSON path in the payload"},
     )
-    offset = fields.Integer(
+    offset = DecimalInteger(
         load_default=None,
         validate=validate.Range(min=0, max=512),
         metadata={"example": 4, "description": "byte offset in a binary (BLE) payload"},
@@ -420,7 +432,7 @@ class ValueSchema(ConfigSchema):
         load_default=None,
         metadata={"example": "<H", "description": "struct format of the number at offset"},
     )
-    scale = fields.Float(
+    scale = DecimalFloat(
         load_default=1.0,
         allow_nan=False,
         metadata={"example": 0.1, "description": "multiplier applied to the number"},
@@ -442,19 +454,19 @@ class ValueSchema(ConfigSchema):
         validate=validate.OneOf(["measurement", "total", "total_increasing"]),
         metadata={"example": "measurement", "description": "HA state class"},
     )
-    minimum = fields.Float(
+    minimum = DecimalFloat(
         data_key="min",
         load_default=None,
         allow_nan=False,
         metadata={"example": -50000, "description": "smallest valid value"},
     )
-    maximum = fields.Float(
+    maximum = DecimalFloat(
         data_key="max",
         load_default=None,
         allow_nan=False,
         metadata={"example": 50000, "description": "largest valid value"},
     )
-    precision = fields.Integer(
+    precision = DecimalInteger(
         load_default=None,
         validate=validate.Range(min=0, max=10),
         metadata={"example": 1, "description": "decimals in the published state"},
@@ -542,6 +554,21 @@ class LinkSchema(ConfigSchema):
     grace_period_s = _seconds(600.0, 10, 86400, 600, "outage before values go unavailable")
     stale_after_s = _seconds(None, 1, 86400, 120, "data older than this is stale")
     outage_notice_after_s = _seconds(600.0, 10, 86400, 600, "outage before a notice")
+    no_data_degraded_after_s = _seconds(
+        None,
+        1,
+        86400,
+        300,
+        "connected but no message on any of the link's sources for this long: "
+        "the link reports degraded (default: off)",
+    )
+    no_data_reconnect_after_s = _seconds(
+        None,
+        1,
+        86400,
+        900,
+        "connected but no message for this long: drop the connection and reconnect (default: off)",
+    )
     values = fields.List(
         fields.Nested(ValueSchema),
         required=True,
@@ -564,6 +591,12 @@ class LinkSchema(ConfigSchema):
         if data["connect_timeout_max_s"] < data["connect_timeout_s"]:
             errors.setdefault("connect_timeout_max_s", []).append(
                 "must be at least connect_timeout_s"
+            )
+        degraded = data.get("no_data_degraded_after_s")
+        reconnect = data.get("no_data_reconnect_after_s")
+        if degraded is not None and reconnect is not None and reconnect < degraded:
+            errors.setdefault("no_data_reconnect_after_s", []).append(
+                "must be at least no_data_degraded_after_s"
             )
         values: list[ValueSpec] = data.get("values") or []
         names = [v.name for v in values]
@@ -609,8 +642,14 @@ class LinkSchema(ConfigSchema):
                 stale_after_s=data["stale_after_s"],
                 outage_notice_after_s=data["outage_notice_after_s"],
             ),
-            timeouts=TimeoutPolicy(
-                base_s=data["connect_timeout_s"], max_s=data["connect_timeout_max_s"]
+            health=HealthPolicy(
+                timeouts=TimeoutPolicy(
+                    base_s=data["connect_timeout_s"], max_s=data["connect_timeout_max_s"]
+                ),
+                watchdog=DataWatchdog(
+                    degraded_after_s=data["no_data_degraded_after_s"],
+                    reconnect_after_s=data["no_data_reconnect_after_s"],
+                ),
             ),
         )
 

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from marshmallow import ValidationError, fields, post_load, validate
 
-from gridwatch.config.base import ConfigSchema
+from gridwatch.config.base import ConfigSchema, DecimalFloat
 
 _NOTIFY_SERVICE: Final = re.compile(r"^notify[./][a-z0-9_]+$")
 
@@ -55,7 +55,7 @@ def _notify_service(value: str) -> None:
 class NotifierSchema(ConfigSchema):
     """Validates the notifier entry; builds :class:`NotifierConfig`."""
 
-    min_repost_s = fields.Float(
+    min_repost_s = DecimalFloat(
         load_default=60.0,
         validate=validate.Range(min=0, max=86400),
         metadata={"example": 60, "description": "rate limit per notice, seconds"},
@@ -65,15 +65,15 @@ class NotifierSchema(ConfigSchema):
         load_default=list,
         metadata={"example": ["notify.mobile_app_phone"]},
     )
-    repeat_minutes = fields.Float(
+    repeat_minutes = DecimalFloat(
         load_default=15.0,
         validate=validate.Range(min=0, max=1440),
         metadata={"example": 15, "description": "critical push repeat; 0 pushes once"},
     )
-    tick_s = fields.Float(
+    tick_s = DecimalFloat(
         load_default=10.0, validate=validate.Range(min=1, max=300), metadata={"example": 10}
     )
-    service_timeout_s = fields.Float(
+    service_timeout_s = DecimalFloat(
         load_default=10.0, validate=validate.Range(min=1, max=60), metadata={"example": 10}
     )
     state_file = fields.String(

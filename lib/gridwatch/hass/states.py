@@ -21,6 +21,16 @@ MISSING_STATES: Final = frozenset({"unknown", "unavailable", ""})
 # HA refuses a state longer than this (its entity state limit).
 MAX_STATE_LENGTH: Final = 255
 
+# ASCII decimal notation only: sign, digits, point, exponent. Python's
+# float() also reads other scripts' digits ("١٢٣" -> 123.0), underscores
+# ("1_0.5" -> 10.5) and words ("nan", "infinity"); a device or sensor sending
+# those is sending garbage, not a reading.
+_DECIMAL: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# The words float() reads as NaN or infinity: refused like the numbers.
+_NON_FINITE: Final = frozenset({"nan", "inf", "infinity"})
+# Whitespace a device may pad a number with (ASCII only, like the digits).
+_ASCII_SPACE: Final = " \t\r\n"
+
 _TRUE_STATES: Final = frozenset({"on", "true", "yes", "home", "open", "1"})
 _FALSE_STATES: Final = frozenset({"off", "false", "no", "not_home", "closed", "0"})
 
@@ -76,6 +86,26 @@ def parse_state(raw: Any) -> str | None:
     return str(raw)
 
 
+def parse_decimal(text: str) -> float | None:
+    """Read a number written in ASCII decimal notation.
+
+    Accepts an optional sign, digits with an optional decimal point, and an
+    optional exponent (``-12``, ``0.5``, ``.5``, ``1e3``), padded with ASCII
+    whitespace. Anything else, including digits of other scripts,
+    underscores, ``nan`` and ``inf``, gives ``None``.
+
+    Args:
+        text: the text to read.
+
+    Returns:
+        The number (may be infinite if the exponent overflows), or ``None``.
+    """
+    core = text.strip(_ASCII_SPACE)
+    if _DECIMAL.fullmatch(core) is None:
+        return None
+    return float(core)
+
+
 def parse_float(raw: Any) -> ParsedFloat:
     """Parse a numeric state.
 
@@ -94,13 +124,28 @@ def parse_float(raw: Any) -> ParsedFloat:
     if isinstance(raw, bool):
         # bool is an int subclass: True would silently read as 1.0 W.
         return ParsedFloat(None, f"state {raw!r} is a boolean, not a number")
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        return ParsedFloat(None, f"state {raw!r} is not a number")
+    value: float | None
+    if isinstance(raw, str):
+        value = parse_decimal(raw)
+    elif isinstance(raw, int | float):
+        try:
+            value = float(raw)
+        except OverflowError:  # an int beyond float range
+            value = None
+    else:
+        value = None
+    if value is None:
+        if isinstance(raw, str) and raw.strip(_ASCII_SPACE).lower().lstrip("+-") in _NON_FINITE:
+            return ParsedFloat(None, f"state {raw!r} is not a finite number")
+        return ParsedFloat(None, f"state {_short(raw)} is not a number")
     if not math.isfinite(value):
         return ParsedFloat(None, f"state {raw!r} is not a finite number")
     return ParsedFloat(value)
+
+
+def _short(raw: Any) -> str:
+    text = repr(raw)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def parse_bool(raw: Any) -> bool | None:

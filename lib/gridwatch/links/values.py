@@ -19,7 +19,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from gridwatch.hass.states import MAX_STATE_LENGTH, MISSING_STATES
+from gridwatch.hass.states import MAX_STATE_LENGTH, MISSING_STATES, parse_decimal
 from gridwatch.transport.errors import PayloadError
 from gridwatch.transport.payload import decode_json
 
@@ -275,10 +275,11 @@ def _as_number(found: Any) -> float | Invalid:
             return Invalid("missing", f"{found[:40]!r} is missing data")
         if len(text) > 64:
             return Invalid("not_a_number", f"{len(text)}-character string")
-        try:
-            return float(text)
-        except ValueError:
+        number = parse_decimal(text)
+        if number is None:
+            # ASCII decimal notation only: float() would also read "١٢٣".
             return Invalid("not_a_number", f"{text[:40]!r}")
+        return number
     return Invalid("wrong_type", f"expected a number, got {type(found).__name__}")
 
 

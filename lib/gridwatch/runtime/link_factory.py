@@ -1,6 +1,9 @@
 """Build a transport link from a link's config.
 
-The transport module is imported only when a link of that transport is
+The config already holds the transport's own settings (see
+:mod:`gridwatch.config.link_monitor_schema`): nothing is copied field by
+field here, so a new transport option needs no edit in this module. The
+transport module is imported only when a link of that transport is
 configured, so a user without BLE never imports bleak (nor aiohttp without a
 WebSocket/HTTP link).
 """
@@ -14,18 +17,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gridwatch.config.link_monitor_schema import (
-    BleConfig,
-    HttpConfig,
-    LinkConfig,
-    LinkMonitorConfig,
-    MqttConfig,
-    WebSocketConfig,
-)
+from gridwatch.config.link_monitor_schema import LinkConfig, LinkMonitorConfig
 from gridwatch.links.monitor import LinkPlan
 from gridwatch.links.runner import LinkSetup
-from gridwatch.transport.health import HealthPolicy
+from gridwatch.transport.ble_settings import BleSettings
+from gridwatch.transport.http_settings import HttpPollSettings, WebSocketSettings
 from gridwatch.transport.link import Link
+from gridwatch.transport.mqtt_settings import MqttSettings
 
 LinkBuilder = Callable[[LinkConfig], Link]
 
@@ -58,18 +56,18 @@ def build_link(
             have caught them first).
     """
     options: dict[str, Any] = {
-        "health": HealthPolicy(timeouts=config.timeouts),
+        "health": config.health,
         "clock": clock,
         **link_options,
     }
     if logger is not None:
         options["logger"] = logger
     settings = config.settings
-    if isinstance(settings, MqttConfig):
+    if isinstance(settings, MqttSettings):
         return _mqtt(config.name, settings, options)
-    if isinstance(settings, WebSocketConfig):
+    if isinstance(settings, WebSocketSettings):
         return _websocket(config.name, settings, options)
-    if isinstance(settings, HttpConfig):
+    if isinstance(settings, HttpPollSettings):
         return _http(config.name, settings, options)
     return _ble(config.name, settings, options)
 
@@ -87,8 +85,8 @@ def plan_for(config: LinkConfig) -> LinkPlan:
 
 def subscribe_options(config: LinkConfig) -> Mapping[str, Any]:
     """Options to pass to ``link.subscribe`` for each of the link's keys."""
-    if isinstance(config.settings, MqttConfig):
-        return {"qos": config.settings.qos}
+    if isinstance(config.settings, MqttSettings):
+        return {"qos": config.settings.default_qos}
     return {}
 
 
@@ -118,82 +116,35 @@ def link_setups(
 # Each builder imports its transport inside the function (see module docstring).
 
 
-def _mqtt(name: str, cfg: MqttConfig, options: dict[str, Any]) -> Link:
-    from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
+def _mqtt(name: str, settings: MqttSettings, options: dict[str, Any]) -> Link:
+    from gridwatch.transport.mqtt_link import MqttLink
 
-    settings = MqttSettings(
-        host=cfg.host,
-        port=cfg.port,
-        client_id=cfg.client_id or "",
-        username=cfg.username,
-        password=cfg.password,
-        keepalive_s=cfg.keepalive_s,
-        protocol="5" if cfg.protocol == "5" else "3.1.1",
-        tls=cfg.tls,
-        ca_file=cfg.ca_file,
-        tls_insecure=cfg.tls_insecure,
-        availability_topic=cfg.availability_topic,
-        default_qos=cfg.qos,
-    )
     return MqttLink(name, settings, **options)
 
 
-def _login(username: str | None, password: str | None, path: str) -> Any:
-    from gridwatch.transport.http_link import LoginSettings
+def _websocket(name: str, settings: WebSocketSettings, options: dict[str, Any]) -> Link:
+    from gridwatch.transport.websocket_link import WebSocketLink
 
-    if username is None or password is None:
-        return None
-    return LoginSettings(username=username, password=password, path=path)
-
-
-def _websocket(name: str, cfg: WebSocketConfig, options: dict[str, Any]) -> Link:
-    from gridwatch.transport.websocket_link import (
-        WebSocketLink,
-        WebSocketSettings,
-    )
-
-    settings = WebSocketSettings(
-        base_url=cfg.url,
-        ws_path=cfg.ws_path,
-        login=_login(cfg.username, cfg.password, cfg.login_path),
-        heartbeat_s=cfg.heartbeat_s,
-        request_timeout_s=cfg.request_timeout_s,
-        http_timeout_s=cfg.request_timeout_s,
-        verify_ssl=cfg.verify_ssl,
-    )
     return WebSocketLink(name, settings, **options)
 
 
-def _http(name: str, cfg: HttpConfig, options: dict[str, Any]) -> Link:
-    from gridwatch.transport.http_link import HttpPollLink, HttpPollSettings
+def _http(name: str, settings: HttpPollSettings, options: dict[str, Any]) -> Link:
+    from gridwatch.transport.http_link import HttpPollLink
 
-    settings = HttpPollSettings(
-        base_url=cfg.url,
-        login=_login(cfg.username, cfg.password, cfg.login_path),
-        poll_interval_s=cfg.poll_interval_s,
-        request_timeout_s=cfg.request_timeout_s,
-        failures_before_offline=cfg.failures_before_offline,
-        probe_path=cfg.probe_path,
-        verify_ssl=cfg.verify_ssl,
-    )
     return HttpPollLink(name, settings, **options)
 
 
-def _ble(name: str, cfg: BleConfig, options: dict[str, Any]) -> Link:
-    from gridwatch.transport.ble_link import BleLink, BleSettings
+def _ble(name: str, settings: BleSettings, options: dict[str, Any]) -> Link:
+    from gridwatch.transport.ble_link import BleLink
 
-    settings = BleSettings(
-        address=cfg.address,
-        connect_attempts=cfg.connect_attempts,
-        scan_timeout_s=cfg.scan_timeout_s,
-        request_timeout_s=cfg.request_timeout_s,
-    )
-    if cfg.backend is not None and "backend" not in options:
+    if settings.backend is not None and "backend" not in options:
         from bleak.backends.client import BaseBleakClient
 
-        backend = _import_attribute(cfg.backend)
+        backend = _import_attribute(settings.backend)
         if not (isinstance(backend, type) and issubclass(backend, BaseBleakClient)):
-            raise ValueError(f"BLE backend {cfg.backend!r} is not a bleak client backend class")
+            raise ValueError(
+                f"BLE backend {settings.backend!r} is not a bleak client backend class"
+            )
         options["backend"] = backend
     return BleLink(name, settings, **options)
 

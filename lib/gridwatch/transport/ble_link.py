@@ -18,7 +18,6 @@ import contextlib
 import functools
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bleak import BleakClient, BleakScanner
@@ -33,6 +32,7 @@ from bleak.exc import (
 )
 from bleak_retry_connector import BleakClientWithServiceCache, establish_connection
 
+from gridwatch.transport.ble_settings import BleSettings
 from gridwatch.transport.errors import (
     ConnectError,
     ConnectionLost,
@@ -44,6 +44,9 @@ from gridwatch.transport.errors import (
     UnsupportedHostError,
 )
 from gridwatch.transport.link import CANCEL_GRACE_S, Link, Subscription
+
+# The settings live in a pure module; callers may import them from here.
+__all__ = ["DISCONNECT_TIMEOUT_S", "BleLink", "BleSettings"]
 
 T = TypeVar("T")
 
@@ -57,32 +60,6 @@ _NO_STACK_DBUS_ERRORS = ("org.freedesktop.DBus.Error.ServiceUnknown",)
 _CONNECT_FAILURES = (BleakError, OSError, EOFError, TimeoutError)
 
 FindDevice = Callable[[str, float], Awaitable[BLEDevice | None]]
-
-
-@dataclass(frozen=True)
-class BleSettings:
-    """How to reach one BLE device.
-
-    Attributes:
-        address: the device's Bluetooth address (a UUID on macOS).
-        connect_attempts: attempts bleak-retry-connector makes within one
-            connect of the link, before the link's own backoff takes over.
-        scan_timeout_s: how long to look for the device before connecting.
-        request_timeout_s: default bound on a read, write or notify setup.
-    """
-
-    address: str
-    connect_attempts: int = 3
-    scan_timeout_s: float = 10.0
-    request_timeout_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        if not self.address:
-            raise ValueError("BLE settings need an address")
-        if self.connect_attempts < 1:
-            raise ValueError("connect_attempts must be >= 1")
-        if not (self.scan_timeout_s > 0 and self.request_timeout_s > 0):
-            raise ValueError("BLE timeouts must be > 0")
 
 
 class BleLink(Link):

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from gridwatch.transport.backoff_policy import TimeoutPolicy, adaptive_timeout
+from gridwatch.transport.watchdog import DataWatchdog, Verdict
 
 
 class LinkState(StrEnum):
     CONNECTED = "connected"
-    DEGRADED = "degraded"  # connected, but recent attempts fail or slow down
+    DEGRADED = "degraded"  # connected, but attempts fail, slow down, or no data flows
     OFFLINE = "offline"  # trying to (re)connect
     DISCONNECTED = "disconnected"  # stopped on purpose, or gave up (auth)
 
@@ -51,6 +52,8 @@ class HealthPolicy:
     # enough new attempts pushed the failures out of the window, i.e. forever.
     stable_after_s: float = 30.0
     timeouts: TimeoutPolicy = TimeoutPolicy()
+    # Off by default: only the user knows how often a device sends.
+    watchdog: DataWatchdog = DataWatchdog()
 
 
 class HealthTracker:
@@ -70,6 +73,8 @@ class HealthTracker:
         self.last_error: str | None = None
         self._ever_connected = False
         self._connected_since: float | None = None
+        # The watchdog judges only links that have something to wait for.
+        self.expects_data = False
 
     @property
     def timeout_s(self) -> float:
@@ -103,6 +108,28 @@ class HealthTracker:
         self.connected = False
         self.last_error = reason
 
+    def problem(self, reason: str) -> None:
+        """Note a problem on a working connection (a path the device refuses):
+        shown as ``last_error`` without changing the state."""
+        self.last_error = reason
+
+    def silent_for(self, now: float) -> float | None:
+        """Seconds the current connection has gone without a message (counted
+        from the connect if none came yet); None when not connected."""
+        if not self.connected or self._connected_since is None:
+            return None
+        since = self._connected_since
+        if self.last_message_at is not None and self.last_message_at > since:
+            since = self.last_message_at
+        return max(0.0, now - since)
+
+    def watchdog_verdict(self, now: float) -> Verdict:
+        """The data watchdog's view of the current connection."""
+        silent = self.silent_for(now)
+        if silent is None or not self.expects_data:
+            return Verdict.OK
+        return self.policy.watchdog.verdict(silent)
+
     def lost(self, reason: str) -> None:
         self.connected = False
         self.last_error = reason
@@ -122,6 +149,8 @@ class HealthTracker:
             return LinkState.DISCONNECTED
         if not self.connected:
             return LinkState.OFFLINE
+        if now is not None and self.watchdog_verdict(now) is not Verdict.OK:
+            return LinkState.DEGRADED
         if (
             now is not None
             and self._connected_since is not None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -26,13 +26,42 @@ from gridwatch.transport.errors import (
     RequestTimeout,
     TransportError,
 )
+from gridwatch.transport.http_settings import HttpPollSettings, LoginSettings
 from gridwatch.transport.link import Link, cancel_and_wait
 from gridwatch.transport.payload import DEFAULT_MAX_PAYLOAD_BYTES, PayloadErrorLog, decode_json
+
+# The settings live in a pure module; callers may import them from here.
+__all__ = [
+    "HttpPollLink",
+    "HttpPollSettings",
+    "HttpStatusError",
+    "LoginSettings",
+    "device_reached",
+    "fetch_token",
+    "http_json",
+    "make_session",
+    "translate_client_error",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
 # HTTP statuses that mean "these credentials (or this token) are refused".
 AUTH_STATUSES = frozenset({401, 403})
+# 4xx answers that mean "not now" rather than "no such thing": like a 5xx,
+# they count as a failure to reach a working device.
+TRANSIENT_CLIENT_STATUSES = frozenset({408, 429})
+
+
+def device_reached(err: HttpStatusError) -> bool:
+    """Whether an error status still proves a working device answered.
+
+    A 4xx (other than 401/403, which are :class:`AuthError`, and 408/429)
+    says the device is there but has no such path or dislikes the request:
+    reconnecting cannot change that, so the probe and the polls both count
+    it as reached and report the path. A 5xx, 408 or 429 is a device that
+    is failing now.
+    """
+    return err.status < 500 and err.status not in TRANSIENT_CLIENT_STATUSES
 
 
 class HttpStatusError(RequestError):
@@ -45,16 +74,6 @@ class HttpStatusError(RequestError):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(f"HTTP {status}: {detail}")
         self.status = status
-
-
-@dataclass(frozen=True)
-class LoginSettings:
-    """Credentials for the device's token login (``POST path``
-    ``{"username", "password"}`` -> ``{"token"}``)."""
-
-    username: str
-    password: str = field(repr=False)  # never in logs or reprs
-    path: str = "/api/login"
 
 
 def translate_client_error(
@@ -216,42 +235,6 @@ async def fetch_token(
     return token
 
 
-@dataclass(frozen=True)
-class HttpPollSettings:
-    """How to reach and poll a device over HTTP.
-
-    Attributes:
-        base_url: ``http(s)://host:port`` of the device.
-        login: token login, or None for a device without one.
-        poll_interval_s: pause between poll rounds (real time: the ``sleep``
-            given to the link paces reconnects only).
-        request_timeout_s: limit for each HTTP exchange.
-        failures_before_offline: consecutive failed poll rounds that count
-            as a lost connection. One failed poll is a blip, not an outage:
-            reporting it would flap the link's HA entity.
-        probe_path: fetched once on connect to prove the device answers
-            (without it, and without a login, connect succeeds offline and
-            failed polls take the link offline).
-        verify_ssl: verify the device's TLS certificate.
-        max_payload_bytes: answers larger than this are dropped and counted.
-    """
-
-    base_url: str
-    login: LoginSettings | None = None
-    poll_interval_s: float = 10.0
-    request_timeout_s: float = 10.0
-    failures_before_offline: int = 3
-    probe_path: str | None = None
-    verify_ssl: bool = True
-    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
-
-    def __post_init__(self) -> None:
-        if self.poll_interval_s <= 0 or self.request_timeout_s <= 0:
-            raise ValueError("poll_interval_s and request_timeout_s must be > 0")
-        if self.failures_before_offline < 1:
-            raise ValueError("failures_before_offline must be >= 1")
-
-
 class HttpPollLink(Link):
     """Polls JSON endpoints of a device; subscriptions are URL paths.
 
@@ -282,6 +265,8 @@ class HttpPollLink(Link):
         self._token: str | None = None
         self._poller: asyncio.Task[None] | None = None
         self._failed_rounds = 0
+        # path -> (status, text) for paths the device refuses.
+        self._path_problems: dict[str, tuple[int, str]] = {}
 
     @property
     def failed_rounds(self) -> int:
@@ -341,12 +326,21 @@ class HttpPollLink(Link):
                 timeout=self.settings.request_timeout_s,
                 verify_ssl=self.settings.verify_ssl,
             )
-        if self.settings.probe_path is not None:
+        self._path_problems = {}
+        probe = self.settings.probe_path
+        if probe is not None:
             try:
-                await self.request("GET", self.settings.probe_path)
+                await self.request("GET", probe)
             except PayloadError as err:
                 # The device answered: reachability is proven, the body is its problem.
-                self.payload_errors.record(err, self.settings.probe_path)
+                self.payload_errors.record(err, probe)
+            except HttpStatusError as err:
+                if not device_reached(err):
+                    raise ConnectError(f"probe {probe}: {err}") from err
+                # Same rule as a poll: the device answered, so it is reached;
+                # retrying would get the same answer. Connected, and the
+                # status says which path to fix (see _path_problem).
+                self._path_problem(probe, err, "probe_path")
         self._poller = asyncio.create_task(self._run_poller(), name=f"link-{self.name}-poll")
 
     async def _close(self) -> None:
@@ -373,6 +367,10 @@ class HttpPollLink(Link):
         # be ignored by the base, so polling waits for the connect to complete
         # (a failed connect cancels this task through _close).
         await self._connected.wait()
+        for _status, text in self._path_problems.values():
+            # A refused probe path, found before the connect was counted
+            # (which clears the last error).
+            self._health.problem(text)
         while True:
             outcome = await self._poll_round()
             if outcome.refused is not None:
@@ -413,9 +411,9 @@ class HttpPollLink(Link):
             except HttpStatusError as err:
                 # 4xx: the device is there but dislikes this path; 5xx: it is
                 # there but failing, which counts towards going offline.
-                if err.status < 500:
+                if device_reached(err):
                     outcome.reached = True
-                    self._logger.debug("link %s: poll of %s: %s", self.name, path, err)
+                    self._path_problem(path, err, "source")
                 else:
                     outcome.error = err
                 continue
@@ -423,10 +421,25 @@ class HttpPollLink(Link):
                 outcome.error = err
                 continue
             outcome.reached = True
+            if self._path_problems.pop(path, None) is not None:
+                self._logger.info("link %s: %s answers again", self.name, path)
             sub = self.subscriptions.get(path)
             if sub is not None:  # None: unsubscribed while the request was in flight
                 self._deliver(sub, value, key=path)
         return outcome
+
+    def _path_problem(self, path: str, err: HttpStatusError, key: str) -> None:
+        """Report a path the device refuses: a warning when it starts (not
+        every poll), and the link's ``last_error`` so the status says it."""
+        text = (
+            f"{path} answered HTTP {err.status}: the device is reachable but refuses "
+            f"this path; check the link's {key} in apps.yaml"
+        )
+        known = self._path_problems.get(path)
+        if known is None or known[0] != err.status:
+            self._path_problems[path] = (err.status, text)
+            self._logger.warning("link %s: %s", self.name, text)
+        self._health.problem(text)
 
 
 @dataclass

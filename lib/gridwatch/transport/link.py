@@ -1,8 +1,11 @@
 """The one connection lifecycle every transport shares.
 
 A :class:`Link` owns: connect with a timeout (cancelled promptly by
-``disconnect()``), automatic reconnect with backoff after an unexpected loss,
-a subscription registry replayed after every connect, health figures, and
+``disconnect()``; a second ``connect()`` joins the one running), automatic
+reconnect with backoff after an unexpected loss (a connection that carried
+data restarts the schedule), a subscription registry kept in step with each
+connection (what is registered while a connect runs is sent before the link
+reports connected), health figures with an optional data watchdog, and
 callback delivery on the event loop. A transport subclass only opens and
 closes its connection, sends (un)subscribe requests and hands received
 messages to :meth:`Link._deliver`.
@@ -31,6 +34,7 @@ from gridwatch.transport.errors import (
     UnsupportedHostError,
 )
 from gridwatch.transport.health import HealthPolicy, HealthSnapshot, HealthTracker
+from gridwatch.transport.watchdog import Verdict
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,6 +46,9 @@ CANCEL_GRACE_S = 1.0
 # Errors that retrying cannot fix: the reconnect loop stops and exposes them
 # as ``fatal_error`` instead of hammering the device or flooding the log.
 FATAL_ERRORS: tuple[type[TransportError], ...] = (AuthError, UnsupportedHostError)
+# The data watchdog sleeps until a limit can be reached, but wakes at least
+# this often: a new message or subscription changes when that is.
+WATCHDOG_RECHECK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,11 @@ class Link(ABC):
         self._fatal: TransportError | None = None
         self._connected_at: float | None = None
         self._attempting = False
+        # What the current connection has been asked for; compared with the
+        # registry so a (un)subscribe made while an attempt runs is not lost.
+        self._sent: dict[str, Subscription] = {}
+        # The connect() in progress: a second caller joins it.
+        self._connecting: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------
     # Subclass hooks
@@ -196,6 +208,11 @@ class Link(ABC):
         return self._health.snapshot(self._clock())
 
     @property
+    def health_policy(self) -> HealthPolicy:
+        """The health window, adaptive timeout and data watchdog in use."""
+        return self._health.policy
+
+    @property
     def fatal_error(self) -> TransportError | None:
         """The error that stopped the reconnect loop (bad credentials), if any."""
         return self._fatal
@@ -208,15 +225,46 @@ class Link(ABC):
         """Connect once; on success keep the link up (reconnect after losses)
         until :meth:`disconnect`.
 
+        A call made while another ``connect()`` runs joins that attempt and
+        shares its outcome (its ``timeout`` is ignored): two attempts on one
+        link would race for the connection and its health.
+
         Raises:
             ConnectTimeout: not connected within ``timeout`` (default: the
                 adaptive timeout).
             AuthError: credentials refused.
             LinkClosedError: :meth:`disconnect` was called meanwhile.
-            ConnectError: any other failure.
+            ConnectError: any other failure (also for a joined call whose
+                first caller was cancelled).
         """
         if self.connected:
             return
+        running = self._connecting
+        if running is not None and not running.done():
+            await self._join(running)
+            return
+        task = asyncio.create_task(self._connect_once(timeout), name=f"link-{self.name}-connect")
+        self._connecting = task
+        try:
+            # Awaiting the task itself: cancelling this caller cancels the attempt.
+            await task
+        finally:
+            if self._connecting is task:
+                self._connecting = None
+
+    async def _join(self, running: asyncio.Task[None]) -> None:
+        try:
+            # Shielded: a joiner that gives up must not cancel the first caller's attempt.
+            await asyncio.shield(running)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if running.cancelled() and not (current is not None and current.cancelling()):
+                raise ConnectError(
+                    f"link {self.name}: the connect() this call joined was cancelled"
+                ) from None
+            raise
+
+    async def _connect_once(self, timeout: float | None) -> None:
         await self._stop_supervisor()
         self._closing.clear()
         self._fatal = None
@@ -224,22 +272,27 @@ class Link(ABC):
             await self._attempt(timeout)
         except BaseException:
             # Nothing retries a failed connect(): report the link as stopped,
-            # not as "offline, trying".
-            self._health.stopped()
+            # not as "offline, trying" (unless start() was called meanwhile).
+            if not self._supervising():
+                self._health.stopped()
             raise
-        self._supervisor = asyncio.create_task(
-            self._supervise(connected=True), name=f"link-{self.name}"
-        )
+        if not self._supervising():
+            self._supervisor = asyncio.create_task(
+                self._supervise(connected=True), name=f"link-{self.name}"
+            )
+
+    def _supervising(self) -> bool:
+        return self._supervisor is not None and not self._supervisor.done()
 
     def start(self) -> None:
         """Connect in the background, retrying with backoff until connected,
         and reconnect after every loss until :meth:`disconnect`."""
-        if self._supervisor is not None and not self._supervisor.done():
+        if self._supervising():
             return
         self._closing.clear()
         self._fatal = None
         self._supervisor = asyncio.create_task(
-            self._supervise(connected=False), name=f"link-{self.name}"
+            self._supervise(connected=False, after=self._connecting), name=f"link-{self.name}"
         )
 
     async def wait_connected(self, timeout: float) -> None:
@@ -264,10 +317,15 @@ class Link(ABC):
 
     async def subscribe(self, key: str, callback: MessageCallback, **options: Any) -> Subscription:
         """Register ``callback`` for ``key`` (replacing an earlier one); sent now
-        if connected, and again after every reconnect."""
+        if connected, and again after every reconnect. One registered while a
+        connect is under way is sent by that connect before the link reports
+        connected."""
         sub = Subscription(key, callback, MappingProxyType(dict(options)))
         self._subs[key] = sub
+        self._health.expects_data = True
         if self.connected:
+            # Marked first: the attempt that follows a loss must not skip it.
+            self._sent[key] = sub
             try:
                 await self._send_subscribe(sub)
             except TransportError as err:
@@ -277,7 +335,9 @@ class Link(ABC):
 
     async def unsubscribe(self, key: str) -> None:
         """Forget ``key``; the only way a subscription leaves the registry."""
-        if self._subs.pop(key, None) is not None and self.connected:
+        removed = self._subs.pop(key, None) is not None
+        self._health.expects_data = bool(self._subs)
+        if removed and self.connected and self._sent.pop(key, None) is not None:
             try:
                 await self._send_unsubscribe(key)
             except TransportError as err:
@@ -287,46 +347,89 @@ class Link(ABC):
     # Lifecycle internals
 
     async def _attempt(self, timeout: float | None) -> None:
-        """One connect attempt: open, then replay subscriptions."""
+        """One connect attempt: open, replay subscriptions, then catch up
+        with (un)subscribes made meanwhile, until the registry and the
+        connection agree at the moment the link is marked connected."""
         limit = self._health.timeout_s if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
         self._health.started()
         self._lost = asyncio.Event()
         started = self._clock()
         self._attempting = True
-        opener = asyncio.ensure_future(self._open_and_replay())
+        work = asyncio.ensure_future(self._open_and_replay())
         closing = asyncio.ensure_future(self._closing.wait())
         try:
-            done, _ = await asyncio.wait(
-                {opener, closing}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
-            )
-        except asyncio.CancelledError:
-            await self._abandon(opener)
-            raise
+            while True:
+                try:
+                    done, _ = await asyncio.wait(
+                        {work, closing},
+                        timeout=max(0.0, deadline - loop.time()),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                except asyncio.CancelledError:
+                    await self._abandon(work)
+                    raise
+                succeeded = (
+                    work in done
+                    and not work.cancelled()
+                    and work.exception() is None
+                    and not self._closing.is_set()
+                )
+                if succeeded and self._out_of_sync():
+                    # A (un)subscribe came in after the replay finished and
+                    # before this task woke up: send it before "connected".
+                    work = asyncio.ensure_future(self._sync_subscriptions())
+                    continue
+                break
         finally:
             closing.cancel()
             self._attempting = False
-        if (
-            opener in done
-            and not opener.cancelled()
-            and opener.exception() is None
-            and not self._closing.is_set()
-        ):
+        if succeeded:
+            # No await between the last sync check and this: a subscribe()
+            # from now on sees the link connected and sends for itself.
             duration = self._clock() - started
             self._health.attempt_succeeded(duration, self._clock())
             self._connected_at = self._clock()
             self._connected.set()
             self._logger.debug("link %s: connected in %.3f s", self.name, duration)
             return
-        finished = opener in done
-        await self._abandon(opener)
-        error = self._attempt_error(opener, limit, finished=finished)
+        finished = work in done
+        await self._abandon(work)
+        error = self._attempt_error(work, limit, finished=finished)
         if not isinstance(error, LinkClosedError):
             self._health.attempt_failed(str(error))
         raise error
 
     async def _open_and_replay(self) -> None:
+        self._sent = {}
         await self._open()
-        await self._replay_subscriptions(list(self._subs.values()))
+        await self._sync_subscriptions()
+
+    def _out_of_sync(self) -> bool:
+        return self._sent.keys() != self._subs.keys() or any(
+            self._sent[key] is not sub for key, sub in self._subs.items()
+        )
+
+    async def _sync_subscriptions(self) -> None:
+        """Ask the new connection for every registered subscription it has not
+        been asked for, and withdraw any unsubscribed meanwhile."""
+        while self._out_of_sync():
+            for key in [k for k in self._sent if k not in self._subs]:
+                del self._sent[key]
+                try:
+                    await self._send_unsubscribe(key)
+                except TransportError as err:
+                    self._logger.debug("link %s: unsubscribe %s failed: %s", self.name, key, err)
+            missing = [sub for key, sub in self._subs.items() if self._sent.get(key) is not sub]
+            if missing:
+                await self._replay_subscriptions(missing)
+                for sub in missing:
+                    current = self._subs.get(sub.key)
+                    # Replaced while the replay ran: left unmarked, so sent
+                    # again. Removed meanwhile: marked, so withdrawn next round.
+                    if current is sub or current is None:
+                        self._sent[sub.key] = sub
 
     def _attempt_error(
         self, opener: asyncio.Future[None], limit: float, *, finished: bool
@@ -389,8 +492,15 @@ class Link(ABC):
             closing.cancel()
         return self._closing.is_set()
 
-    async def _supervise(self, *, connected: bool) -> None:
-        """Keep the link up: retry with backoff, reconnect after losses."""
+    async def _supervise(self, *, connected: bool, after: asyncio.Task[None] | None = None) -> None:
+        """Keep the link up: retry with backoff, reconnect after losses.
+
+        ``after``: a ``connect()`` running when :meth:`start` was called; the
+        loop waits for its outcome instead of racing it with a second attempt.
+        """
+        if after is not None and not after.done():
+            await asyncio.wait({after})
+            connected = self.connected
         attempt = 0
         while not self._closing.is_set():
             if not connected:
@@ -425,8 +535,15 @@ class Link(ABC):
             await self._wait_lost_or_closing()
             if self._closing.is_set():
                 return
-            up_for = self._clock() - (self._connected_at or self._clock())
+            connected_at = self._connected_at or self._clock()
+            up_for = self._clock() - connected_at
             attempt = next_attempt(attempt, up_for, self.backoff)
+            last_message = self._health.last_message_at
+            if last_message is not None and last_message >= connected_at:
+                # The connection carried data: it was no failure, however short
+                # (a broker reset while a backlog drains), so the schedule
+                # starts over instead of climbing to its cap.
+                attempt = 0
             await self._safe_close()
             delay = backoff_delay(attempt, self._rand(), self.backoff)
             attempt += 1
@@ -437,11 +554,41 @@ class Link(ABC):
     async def _wait_lost_or_closing(self) -> None:
         lost = asyncio.ensure_future(self._lost.wait())
         closing = asyncio.ensure_future(self._closing.wait())
+        watchdog = (
+            asyncio.ensure_future(self._watch_data())
+            if self._health.policy.watchdog.enabled
+            else None
+        )
+        waiting = {lost, closing} | ({watchdog} if watchdog is not None else set())
         try:
-            await asyncio.wait({lost, closing}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            lost.cancel()
-            closing.cancel()
+            for task in waiting:
+                task.cancel()
+            if watchdog is not None:
+                await asyncio.wait({watchdog})
+
+    async def _watch_data(self) -> None:
+        """While connected: report silence (degraded, through the health
+        state) and drop a connection silent past ``reconnect_after_s``."""
+        policy = self._health.policy.watchdog
+        was_silent = False
+        while self._connected.is_set():
+            now = self._clock()
+            verdict = self._health.watchdog_verdict(now)
+            silent_for = self._health.silent_for(now) or 0.0
+            if verdict is Verdict.RECONNECT:
+                self._connection_lost(f"no data for {silent_for:.0f} s (data watchdog)")
+                return
+            if verdict is Verdict.SILENT and not was_silent:
+                self._logger.warning(
+                    "link %s: connected but no data for %.0f s", self.name, silent_for
+                )
+            was_silent = verdict is Verdict.SILENT
+            wait = policy.next_check_in(silent_for) if self._health.expects_data else None
+            # Recheck at least every few seconds: a message resets the
+            # silence, a subscription may start the watch.
+            await self._sleep(min(wait, WATCHDOG_RECHECK_S) if wait else WATCHDOG_RECHECK_S)
 
 
 def _retrieve(task: asyncio.Future[None]) -> None:

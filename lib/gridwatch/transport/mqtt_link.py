@@ -25,11 +25,13 @@ import contextlib
 import socket
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import DISCONNECT, PUBACK, PUBLISH
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -54,6 +56,7 @@ __all__ = [
     "GRACEFUL_CLOSE_S",
     "MAX_PACKETS_PER_PASS",
     "READ_CHUNK_BYTES",
+    "READ_PASS_BUDGET_S",
     "ROUTE_CACHE_MAX",
     "MqttLink",
     "MqttProtocol",
@@ -79,6 +82,10 @@ READ_CHUNK_BYTES = 64 * 1024
 # Packets handled per loop callback before yielding to other tasks; keeps
 # event-loop lag low under a flood (about a millisecond of work).
 MAX_PACKETS_PER_PASS = 100
+# ... and at most this much time per pass: subscribers run inside it, and a
+# slow one (or a machine busy elsewhere) must not stretch one pass into a
+# lag spike for every other task.
+READ_PASS_BUDGET_S = 0.002
 
 
 def _translate(err: BaseException, what: str) -> TransportError:
@@ -171,6 +178,26 @@ class _LoopClient(mqtt.Client):
             raise
         return ssl_sock
 
+    def _packet_write(self) -> MQTTErrorCode:
+        # Paho sends each queued packet with its own send(): at QoS 1 that is
+        # one syscall per PUBACK, and flushing a burst of a hundred of them
+        # held the event loop for milliseconds. Packets that need nothing
+        # after they are sent are joined into one buffer and one send.
+        self._coalesce_head()
+        return super()._packet_write()
+
+    def _coalesce_head(self) -> None:
+        queue = self._out_packet
+        if len(queue) < 2 or queue[0]["pos"] != 0:
+            return
+        joined: list[bytes] = []
+        while queue and _needs_no_follow_up(queue[0]):
+            joined.append(queue.popleft()["packet"])
+        if len(joined) == 1:
+            queue.appendleft(_plain_packet(joined[0]))
+        elif joined:
+            queue.appendleft(_plain_packet(b"".join(joined)))
+
     def _sock_recv(self, bufsize: int) -> bytes:
         if not self._rbuf:
             data = super()._sock_recv(READ_CHUNK_BYTES)
@@ -181,6 +208,34 @@ class _LoopClient(mqtt.Client):
         # Deleting from the front of a bytearray is O(1) in CPython.
         del self._rbuf[:bufsize]
         return chunk
+
+
+# Packet types paho does something with once sent (a QoS 0 PUBLISH reports
+# itself published, a DISCONNECT closes the socket); every other packet is
+# just bytes on the wire.
+_FOLLOW_UP_TYPES = (PUBLISH, DISCONNECT)
+
+
+def _needs_no_follow_up(packet: Any) -> bool:
+    if packet["pos"] != 0:
+        return False
+    kind = packet["command"] & 0xF0
+    if kind == DISCONNECT:
+        return False
+    return not (kind == PUBLISH and packet["qos"] == 0)
+
+
+def _plain_packet(data: bytes) -> Any:
+    """An out-packet entry that is only bytes (no callback after sending)."""
+    return {
+        "command": PUBACK,
+        "mid": 0,
+        "qos": 1,
+        "pos": 0,
+        "to_process": len(data),
+        "packet": data,
+        "info": None,
+    }
 
 
 _PAHO_LOCKS = (
@@ -215,6 +270,8 @@ class _Session:
         self.socket_closed = asyncio.Event()
         self.misc: asyncio.Task[None] | None = None
         self.flush_scheduled = False
+        self.reads = 0  # packets read: proof the broker is talking
+        self.watchers: set[asyncio.Task[None]] = set()
 
     def fail_pending(self, error: TransportError) -> None:
         if not self.connack.done():
@@ -341,9 +398,11 @@ class MqttLink(Link):
             session.abandoned = True
             finished = session.finished
         session.fail_pending(LinkClosedError(f"link {self.name}: closed"))
-        if session.misc is not None:
-            session.misc.cancel()
-            await asyncio.wait({session.misc}, timeout=GRACEFUL_CLOSE_S)
+        helpers = {t for t in (session.misc, *session.watchers) if t is not None}
+        for task in helpers:
+            task.cancel()
+        if helpers:
+            await asyncio.wait(helpers, timeout=GRACEFUL_CLOSE_S)
         if not finished:
             # The executor thread is still in paho's connect(); it closes the
             # socket itself when it returns (see _blocking_connect).
@@ -363,13 +422,52 @@ class MqttLink(Link):
 
     async def _replay_subscriptions(self, subs: list[Subscription]) -> None:
         # One SUBSCRIBE for all filters: a thousand topics cost one round trip.
+        # The attempt does not wait for the SUBACK: a persistent session's
+        # backlog of queued messages arrives before it, so waiting would
+        # count a connection that is delivering thousands of messages as a
+        # failed attempt. A watcher checks the SUBACK comes (see _watch_suback).
         if not subs:
             return
+        session = self._require_session()
+        mid = self._send_subscribe_packet(session, subs)
+        fut = self._expect_ack(session, mid)
+        watcher = asyncio.create_task(
+            self._watch_suback(session, mid, fut, subs), name=f"mqtt-suback-{self.name}"
+        )
+        session.watchers.add(watcher)
+        watcher.add_done_callback(session.watchers.discard)
+
+    async def _watch_suback(
+        self,
+        session: _Session,
+        mid: int,
+        fut: asyncio.Future[Any],
+        subs: Sequence[Subscription],
+    ) -> None:
+        """Wait for a replayed SUBSCRIBE's SUBACK for as long as the broker
+        keeps sending (a backlog drains ahead of it); a broker silent for
+        ``request_timeout_s`` with no SUBACK has a connection that is not
+        usable, and the link reconnects."""
+        limit = self.settings.request_timeout_s
         try:
-            refused = await self._subscribe_many(subs)
-        except RequestTimeout as err:
-            # No SUBACK means the connection is not usable: fail the attempt.
-            raise ConnectError(str(err)) from err
+            while True:
+                seen = session.reads
+                try:
+                    async with asyncio.timeout(limit):
+                        codes: list[ReasonCode] = await asyncio.shield(fut)
+                    break
+                except TimeoutError:
+                    if session.reads != seen:
+                        continue  # still draining: the SUBACK is queued behind
+                    if session is self._session and session.up:
+                        self._connection_lost(f"no SUBACK within {limit} s")
+                    return
+                except TransportError:
+                    return  # the connection ended; the next one replays again
+        finally:
+            if session.acks.get(mid) is fut:
+                del session.acks[mid]
+        refused = [sub.key for sub, code in zip(subs, codes, strict=False) if code.is_failure]
         if refused:
             # An ACL refusal is not a connection problem; retrying would not
             # change it. Keep the entries so a later reconnect tries again.
@@ -542,22 +640,33 @@ class MqttLink(Link):
         if qos > 0:
             await self._await_ack(session, info.mid, what, timeout)
 
-    async def _subscribe_many(self, subs: Sequence[Subscription]) -> list[str]:
-        """Send one SUBSCRIBE for ``subs``; return the filters the broker refused."""
-        session = self._require_session()
+    def _send_subscribe_packet(self, session: _Session, subs: Sequence[Subscription]) -> int:
+        """Queue one SUBSCRIBE for ``subs``; return its message id."""
         what = f"link {self.name}: subscribe {len(subs)} filter(s)"
         topics = [(sub.key, int(sub.options.get("qos", self.settings.default_qos))) for sub in subs]
         rc, mid = session.client.subscribe(topics)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
             raise _rc_error(rc, what)
+        return mid
+
+    async def _subscribe_many(self, subs: Sequence[Subscription]) -> list[str]:
+        """Send one SUBSCRIBE for ``subs``; return the filters the broker refused."""
+        session = self._require_session()
+        what = f"link {self.name}: subscribe {len(subs)} filter(s)"
+        mid = self._send_subscribe_packet(session, subs)
         codes: list[ReasonCode] = await self._await_ack(session, mid, what, None)
         return [sub.key for sub, code in zip(subs, codes, strict=False) if code.is_failure]
+
+    def _expect_ack(self, session: _Session, mid: int) -> asyncio.Future[Any]:
+        # Registered before any await: the ack can only arrive after one.
+        fut: asyncio.Future[Any] = session.loop.create_future()
+        session.acks[mid] = fut
+        return fut
 
     async def _await_ack(
         self, session: _Session, mid: int, what: str, timeout: float | None
     ) -> Any:
-        fut: asyncio.Future[Any] = session.loop.create_future()
-        session.acks[mid] = fut
+        fut = self._expect_ack(session, mid)
         limit = self.settings.request_timeout_s if timeout is None else timeout
         try:
             async with asyncio.timeout(limit):
@@ -573,9 +682,11 @@ class MqttLink(Link):
 
     def _on_readable(self, session: _Session) -> None:
         client = session.client
+        deadline = time.perf_counter() + READ_PASS_BUDGET_S
         for _ in range(MAX_PACKETS_PER_PASS):
             if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
+            session.reads += 1
             sock = client.socket()
             if sock is None:
                 return
@@ -583,6 +694,8 @@ class MqttLink(Link):
             pending = getattr(sock, "pending", None)
             if not client.buffered and not (pending is not None and pending() > 0):
                 return
+            if time.perf_counter() > deadline:
+                break
         # Bytes are already out of the socket, so the selector will not wake
         # us for them: come back after other callbacks had their turn.
         session.loop.call_soon(self._on_readable, session)

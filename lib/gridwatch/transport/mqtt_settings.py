@@ -43,7 +43,8 @@ class MqttSettings:
         clean_session: False keeps the broker session (queued messages)
             across reconnects; needs a stable ``client_id``.
         session_expiry_s: MQTT 5 only: how long the broker keeps a
-            non-clean session after a disconnect.
+            non-clean session after a disconnect (MQTT 3.1.1 brokers keep
+            it until they are told otherwise or restart without persistence).
         request_timeout_s: how long to wait for PUBACK / SUBACK / UNSUBACK.
         socket_connect_timeout_s: limit for the TCP (and TLS) connect.
     """
@@ -84,6 +85,14 @@ class MqttSettings:
             raise ValueError("a persistent session (clean_session=False) needs a client_id")
         if self.request_timeout_s <= 0 or self.socket_connect_timeout_s <= 0:
             raise ValueError("timeouts must be > 0")
+        if self.protocol == "5" and not self.clean_session and self.session_expiry_s < 1:
+            # MQTT 5: an expiry of 0 ends the session at disconnect, which is
+            # a clean session in all but name.
+            raise ValueError("a persistent MQTT 5 session needs session_expiry_s >= 1")
+
+    def target(self) -> str:
+        """Where the link points, safe to show."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
 def build_tls_context(settings: MqttSettings) -> ssl.SSLContext | None:

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -35,17 +34,19 @@ from gridwatch.transport.errors import (
     TransportError,
 )
 from gridwatch.transport.http_link import (
-    LoginSettings,
     SessionSlot,
     fetch_token,
     translate_client_error,
 )
+from gridwatch.transport.http_settings import LoginSettings, WebSocketSettings
 from gridwatch.transport.link import Link, Subscription, cancel_and_wait
 from gridwatch.transport.payload import (
-    DEFAULT_MAX_PAYLOAD_BYTES,
     PayloadErrorLog,
     decode_json_object,
 )
+
+# The settings live in a pure module; callers may import them from here.
+__all__ = ["LoginSettings", "RpcError", "WebSocketLink", "WebSocketSettings"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -74,49 +75,6 @@ class RpcError(RequestError):
         super().__init__(f"{method} failed: {message} (code {code})")
         self.code = code
         self.message = message
-
-
-@dataclass(frozen=True)
-class WebSocketSettings:
-    """How to reach a device's WebSocket API.
-
-    Attributes:
-        base_url: ``http(s)://host:port`` of the device.
-        ws_path: path of the WebSocket endpoint; the token goes in its
-            ``token`` query parameter.
-        login: token login, or None for a device without one.
-        heartbeat_s: ping after this long without traffic; a peer that does
-            not pong within half of it is treated as gone.
-        receive_timeout_s: backstop for a peer that sends nothing at all
-            (default three heartbeat periods; pongs count as traffic).
-        request_timeout_s: default limit for :meth:`WebSocketLink.request`.
-        http_timeout_s: limit for the login and the WebSocket handshake.
-        verify_ssl: verify the device's TLS certificate.
-        max_payload_bytes: frames larger than this are dropped and counted.
-    """
-
-    base_url: str
-    ws_path: str = "/ws"
-    login: LoginSettings | None = None
-    heartbeat_s: float = 10.0
-    receive_timeout_s: float | None = None
-    request_timeout_s: float = 10.0
-    http_timeout_s: float = 10.0
-    verify_ssl: bool = True
-    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
-
-    def __post_init__(self) -> None:
-        if self.heartbeat_s <= 0 or self.request_timeout_s <= 0 or self.http_timeout_s <= 0:
-            raise ValueError("heartbeat_s, request_timeout_s and http_timeout_s must be > 0")
-        if self.receive_timeout_s is not None and self.receive_timeout_s <= self.heartbeat_s:
-            raise ValueError("receive_timeout_s must exceed heartbeat_s (pongs count as traffic)")
-
-    @property
-    def effective_receive_timeout_s(self) -> float:
-        """The receive timeout in use."""
-        if self.receive_timeout_s is not None:
-            return self.receive_timeout_s
-        return 3 * self.heartbeat_s
 
 
 class _Connection:
