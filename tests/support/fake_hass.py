@@ -156,6 +156,10 @@ class FakeHass:
         self.notifications: dict[str, dict[str, Any]] = {}
         self.entity_writes: list[tuple[str, str, dict[str, Any]]] = []
         self.restarts = 0
+        # Entities AppDaemon's cache has lost (get_state answers None; HA
+        # itself, through fetch_state_from_ha, still has them).
+        self.cache_lost: set[str] = set()
+        self.rest_reads: list[str] = []
         self.started = False
         self.closed = False
         self._service_script: dict[str, deque[Outcome]] = defaultdict(deque)
@@ -296,6 +300,14 @@ class FakeHass:
     # HassPort: states
 
     async def get_state(self, entity_id: str) -> EntityState | None:
+        if entity_id in self.cache_lost:
+            return None  # AppDaemon 4.5.13 after the entity was removed and re-added
+        return self._states.get(entity_id)
+
+    async def fetch_state_from_ha(
+        self, entity_id: str, *, timeout_s: float = 5.0
+    ) -> EntityState | None:
+        self.rest_reads.append(entity_id)
         return self._states.get(entity_id)
 
     async def listen_state(self, entity_id: str, callback: StateCallback) -> FakeHandle:

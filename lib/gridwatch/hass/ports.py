@@ -122,6 +122,30 @@ class StateReader(Protocol):
         ...
 
 
+class HaStateFetcher(Protocol):
+    """Reads an entity from Home Assistant itself, past AppDaemon's cache."""
+
+    async def fetch_state_from_ha(
+        self, entity_id: str, *, timeout_s: float = 5.0
+    ) -> EntityState | None:
+        """Read one entity from HA's REST API.
+
+        AppDaemon 4.5.13 drops an entity from its cache when HA removes it
+        and ignores it when it comes back (an integration or YAML reload),
+        so :meth:`StateReader.get_state` answers ``None`` for ever; this
+        read does not go through that cache. Slower: only for a fallback.
+
+        Args:
+            entity_id: the entity.
+            timeout_s: longest wait for HA's answer.
+
+        Returns:
+            The entity's state, or ``None`` when HA has no such entity or
+            did not answer.
+        """
+        ...
+
+
 class StateListener(Protocol):
     """Notifies changes of entity states."""
 
@@ -297,6 +321,7 @@ class Lifecycle(Protocol):
 
 class HassPort(
     StateReader,
+    HaStateFetcher,
     StateListener,
     EntityWriter,
     ServiceCaller,

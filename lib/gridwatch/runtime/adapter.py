@@ -251,6 +251,21 @@ class AppDaemonHassPort:
             return EntityState(entity_id, state_text(value), MappingProxyType(dict(attributes)))
         return state
 
+    async def fetch_state_from_ha(
+        self, entity_id: str, *, timeout_s: float = 5.0
+    ) -> EntityState | None:
+        plugin = self._plugin()
+        fetch = getattr(plugin, "get_plugin_state", None)
+        if fetch is None:
+            return None
+        try:
+            async with asyncio.timeout(timeout_s + _GUARD_MARGIN_S):
+                raw = await fetch(entity_id, timeout=timeout_s)
+        except Exception:  # a failed read is "no answer"; the caller reads again
+            _LOGGER.debug("REST read of %s failed", entity_id, exc_info=True)
+            return None
+        return entity_state_from_ad(entity_id, raw)
+
     async def listen_state(self, entity_id: str, callback: StateCallback) -> _AdHandle:
         async def on_change(
             entity: str, _attribute: str, old: Any, new: Any, **_kwargs: Any

@@ -1,0 +1,150 @@
+"""The export the battery does not cause (PV minus load), estimated from
+measurements, and the check that the plant followed a change.
+
+Pure. A grid reading is ``uncontrolled + battery power``, but which battery
+power a reading reflects is uncertain while a change is in flight and for a
+settle time after it (meters report once a period, often averaged and late;
+inverters ramp). The estimator keeps the interval of battery powers a
+reading may reflect and:
+
+- on a *settled* reading (no change in flight, arrived after the last change
+  plus the settle time) credits the believed power, or the measured battery
+  power when one is configured and fresh;
+- on an *uncertain* reading that some power of the interval explains without
+  a disturbance, keeps the last settled estimate (the change is landing);
+- on an uncertain reading no power of the interval explains (a disturbance
+  arrived as well), credits the lowest power of the interval: the one that
+  makes the uncontrolled export look highest.
+
+A measured battery power never makes an uncertain estimate lower.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The estimator's memory.
+
+    Attributes:
+        uncontrolled_w: export not caused by the battery (W), from the
+            latest grid reading; ``None`` before the first one.
+        settled_w: the same from the latest settled reading.
+        low_w: lowest battery power a reading since then may reflect (W).
+        high_w: highest such power (W).
+        reading_at: arrival time of the latest reading folded in.
+        settled: whether that reading was settled.
+    """
+
+    uncontrolled_w: float | None = None
+    settled_w: float | None = None
+    low_w: float = 0.0
+    high_w: float = 0.0
+    reading_at: float | None = None
+    settled: bool = False
+
+
+def widen(est: Estimate, *powers: float) -> Estimate:
+    """Add battery powers that readings from now on may reflect (a change
+    launched, or the belief about the actuator changed)."""
+    low, high = min(est.low_w, *powers), max(est.high_w, *powers)
+    if low == est.low_w and high == est.high_w:
+        return est
+    return Estimate(est.uncontrolled_w, est.settled_w, low, high, est.reading_at, est.settled)
+
+
+def fold_reading(
+    est: Estimate,
+    export_w: float,
+    at: float,
+    *,
+    settled: bool,
+    believed_w: float,
+    measured_w: float | None = None,
+) -> Estimate:
+    """Fold one grid reading into the estimate.
+
+    Args:
+        est: the estimate so far.
+        export_w: the reading (W, export positive).
+        at: its arrival time (monotonic).
+        settled: no change in flight and ``at`` is past the last change
+            plus the settle time.
+        believed_w: the battery power the guard believes flows now (W).
+        measured_w: measured battery power (W, discharge positive), if fresh.
+
+    Returns:
+        The new estimate.
+    """
+    if settled:
+        battery = believed_w if measured_w is None else max(measured_w, 0.0)
+        value = export_w - battery
+        return Estimate(value, value, believed_w, believed_w, at, True)
+    low, high = min(est.low_w, believed_w), max(est.high_w, believed_w)
+    base = est.settled_w
+    explained = base is not None and base + low <= export_w <= base + high
+    # Explained: the change is landing, no disturbance; else assume the worst.
+    value = base if explained and base is not None else export_w - low
+    if measured_w is not None:
+        value = max(value, export_w - max(measured_w, 0.0))
+    return Estimate(value, base, low, high, at, False)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a verified change should do to the measurements.
+
+    Attributes:
+        delta_w: commanded change of battery power (W; negative lowers).
+        uncontrolled_before_w: the estimate the change was decided on.
+        due: the first reading arriving at or after this is checked.
+        what: the change, for the notice.
+        battery_before_w: measured battery power before it, if configured.
+    """
+
+    delta_w: float
+    uncontrolled_before_w: float
+    due: float
+    what: str
+    battery_before_w: float | None = None
+
+
+def response_problem(
+    expect: Expectation,
+    uncontrolled_after_w: float,
+    *,
+    fraction: float,
+    measured_delta_w: float | None = None,
+) -> str | None:
+    """Whether the plant followed a change, from the first settled reading.
+
+    A change the battery followed leaves the uncontrolled export where it
+    was (the grid reading moved by the change). One it did not follow
+    shifts the estimate by minus the change: the grid reading did not move.
+
+    Args:
+        expect: the change and the estimate before it.
+        uncontrolled_after_w: the settled estimate now (W).
+        fraction: share of the change the measurement must show (0-1).
+        measured_delta_w: change of a measured battery power, if configured
+            (preferred: a PV or load step does not disturb it).
+
+    Returns:
+        ``None`` when it followed; else why not, naming the likely causes.
+    """
+    delta = expect.delta_w
+    sign = 1.0 if delta > 0 else -1.0
+    if measured_delta_w is not None:
+        moved, source = measured_delta_w, "battery power"
+    else:
+        moved = uncontrolled_after_w - expect.uncontrolled_before_w + delta
+        source = "grid export"
+    if moved * sign >= fraction * abs(delta):
+        return None
+    return (
+        f"the plant did not follow {expect.what}: commanded {delta:+.0f} W, "
+        f"{source} moved {moved:+.0f} W. Likely a stuck or slow inverter, a wrong "
+        "grid_sign, or the wrong entity configured"
+    )
