@@ -3,8 +3,6 @@ stops, breaker, notices, dry run, published entities."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from gridwatch.notices.client import NOTICE_EVENT
