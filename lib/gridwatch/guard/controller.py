@@ -202,7 +202,10 @@ class GuardController:
             await self._decide_and_act()
 
     async def _cycle(self, *, reconcile_first: bool = False) -> None:
-        if self._closing:
+        current = self._in_flight
+        if self._closing or (current is not None and current[1] is asyncio.current_task()):
+            # Called back from inside the action's own service call (its
+            # entity changed): the action's outcome triggers the decision.
             return
         if reconcile_first:
             await self._reconcile()

@@ -327,18 +327,29 @@ def note_grid_sample(
     settled = state.pending is None and now >= state.settle_until
     if ev.grid_at == est.reading_at and (est.settled or not settled):
         return state, None
+    pending = state.pending
+    latest = state.believed_w
+    if pending is not None:
+        latest = 0.0 if pending.kind is ActionKind.STOP else pending.power_w
     est = fold_reading(
         est,
         ev.export_w,
         ev.grid_at,
         settled=settled,
         believed_w=state.believed_w,
+        latest_w=latest,
         measured_w=ev.battery_w,
     )
     state = replace(state, estimate=est)
     expect = state.expect
     if not settled or expect is None or est.uncontrolled_w is None:
         return state, None
+    # The next window starts clean.
+    state = replace(state, estimate=replace(est, disturbed=False))
+    if est.disturbed and _grid_only(expect, ev):
+        # A PV or load step in the window: the grid cannot tell what the
+        # battery did. The next change is checked again.
+        return replace(state, expect=None), None
     measured = None
     if expect.battery_before_w is not None and ev.battery_w is not None:
         measured = ev.battery_w - expect.battery_before_w
@@ -346,6 +357,11 @@ def note_grid_sample(
         expect, est.uncontrolled_w, fraction=settings.response_fraction, measured_delta_w=measured
     )
     return replace(state, expect=None), problem
+
+
+def _grid_only(expect: Expectation, ev: Evaluation) -> bool:
+    """No measured battery power to judge a change by (the grid alone)."""
+    return expect.battery_before_w is None or ev.battery_w is None
 
 
 def decide(
@@ -436,7 +452,8 @@ def apply_result(
     pending = None if current else state.pending
     # Until the plant shows it, which power flows is uncertain again.
     settle = math.inf if pending is not None else now + settings.settle_s
-    state = replace(state, pending=pending, settle_until=max(settle, now))
+    est = replace(state.estimate, settled=False)
+    state = replace(state, pending=pending, settle_until=max(settle, now), estimate=est)
     text = action.describe()
     why = reason or "not verified"
     if action.kind is ActionKind.STOP:
@@ -525,12 +542,8 @@ def next_due(state: GuardState, settings: GuardSettings, now: float) -> float | 
 def mark_unknown(state: GuardState, problem: str, settings: GuardSettings) -> GuardState:
     """The actuators show something the guard did not command: its belief
     is unknown, so the next :func:`decide` stops the discharge (verified)."""
-    return replace(
-        state,
-        actuator=Actuator.UNKNOWN,
-        estimate=widen(state.estimate, 0.0, settings.max_discharge_w),
-        actuator_error=problem,
-    )
+    est = replace(widen(state.estimate, 0.0, settings.max_discharge_w), settled=False)
+    return replace(state, actuator=Actuator.UNKNOWN, estimate=est, actuator_error=problem)
 
 
 # --- internals ----------------------------------------------------------------
@@ -561,7 +574,7 @@ def _expire_request(state: GuardState, now: float) -> GuardState:
 
 def _launch(state: GuardState, action: Action) -> Decision:
     """Hand ``action`` out; readings are uncertain until its outcome."""
-    est = widen(state.estimate, state.believed_w, action.power_w)
+    est = replace(widen(state.estimate, state.believed_w, action.power_w), settled=False)
     return Decision(
         replace(state, seq=action.seq, pending=action, estimate=est, settle_until=math.inf),
         (action,),

@@ -11,7 +11,10 @@ reading may reflect and:
   plus the settle time) credits the believed power, or the measured battery
   power when one is configured and fresh;
 - on an *uncertain* reading that some power of the interval explains without
-  a disturbance, keeps the last settled estimate (the change is landing);
+  a disturbance, takes the higher of the last settled estimate (the change
+  is landing) and the reading minus the latest power (it has landed): a
+  lowering is then never credited before it shows, and a start or raise
+  landing is not mistaken for a disturbance;
 - on an uncertain reading no power of the interval explains (a disturbance
   arrived as well), credits the lowest power of the interval: the one that
   makes the uncontrolled export look highest.
@@ -36,6 +39,9 @@ class Estimate:
         high_w: highest such power (W).
         reading_at: arrival time of the latest reading folded in.
         settled: whether that reading was settled.
+        disturbed: an uncertain reading since the last settled one was not
+            explained by the change alone (the response check is then
+            inconclusive).
     """
 
     uncontrolled_w: float | None = None
@@ -44,6 +50,7 @@ class Estimate:
     high_w: float = 0.0
     reading_at: float | None = None
     settled: bool = False
+    disturbed: bool = False
 
 
 def widen(est: Estimate, *powers: float) -> Estimate:
@@ -52,7 +59,9 @@ def widen(est: Estimate, *powers: float) -> Estimate:
     low, high = min(est.low_w, *powers), max(est.high_w, *powers)
     if low == est.low_w and high == est.high_w:
         return est
-    return Estimate(est.uncontrolled_w, est.settled_w, low, high, est.reading_at, est.settled)
+    return Estimate(
+        est.uncontrolled_w, est.settled_w, low, high, est.reading_at, est.settled, est.disturbed
+    )
 
 
 def fold_reading(
@@ -62,6 +71,7 @@ def fold_reading(
     *,
     settled: bool,
     believed_w: float,
+    latest_w: float | None = None,
     measured_w: float | None = None,
 ) -> Estimate:
     """Fold one grid reading into the estimate.
@@ -73,6 +83,7 @@ def fold_reading(
         settled: no change in flight and ``at`` is past the last change
             plus the settle time.
         believed_w: the battery power the guard believes flows now (W).
+        latest_w: the newest power commanded (in flight), else the believed.
         measured_w: measured battery power (W, discharge positive), if fresh.
 
     Returns:
@@ -81,15 +92,18 @@ def fold_reading(
     if settled:
         battery = believed_w if measured_w is None else max(measured_w, 0.0)
         value = export_w - battery
-        return Estimate(value, value, believed_w, believed_w, at, True)
-    low, high = min(est.low_w, believed_w), max(est.high_w, believed_w)
+        return Estimate(value, value, believed_w, believed_w, at, True, est.disturbed)
+    latest = believed_w if latest_w is None else latest_w
+    low, high = min(est.low_w, believed_w, latest), max(est.high_w, believed_w, latest)
     base = est.settled_w
     explained = base is not None and base + low <= export_w <= base + high
-    # Explained: the change is landing, no disturbance; else assume the worst.
-    value = base if explained and base is not None else export_w - low
+    # Explained by the change landing: no disturbance, or it landed; else a
+    # disturbance as well: assume the worst.
+    value = max(base, export_w - latest) if explained and base is not None else export_w - low
     if measured_w is not None:
         value = max(value, export_w - max(measured_w, 0.0))
-    return Estimate(value, base, low, high, at, False)
+    disturbed = est.disturbed or (base is not None and not explained)
+    return Estimate(value, base, low, high, at, False, disturbed)
 
 
 @dataclass(frozen=True)
