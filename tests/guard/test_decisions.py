@@ -305,7 +305,7 @@ def test_a_raise_the_plant_did_not_follow_stops_and_counts_as_a_failure():
     assert only_action(decision).kind is ActionKind.STOP
     assert decision.failures
     assert "did not follow" in decision.failures[0]
-    assert "grid_sign" in decision.state.actuator_error
+    assert "grid_sign" in decision.state.plant_error
 
 
 def test_a_wrong_grid_sign_is_caught_by_the_first_change():

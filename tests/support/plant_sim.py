@@ -23,6 +23,7 @@ GRID, SOC, EXPORTED = "sensor.grid_power", "sensor.battery_soc", "sensor.grid_ex
 BATTERY = "sensor.battery_power"
 ENABLE, POWER = "input_boolean.battery_discharge", "input_number.battery_discharge_power"
 DURATION = "input_number.battery_discharge_minutes"
+REQUEST = "input_boolean.battery_discharge_request"
 EVENT = "gridwatch_export_guard"
 ACTUATOR_SERVICES = ("input_boolean/turn_on", "input_boolean/turn_off", "input_number/set_value")
 # The energy counter updates every five minutes, like many integrations.
@@ -146,9 +147,11 @@ class GuardSim:
         self.flip_back_s = 1.0
         self._revert_at: float | None = None
         self._late: list[tuple[float, str, str]] = []  # (due, entity, state)
+        self._jitter = 1
         self._exported_kwh = 1.0
         self._counter_at = 0.0
         self.guard: Any = None  # the app, for the believed state
+        self.exported_kwh = 0.0  # what really went to the grid since the start
         # The meter shows the site as it is when the guard starts.
         first = round(meter_sign * site.uncontrolled_w(0.0))
         hass.seed(GRID, f"{first:d}", {"unit_of_measurement": "W"})
@@ -157,6 +160,7 @@ class GuardSim:
         hass.seed(ENABLE, "off")
         hass.seed(POWER, "0")
         hass.seed(DURATION, "0")
+        hass.seed(REQUEST, "off")
         if battery_sensor is not None:
             hass.seed(BATTERY, "0")
 
@@ -199,6 +203,7 @@ class GuardSim:
         if self.battery_sensor is not None:
             self.battery_sensor.record(t, dt, battery)
         self._exported_kwh += max(export, 0.0) * dt / 3.6e6
+        self.exported_kwh += max(export, 0.0) * dt / 3.6e6
         await self.hass.advance(dt)
         await self._report(t + dt)
         if self.guard is not None and self.guard.controller is not None:
@@ -215,7 +220,11 @@ class GuardSim:
     async def _report(self, t: float) -> None:
         reading = self.meter.due(t)
         if reading is not None:
-            await self.hass.set_device_state(GRID, f"{round(self.sign * reading):d}")
+            # Real meters never repeat a value exactly for long; HA drops a
+            # repeated state, so a perfectly steady sim would read as stale.
+            self._jitter = -self._jitter
+            value = round(self.sign * reading) + self._jitter
+            await self.hass.set_device_state(GRID, f"{value:d}")
         if self.battery_sensor is not None:
             value = self.battery_sensor.due(t)
             if value is not None:

@@ -226,6 +226,7 @@ class GuardController:
                 parse_float(power).value,
                 tolerance_w=max(self._cfg.power.tolerance, 1.0),
                 settings=self._cfg.guard,
+                now=self._hass.monotonic(),
             )
         if problem is not None:
             self._log.warning("actuators do not match the guard: %s", problem)

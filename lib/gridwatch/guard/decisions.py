@@ -48,6 +48,11 @@ from gridwatch.guard.estimate import (
 from gridwatch.guard.readings import Evaluation, GridSign, Readings, ReadingSpecs, evaluate
 from gridwatch.safety.breaker import BreakerSnapshot, BreakerState
 
+# After the plant ignored a start or raise, wait this long before trying
+# again: each try runs the battery against a plant that may not follow (a
+# wrong sign exports over the limit every time). The breaker counts them.
+PLANT_HOLD_S = 60.0
+
 
 @dataclass(frozen=True)
 class GuardSettings:
@@ -173,7 +178,7 @@ class Action:
         reason: why (for logs and ``last_action``).
         cutoff_soc_pct: for start: the battery's own cutoff.
         duration_min: for start and renew: the duration control's value.
-        uncontrolled_w: the estimate the action was decided on (W).
+        export_w: the grid reading the action was decided on (W).
         battery_w: measured battery power when decided (W), if configured.
     """
 
@@ -183,7 +188,7 @@ class Action:
     reason: str = ""
     cutoff_soc_pct: float | None = None
     duration_min: float | None = None
-    uncontrolled_w: float | None = None
+    export_w: float | None = None
     battery_w: float | None = None
 
     def describe(self) -> str:
@@ -191,7 +196,7 @@ class Action:
         if self.kind is ActionKind.STOP:
             return f"stop ({self.reason})" if self.reason else "stop"
         if self.kind is ActionKind.RENEW:
-            return f"renew lease {self.duration_min or 0:.0f} min"
+            return f"renew lease to {math.ceil(self.duration_min or 0)} min"
         text = f"{self.kind.value} {self.power_w:.0f} W"
         return f"{text} ({self.reason})" if self.reason else text
 
@@ -239,6 +244,8 @@ class GuardState:
         hold_until: no start, and no retry of a failed stop, before this.
         actuator_error: why the last action failed; cleared by the next
             verified start or power change (or stop, after a failed stop).
+        plant_error: why the plant did not follow a change; cleared when a
+            later change is followed.
         stop_failed: why the last stop failed; cleared by a verified stop.
         last_action: text of the last action and its outcome.
         last_stop_reason: why the guard last stopped.
@@ -257,6 +264,7 @@ class GuardState:
     seq: int = 0
     hold_until: float = -math.inf
     actuator_error: str | None = None
+    plant_error: str | None = None
     stop_failed: str | None = None
     last_action: str = "none"
     last_stop_reason: str | None = None
@@ -339,23 +347,28 @@ def note_grid_sample(
         believed_w=state.believed_w,
         latest_w=latest,
         measured_w=ev.battery_w,
+        tolerance_w=settings.deadband_w,
     )
     state = replace(state, estimate=est)
     expect = state.expect
-    if not settled or expect is None or est.uncontrolled_w is None:
+    if not settled or expect is None:
         return state, None
     # The next window starts clean.
-    state = replace(state, estimate=replace(est, disturbed=False))
-    if est.disturbed and _grid_only(expect, ev):
-        # A PV or load step in the window: the grid cannot tell what the
-        # battery did. The next change is checked again.
+    state = replace(state, estimate=replace(est, rose=False))
+    if expect.delta_w < 0 and est.rose and _grid_only(expect, ev):
+        # Export rose in the window (PV up, load down): on the grid alone
+        # it can hide a lowering. Raises and starts are always checked (a
+        # wrong sign or a stuck inverter shows there first).
         return replace(state, expect=None), None
     measured = None
     if expect.battery_before_w is not None and ev.battery_w is not None:
         measured = ev.battery_w - expect.battery_before_w
     problem = response_problem(
-        expect, est.uncontrolled_w, fraction=settings.response_fraction, measured_delta_w=measured
+        expect, ev.export_w, fraction=settings.response_fraction, measured_delta_w=measured
     )
+    if problem is None:
+        stop_failed = None if state.actuator is Actuator.OFF else state.stop_failed
+        return replace(state, expect=None, plant_error=None, stop_failed=stop_failed), None
     return replace(state, expect=None), problem
 
 
@@ -385,17 +398,23 @@ def decide(
         SET_POWER, supersedes an action in flight (the app cancels it).
     """
     state = _expire_request(state, now)
+    expect = state.expect
     state, problem = note_grid_sample(state, ev, settings, now)
-    if problem is not None:
+    if problem is not None and expect is not None:
+        ignored_stop = state.actuator is Actuator.OFF
         state = replace(
             state,
             actuator=Actuator.UNKNOWN,
-            actuator_error=problem,
+            # What the plant still does: the power before the change it
+            # ignored (a stop it ignored leaves the battery running).
+            power_w=max(state.power_w, expect.power_before_w),
+            plant_error=problem,
             # A stop the plant did not follow is a stop that did not work.
-            stop_failed=problem if state.actuator is Actuator.OFF else state.stop_failed,
-            hold_until=now + settings.retry_after_s,
+            stop_failed=problem if ignored_stop else state.stop_failed,
+            hold_until=now + (settings.retry_after_s if ignored_stop else PLANT_HOLD_S),
         )
-        return replace(_stop(state, "plant did not follow"), failures=(problem,))
+        stop = _stop(state, "plant did not follow", ev.export_w)
+        return replace(stop, failures=(problem,))
     pending = state.pending
     if pending is not None and pending.kind is ActionKind.STOP:
         return Decision(state)
@@ -410,14 +429,14 @@ def decide(
             if state.stop_failed
             else "discharge state unknown: making sure it is off"
         )
-        return _stop(state, why)
+        return _stop(state, why, ev.export_w)
 
     if state.actuator is Actuator.ON or pending is not None:
         reason, end_request = _stop_reason(state, ev, breaker, settings)
         if reason is not None:
             if end_request:
                 state = replace(state, request=None)
-            return _stop(state, reason)
+            return _stop(state, reason, ev.export_w)
         return _follow(state, ev, breaker, settings, now)
 
     return _maybe_start(state, ev, breaker, settings, now)
@@ -458,17 +477,22 @@ def apply_result(
     why = reason or "not verified"
     if action.kind is ActionKind.STOP:
         if outcome is Outcome.OK:
+            expect = _expectation(state, action, 0.0, settings) if current else None
+            expect = expect or state.expect  # one not yet checked still counts
+            # A stop the plant ignored stays failed until the plant shows
+            # this one worked (its response check).
+            still_failed = state.plant_error is not None and expect is not None
             return replace(
                 state,
                 actuator=Actuator.OFF,
                 power_w=0.0,
-                expect=_expectation(state, action, 0.0, settings) if current else None,
+                expect=expect,
                 discharge_since=None,
                 lease_renew_at=math.inf,
                 # A verified stop clears a stop failure; a failed start or
                 # power change stays reported until one of those works.
                 actuator_error=None if state.stop_failed else state.actuator_error,
-                stop_failed=None,
+                stop_failed=state.stop_failed if still_failed else None,
                 last_action=f"{text}: verified",
                 last_stop_reason=action.reason,
             )
@@ -485,7 +509,8 @@ def apply_result(
         )
     if action.kind is ActionKind.RENEW:
         if outcome is Outcome.OK:
-            return replace(state, lease_renew_at=now + _lease_s(settings) / 2)
+            renew = now + _lease_s(settings) / 2
+            return replace(state, lease_renew_at=renew, last_action=f"{text}: verified")
         if outcome in (Outcome.REFUSED, Outcome.CANCELLED):
             return state  # renewed at the next decision
     if outcome is Outcome.OK:
@@ -556,12 +581,26 @@ def _lease_s(settings: GuardSettings) -> float:
 def _expectation(
     state: GuardState, action: Action, landed_w: float, settings: GuardSettings
 ) -> Expectation | None:
-    before = state.believed_w if action.kind is not ActionKind.START else 0.0
+    if action.kind is ActionKind.START:
+        before = 0.0
+    elif action.kind is ActionKind.STOP and state.actuator is Actuator.UNKNOWN:
+        if state.plant_error is None:
+            # Unknown, not known to run (start-up, a switch by someone else
+            # the stop may have beaten): nothing to expect of the plant.
+            return None
+        before = state.power_w  # it ignored a stop: the power it last ran at
+    else:
+        before = state.believed_w
     delta = landed_w - before
-    if abs(delta) < settings.response_min_w or action.uncontrolled_w is None:
+    if abs(delta) < settings.response_min_w or action.export_w is None:
         return None
     return Expectation(
-        delta, action.uncontrolled_w, state.settle_until, action.describe(), action.battery_w
+        delta,
+        action.export_w,
+        state.settle_until,
+        action.describe(),
+        action.battery_w,
+        before,
     )
 
 
@@ -581,10 +620,8 @@ def _launch(state: GuardState, action: Action) -> Decision:
     )
 
 
-def _stop(state: GuardState, reason: str) -> Decision:
-    action = Action(
-        ActionKind.STOP, state.seq + 1, reason=reason, uncontrolled_w=state.estimate.uncontrolled_w
-    )
+def _stop(state: GuardState, reason: str, export_w: float | None = None) -> Decision:
+    action = Action(ActionKind.STOP, state.seq + 1, reason=reason, export_w=export_w)
     return _launch(state, action)
 
 
@@ -714,7 +751,7 @@ def _power_action(
         reason=reason,
         cutoff_soc_pct=cutoff,
         duration_min=duration,
-        uncontrolled_w=state.estimate.uncontrolled_w,
+        export_w=ev.export_w,
         battery_w=ev.battery_w,
     )
     return _launch(state, action)
@@ -739,6 +776,8 @@ def _maybe_start(
     request = state.request
     if request is None or not ev.ok or not breaker.can_attempt or now < state.hold_until:
         return Decision(state)
+    if state.stop_failed is not None:
+        return Decision(state)  # not while a stop has not been seen working
     if now < request.since + settings.request_debounce_s or not _settled(state):
         return Decision(state)
     if now - state.last_raise_at < settings.min_write_interval_s:

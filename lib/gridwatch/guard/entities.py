@@ -88,7 +88,8 @@ def render(
                 "icon": "mdi:shield-check",
                 "conditions": sorted(c.value for c in status.conditions),
                 "dry_run": dry_run,
-                "discharge": state.actuator.value,
+                # A stop the plant has not been seen to follow is not "off".
+                "discharge": "unknown" if state.stop_failed else state.actuator.value,
                 "discharge_power_w": round(state.power_w),
                 "requested": request is not None,
                 "request_power_w": None if request is None else request.power_w,
@@ -107,6 +108,7 @@ def render(
                 "icon": "mdi:alert-circle-outline",
                 "readings": reasons,
                 "actuator_error": state.actuator_error,
+                "plant_error": state.plant_error,
                 "stop_failed": state.stop_failed,
             },
         ),

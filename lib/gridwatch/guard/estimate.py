@@ -39,9 +39,9 @@ class Estimate:
         high_w: highest such power (W).
         reading_at: arrival time of the latest reading folded in.
         settled: whether that reading was settled.
-        disturbed: an uncertain reading since the last settled one was not
-            explained by the change alone (the response check is then
-            inconclusive).
+        rose: an uncertain reading since the last settled one was above
+            what the change explains (PV up or load down): it can mask a
+            lowering, so the response check of a lowering is inconclusive.
     """
 
     uncontrolled_w: float | None = None
@@ -50,7 +50,7 @@ class Estimate:
     high_w: float = 0.0
     reading_at: float | None = None
     settled: bool = False
-    disturbed: bool = False
+    rose: bool = False
 
 
 def widen(est: Estimate, *powers: float) -> Estimate:
@@ -60,7 +60,7 @@ def widen(est: Estimate, *powers: float) -> Estimate:
     if low == est.low_w and high == est.high_w:
         return est
     return Estimate(
-        est.uncontrolled_w, est.settled_w, low, high, est.reading_at, est.settled, est.disturbed
+        est.uncontrolled_w, est.settled_w, low, high, est.reading_at, est.settled, est.rose
     )
 
 
@@ -73,6 +73,7 @@ def fold_reading(
     believed_w: float,
     latest_w: float | None = None,
     measured_w: float | None = None,
+    tolerance_w: float = 0.0,
 ) -> Estimate:
     """Fold one grid reading into the estimate.
 
@@ -85,6 +86,8 @@ def fold_reading(
         believed_w: the battery power the guard believes flows now (W).
         latest_w: the newest power commanded (in flight), else the believed.
         measured_w: measured battery power (W, discharge positive), if fresh.
+        tolerance_w: meter noise and rounding a reading may differ by and
+            still count as explained (the deadband covers it).
 
     Returns:
         The new estimate.
@@ -92,18 +95,19 @@ def fold_reading(
     if settled:
         battery = believed_w if measured_w is None else max(measured_w, 0.0)
         value = export_w - battery
-        return Estimate(value, value, believed_w, believed_w, at, True, est.disturbed)
+        return Estimate(value, value, believed_w, believed_w, at, True, est.rose)
     latest = believed_w if latest_w is None else latest_w
     low, high = min(est.low_w, believed_w, latest), max(est.high_w, believed_w, latest)
     base = est.settled_w
-    explained = base is not None and base + low <= export_w <= base + high
+    tol = tolerance_w
+    explained = base is not None and base + low - tol <= export_w <= base + high + tol
     # Explained by the change landing: no disturbance, or it landed; else a
     # disturbance as well: assume the worst.
     value = max(base, export_w - latest) if explained and base is not None else export_w - low
     if measured_w is not None:
         value = max(value, export_w - max(measured_w, 0.0))
-    disturbed = est.disturbed or (base is not None and not explained)
-    return Estimate(value, base, low, high, at, False, disturbed)
+    rose = est.rose or (base is not None and export_w > base + high + tol)
+    return Estimate(value, base, low, high, at, False, rose)
 
 
 @dataclass(frozen=True)
@@ -112,35 +116,37 @@ class Expectation:
 
     Attributes:
         delta_w: commanded change of battery power (W; negative lowers).
-        uncontrolled_before_w: the estimate the change was decided on.
+        export_before_w: the grid reading the change was decided on (W).
         due: the first reading arriving at or after this is checked.
         what: the change, for the notice.
         battery_before_w: measured battery power before it, if configured.
+        power_before_w: the battery power believed before it (W).
     """
 
     delta_w: float
-    uncontrolled_before_w: float
+    export_before_w: float
     due: float
     what: str
     battery_before_w: float | None = None
+    power_before_w: float = 0.0
 
 
 def response_problem(
     expect: Expectation,
-    uncontrolled_after_w: float,
+    export_after_w: float,
     *,
     fraction: float,
     measured_delta_w: float | None = None,
 ) -> str | None:
     """Whether the plant followed a change, from the first settled reading.
 
-    A change the battery followed leaves the uncontrolled export where it
-    was (the grid reading moved by the change). One it did not follow
-    shifts the estimate by minus the change: the grid reading did not move.
+    A change the battery followed moves the grid reading by about the
+    change; one it did not follow leaves it where it was; a wrong sign
+    moves it the other way.
 
     Args:
-        expect: the change and the estimate before it.
-        uncontrolled_after_w: the settled estimate now (W).
+        expect: the change and the reading before it.
+        export_after_w: the first settled reading after it (W, export positive).
         fraction: share of the change the measurement must show (0-1).
         measured_delta_w: change of a measured battery power, if configured
             (preferred: a PV or load step does not disturb it).
@@ -153,7 +159,7 @@ def response_problem(
     if measured_delta_w is not None:
         moved, source = measured_delta_w, "battery power"
     else:
-        moved = uncontrolled_after_w - expect.uncontrolled_before_w + delta
+        moved = export_after_w - expect.export_before_w
         source = "grid export"
     if moved * sign >= fraction * abs(delta):
         return None
