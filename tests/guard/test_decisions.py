@@ -278,10 +278,9 @@ def test_raises_move_by_a_bounded_step_and_wait_the_write_interval():
     assert action.power_w == 1500.0
     state = apply_result(state.state, action, Outcome.OK, None, settings, NOW)
     t = NOW + 6  # settled, but within the write interval
-    assert (
-        decide(state, ev(grid=1500.0, now=t, at=t, settings=settings), CLOSED, settings, t).actions
-        == ()
-    )
+    decision = decide(state, ev(grid=1500.0, now=t, at=t, settings=settings), CLOSED, settings, t)
+    assert decision.actions == ()
+    state = decision.state
     t = NOW + 10
     decision = decide(state, ev(grid=1501.0, now=t, at=t, settings=settings), CLOSED, settings, t)
     assert only_action(decision).power_w == 2000.0
@@ -296,11 +295,24 @@ def test_a_start_waits_out_the_request_debounce():
     assert only_action(decide(state, evaluation, CLOSED, settings, t)).kind is ActionKind.START
 
 
-def test_a_raise_the_plant_did_not_follow_stops_and_counts_as_a_failure():
+def test_a_plant_that_ignores_two_changes_in_a_row_is_a_fault():
     state, raise_ = lowered(discharging(1000.0), 900.0, NOW)
     state = apply_result(state, raise_, Outcome.OK, None, SETTINGS, NOW)
-    # The inverter stayed at 1000 W: the grid reading does not move.
+    # The inverter stayed at 1000 W: the grid reading does not move. On
+    # the grid alone one miss may be a cloud: the guard only stops.
     t = NOW + 6
+    decision = decide(state, ev(grid=900.0, now=t, at=t), CLOSED, SETTINGS, t)
+    stop = only_action(decision)
+    assert (stop.kind, stop.reason) == (ActionKind.STOP, "plant response unclear")
+    assert decision.failures == ()
+    state = apply_result(decision.state, stop, Outcome.OK, None, SETTINGS, t)
+    # Restart (after the hold) on a steady settled reading: ignored again.
+    t = NOW + 12
+    decision = decide(state, ev(grid=900.0, now=t, at=t), CLOSED, SETTINGS, t)
+    start = only_action(decision)
+    assert start.kind is ActionKind.START
+    state = apply_result(decision.state, start, Outcome.OK, None, SETTINGS, t)
+    t = NOW + 19
     decision = decide(state, ev(grid=900.0, now=t, at=t), CLOSED, SETTINGS, t)
     assert only_action(decision).kind is ActionKind.STOP
     assert decision.failures
@@ -308,7 +320,7 @@ def test_a_raise_the_plant_did_not_follow_stops_and_counts_as_a_failure():
     assert "grid_sign" in decision.state.plant_error
 
 
-def test_a_wrong_grid_sign_is_caught_by_the_first_change():
+def test_a_wrong_grid_sign_is_caught_by_the_first_start_and_stop():
     # The meter reports export positive, the guard was told import positive:
     # 1000 W of export reads as 1000 W of import.
     settings = replace(SETTINGS, grid_sign=GridSign.IMPORT_POSITIVE)
@@ -318,10 +330,24 @@ def test_a_wrong_grid_sign_is_caught_by_the_first_change():
     state = apply_result(decision.state, start, Outcome.OK, None, settings, NOW)
     # The battery adds its power to the export: the sensor goes UP by it.
     t = NOW + 6
-    evaluation = ev(grid=1000.0 + start.power_w, now=t, at=t, settings=settings)
-    decision = decide(state, evaluation, CLOSED, settings, t)
-    assert only_action(decision).kind is ActionKind.STOP
+    high = 1000.0 + start.power_w
+    decision = decide(state, ev(grid=high, now=t, at=t, settings=settings), CLOSED, settings, t)
+    stop = only_action(decision)
+    assert stop.kind is ActionKind.STOP
+    state = apply_result(decision.state, stop, Outcome.OK, None, settings, t)
+    # ... and the stop brings it back DOWN: the second miss in a row.
+    t = NOW + 12
+    for at in (t, t + 1):
+        decision = decide(
+            state, ev(grid=1000.0, now=at, at=at, settings=settings), CLOSED, settings, at
+        )
+        state = decision.state
+    start = only_action(decision)
+    state = apply_result(state, start, Outcome.OK, None, settings, t + 1)
+    t = NOW + 19
+    decision = decide(state, ev(grid=high, now=t, at=t, settings=settings), CLOSED, settings, t)
     assert decision.failures
+    assert "grid_sign" in decision.state.plant_error
 
 
 def test_quantised_read_back_is_what_the_guard_believes():

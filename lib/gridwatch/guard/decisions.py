@@ -246,6 +246,7 @@ class GuardState:
             verified start or power change (or stop, after a failed stop).
         plant_error: why the plant did not follow a change; cleared when a
             later change is followed.
+        strikes: changes in a row the plant did not visibly follow.
         stop_failed: why the last stop failed; cleared by a verified stop.
         last_action: text of the last action and its outcome.
         last_stop_reason: why the guard last stopped.
@@ -265,6 +266,7 @@ class GuardState:
     hold_until: float = -math.inf
     actuator_error: str | None = None
     plant_error: str | None = None
+    strikes: int = 0
     stop_failed: str | None = None
     last_action: str = "none"
     last_stop_reason: str | None = None
@@ -310,9 +312,23 @@ def request_stop(state: GuardState) -> GuardState:
     return replace(state, request=None, last_stop_reason="stop requested")
 
 
+@dataclass(frozen=True)
+class Miss:
+    """The plant did not follow a change.
+
+    Attributes:
+        text: what was commanded and what the measurements showed.
+        hard: a fault (reported, counted by the breaker); else a strike in
+            a disturbed window (the guard only stops, to be safe).
+    """
+
+    text: str
+    hard: bool
+
+
 def note_grid_sample(
     state: GuardState, ev: Evaluation, settings: GuardSettings, now: float
-) -> tuple[GuardState, str | None]:
+) -> tuple[GuardState, Miss | None]:
     """Fold the grid reading into the estimate and run the plant-response
     check it is due for.
 
@@ -327,7 +343,7 @@ def note_grid_sample(
         now: monotonic time.
 
     Returns:
-        The new state and, if the plant did not follow the last change, why.
+        The new state and, if the plant did not follow the last change, the miss.
     """
     est = state.estimate
     if ev.export_w is None or ev.grid_at is None:
@@ -354,12 +370,7 @@ def note_grid_sample(
     if not settled or expect is None:
         return state, None
     # The next window starts clean.
-    state = replace(state, estimate=replace(est, rose=False))
-    if expect.delta_w < 0 and est.rose and _grid_only(expect, ev):
-        # Export rose in the window (PV up, load down): on the grid alone
-        # it can hide a lowering. Raises and starts are always checked (a
-        # wrong sign or a stuck inverter shows there first).
-        return replace(state, expect=None), None
+    state = replace(state, estimate=replace(est, rose=False, fell=False), expect=None)
     measured = None
     if expect.battery_before_w is not None and ev.battery_w is not None:
         measured = ev.battery_w - expect.battery_before_w
@@ -368,8 +379,14 @@ def note_grid_sample(
     )
     if problem is None:
         stop_failed = None if state.actuator is Actuator.OFF else state.stop_failed
-        return replace(state, expect=None, plant_error=None, stop_failed=stop_failed), None
-    return replace(state, expect=None), problem
+        return replace(state, plant_error=None, stop_failed=stop_failed, strikes=0), None
+    # On the grid alone a PV or load step in the window can mask a change:
+    # one miss is a strike (the guard stops, to be safe); two in a row --
+    # a start and the stop after it, say -- are a fault. A wrong sign or a
+    # stuck inverter misses every time; a cloud rarely twice in a row.
+    strikes = state.strikes + 1
+    state = replace(state, strikes=strikes)
+    return state, Miss(problem, hard=not _grid_only(expect, ev) or strikes >= 2)
 
 
 def _grid_only(expect: Expectation, ev: Evaluation) -> bool:
@@ -399,8 +416,16 @@ def decide(
     """
     state = _expire_request(state, now)
     expect = state.expect
-    state, problem = note_grid_sample(state, ev, settings, now)
-    if problem is not None and expect is not None:
+    state, miss = note_grid_sample(state, ev, settings, now)
+    if miss is not None and expect is not None:
+        if not miss.hard:
+            # Perhaps masked by a PV or load step: stop to be safe, and
+            # check again on the next change.
+            state = replace(state, hold_until=now + settings.retry_after_s)
+            if state.actuator is Actuator.OFF:
+                return Decision(state)
+            # Not checked itself: the same step would likely mask it too.
+            return _stop(state, "plant response unclear")
         ignored_stop = state.actuator is Actuator.OFF
         state = replace(
             state,
@@ -408,13 +433,13 @@ def decide(
             # What the plant still does: the power before the change it
             # ignored (a stop it ignored leaves the battery running).
             power_w=max(state.power_w, expect.power_before_w),
-            plant_error=problem,
+            plant_error=miss.text,
             # A stop the plant did not follow is a stop that did not work.
-            stop_failed=problem if ignored_stop else state.stop_failed,
+            stop_failed=miss.text if ignored_stop else state.stop_failed,
             hold_until=now + (settings.retry_after_s if ignored_stop else PLANT_HOLD_S),
         )
         stop = _stop(state, "plant did not follow", ev.export_w)
-        return replace(stop, failures=(problem,))
+        return replace(stop, failures=(miss.text,))
     pending = state.pending
     if pending is not None and pending.kind is ActionKind.STOP:
         return Decision(state)
@@ -479,9 +504,9 @@ def apply_result(
         if outcome is Outcome.OK:
             expect = _expectation(state, action, 0.0, settings) if current else None
             expect = expect or state.expect  # one not yet checked still counts
-            # A stop the plant ignored stays failed until the plant shows
-            # this one worked (its response check).
-            still_failed = state.plant_error is not None and expect is not None
+            # A stop the plant ignored stays failed until the plant follows
+            # a change again (a response check passes).
+            still_failed = state.plant_error is not None
             return replace(
                 state,
                 actuator=Actuator.OFF,
@@ -584,11 +609,13 @@ def _expectation(
     if action.kind is ActionKind.START:
         before = 0.0
     elif action.kind is ActionKind.STOP and state.actuator is Actuator.UNKNOWN:
-        if state.plant_error is None:
-            # Unknown, not known to run (start-up, a switch by someone else
-            # the stop may have beaten): nothing to expect of the plant.
+        if state.plant_error is None or state.stop_failed is not None:
+            # Unknown (start-up, a switch by someone else the stop may have
+            # beaten, a retry after a stop the plant ignored): nothing sure
+            # to expect. Repeating a failed check would turn one false
+            # alarm into a lasting one.
             return None
-        before = state.power_w  # it ignored a stop: the power it last ran at
+        before = state.power_w  # after a change it ignored: the power it ran at
     else:
         before = state.believed_w
     delta = landed_w - before
@@ -669,8 +696,10 @@ def _target(state: GuardState, settings: GuardSettings) -> float | None:
 
 
 def _settled(state: GuardState) -> bool:
-    """The latest reading shows the effect of every change made."""
-    return state.pending is None and state.estimate.settled
+    """The latest reading shows the effect of every change made, and is not
+    an averaging meter halfway through showing a step."""
+    est = state.estimate
+    return state.pending is None and est.settled and est.steady
 
 
 def _follow(
@@ -776,8 +805,10 @@ def _maybe_start(
     request = state.request
     if request is None or not ev.ok or not breaker.can_attempt or now < state.hold_until:
         return Decision(state)
-    if state.stop_failed is not None:
-        return Decision(state)  # not while a stop has not been seen working
+    if state.stop_failed is not None and state.plant_error is None:
+        return Decision(state)  # not while a stop has not been verified
+    # After a stop the plant ignored, a start (after the hold) is the test
+    # that tells a stuck inverter from a false alarm: its check clears it.
     if now < request.since + settings.request_debounce_s or not _settled(state):
         return Decision(state)
     if now - state.last_raise_at < settings.min_write_interval_s:

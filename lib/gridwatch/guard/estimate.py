@@ -41,7 +41,11 @@ class Estimate:
         settled: whether that reading was settled.
         rose: an uncertain reading since the last settled one was above
             what the change explains (PV up or load down): it can mask a
-            lowering, so the response check of a lowering is inconclusive.
+            lowering.
+        fell: one was below (PV down, load up): it can mask a raise.
+        export_w: the latest reading (W).
+        steady: it is within the tolerance of the one before (an averaging
+            meter is not in the middle of showing a step).
     """
 
     uncontrolled_w: float | None = None
@@ -51,6 +55,9 @@ class Estimate:
     reading_at: float | None = None
     settled: bool = False
     rose: bool = False
+    fell: bool = False
+    export_w: float | None = None
+    steady: bool = True
 
 
 def widen(est: Estimate, *powers: float) -> Estimate:
@@ -60,7 +67,16 @@ def widen(est: Estimate, *powers: float) -> Estimate:
     if low == est.low_w and high == est.high_w:
         return est
     return Estimate(
-        est.uncontrolled_w, est.settled_w, low, high, est.reading_at, est.settled, est.rose
+        est.uncontrolled_w,
+        est.settled_w,
+        low,
+        high,
+        est.reading_at,
+        est.settled,
+        est.rose,
+        est.fell,
+        est.export_w,
+        est.steady,
     )
 
 
@@ -92,10 +108,13 @@ def fold_reading(
     Returns:
         The new estimate.
     """
+    steady = est.export_w is None or abs(export_w - est.export_w) <= tolerance_w
     if settled:
         battery = believed_w if measured_w is None else max(measured_w, 0.0)
         value = export_w - battery
-        return Estimate(value, value, believed_w, believed_w, at, True, est.rose)
+        return Estimate(
+            value, value, believed_w, believed_w, at, True, est.rose, est.fell, export_w, steady
+        )
     latest = believed_w if latest_w is None else latest_w
     low, high = min(est.low_w, believed_w, latest), max(est.high_w, believed_w, latest)
     base = est.settled_w
@@ -107,7 +126,8 @@ def fold_reading(
     if measured_w is not None:
         value = max(value, export_w - max(measured_w, 0.0))
     rose = est.rose or (base is not None and export_w > base + high + tol)
-    return Estimate(value, base, low, high, at, False, rose)
+    fell = est.fell or (base is not None and export_w < base + low - tol)
+    return Estimate(value, base, low, high, at, False, rose, fell, export_w, steady)
 
 
 @dataclass(frozen=True)
@@ -161,7 +181,11 @@ def response_problem(
     else:
         moved = export_after_w - expect.export_before_w
         source = "grid export"
-    if moved * sign >= fraction * abs(delta):
+    # A lowering or stop is the safe direction: a quarter of it showing is
+    # enough (a stuck inverter shows none; a PV step in the window eats
+    # part of it).
+    needed = fraction * abs(delta) * (1.0 if delta > 0 else 0.5)
+    if moved * sign >= needed:
         return None
     return (
         f"the plant did not follow {expect.what}: commanded {delta:+.0f} W, "
