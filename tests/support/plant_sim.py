@@ -108,6 +108,14 @@ class Record:
             total += min(max(e - self.limit_w, 0.0), max(b, 0.0)) * self.dt
         return total / 3600.0
 
+    def until(self, end: float) -> Record:
+        """The rows before ``end``."""
+        n = sum(1 for t in self.t if t < end)
+        cut = Record(self.limit_w, self.dt)
+        cut.t, cut.export, cut.battery = self.t[:n], self.export[:n], self.battery[:n]
+        cut.believed_off, cut.requested = self.believed_off[:n], self.requested[:n]
+        return cut
+
     def hours(self) -> float:
         return len(self.t) * self.dt / 3600.0
 
