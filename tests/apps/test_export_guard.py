@@ -317,3 +317,24 @@ async def test_bad_config_does_not_run(hass):
     await guard.initialize()
     assert guard.hass_port is None
     assert hass.listener_count(GRID) == 0
+
+
+async def test_the_heartbeat_advances_while_the_guard_runs_and_stops_with_it(hass):
+    guard = await start_app(hass, heartbeat_s=10)
+    first = entity(hass, "sensor.heartbeat")
+    await hass.advance(25)
+    await settle(guard)
+    later = entity(hass, "sensor.heartbeat")
+    assert later is not None
+    assert first is not None
+    assert later > first  # ISO times of one zone sort by time
+    await guard.terminate()
+    await hass.advance(60)
+    assert entity(hass, "sensor.heartbeat") == later
+
+
+async def test_terminate_stops_the_discharge(hass, app):
+    await start(hass, app)
+    assert hass.state_of(ENABLE).raw == "on"
+    await app.terminate()
+    assert hass.state_of(ENABLE).raw == "off"
