@@ -272,10 +272,11 @@ def _guard_app(power_entity: str, enable_entity: str) -> dict[str, Any]:
         },
         "actuators": {"enable": {"entity": enable_entity}, "power": {"entity": power_entity}},
         # The bench writes readings by hand (export positive), with no plant
-        # behind them: no settle time, debounce, write interval or response
-        # check, so every crossing is one reaction of the guard.
+        # behind them: a short settle time, no debounce, write interval or
+        # response check, so every crossing is one reaction of the guard.
         "grid_sign": "export_positive",
-        "settle_s": 0,
+        "meter_period_s": 0.2,
+        "settle_s": 0.3,
         "min_write_interval_s": 0,
         "request_debounce_s": 0,
         "max_raise_step_w": 5000,

@@ -153,6 +153,7 @@ def test_full_entry():
         ({"max_request_min": 1e308}, "max_request_min", "less than or equal to 10080"),
         ({"lease_min": 0}, "lease_min", "greater than or equal to 1"),
         ({"settle_s": -1}, "settle_s", "greater than or equal to 0"),
+        ({"settle_s": 1, "meter_period_s": 2}, "settle_s", "at least meter_period_s"),
     ],
 )
 def test_bad_entries_name_the_key_and_why(bad, key, why):

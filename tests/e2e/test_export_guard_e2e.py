@@ -57,6 +57,7 @@ def guard_app(**overrides: Any) -> dict[str, Any]:
         # Readings written by hand, export positive, with no plant behind
         # them: no settle time, debounce, write interval or response check.
         "grid_sign": "export_positive",
+        "meter_period_s": 1,
         "settle_s": 1,
         "min_write_interval_s": 0,
         "request_debounce_s": 0,

@@ -408,6 +408,10 @@ class ExportGuardSchema(ConfigSchema):
         cap, margin = data.get("daily_export_cap_kwh"), data.get("cap_margin_kwh")
         if cap is not None and margin is not None and margin >= cap:
             errors["cap_margin_kwh"] = [f"must be below daily_export_cap_kwh ({cap:g})"]
+        settle, period = data.get("settle_s"), data.get("meter_period_s")
+        if settle is not None and period is not None and settle < period:
+            # Shorter, a reading from before a change would pass for one after it.
+            errors["settle_s"] = [f"must be at least meter_period_s ({period:g})"]
         top, bottom = data.get("max_discharge_w"), data.get("min_discharge_w")
         if top is not None and bottom is not None and bottom > top:
             errors["min_discharge_w"] = [f"must not exceed max_discharge_w ({top:g})"]
