@@ -239,6 +239,8 @@ GRID, SOC, EXPORTED = (
 CROSSING_W, RELIEF_W = 3300, 2000
 HIGH_POWER_W, LOW_POWER_W = 2500.0, 2100.0
 STEP_TIMEOUT_S = 10.0
+# The guard's settle_s below (0.3 s) plus a margin.
+SETTLE_WAIT_S = 0.4
 
 FLOOR_APP = textwrap.dedent(
     """
@@ -392,6 +394,10 @@ async def _sample(
     floor: list[float] = []
     progress(f"{CROSSINGS} limit crossings, each paired with a floor sample")
     for i in range(CROSSINGS):
+        # Past the settle time of the last change: the crossing is a settled
+        # reading (inside it the guard would take it for a disturbance
+        # arriving with the change, and stop). Not timed.
+        await asyncio.sleep(SETTLE_WAIT_S)
         # Crossing: the guard must lower the power. Timed.
         began = time.perf_counter()
         await client.set_state(GRID, CROSSING_W)

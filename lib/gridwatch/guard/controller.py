@@ -264,6 +264,11 @@ class GuardController:
             # Yield once: the action's service call then leaves before this
             # callback returns to AppDaemon's own post-callback work (~2 ms).
             await asyncio.sleep(0)
+        if decision.actions and self._state.stop_failed is None:
+            # Published when the action is done (HA serves its call first);
+            # that decision also sets the next timer. A failed stop is
+            # published at once: it is critical from its first failure.
+            return
         snapshot = self._runner.breaker.snapshot()
         self._publisher.submit(self._state, ev, snapshot, now, self._hass.now())
         await self._wake_at(guard.next_due(self._state, settings, now), now)
