@@ -239,8 +239,9 @@ GRID, SOC, EXPORTED = (
 CROSSING_W, RELIEF_W = 3300, 2000
 HIGH_POWER_W, LOW_POWER_W = 2500.0, 2100.0
 STEP_TIMEOUT_S = 10.0
-# The guard's settle_s below (0.3 s) plus a margin.
-SETTLE_WAIT_S = 0.4
+# The guard's settle_s below (0.3 s), and the decision and entity writes
+# that follow it, so a crossing meets a quiet guard as the floor does.
+SETTLE_WAIT_S = 0.8
 
 FLOOR_APP = textwrap.dedent(
     """
