@@ -3,8 +3,6 @@ stops, breaker, notices, dry run, published entities."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from gridwatch.notices.client import NOTICE_EVENT
@@ -33,7 +31,17 @@ ARGS = {
     # One read-back, one attempt: a failing actuator fails at once in tests.
     "verify_within_s": 0,
     "attempts": 1,
+    # These readings are written export positive (the default is HA's own,
+    # import positive: see test_default_grid_sign_is_import_positive).
+    "grid_sign": "export_positive",
+    "settle_s": 2,
+    # These tests write the grid reading by hand, with no plant behind it:
+    # the response check would (rightly) see a battery that does nothing.
+    # tests/guard/test_plant.py drives a plant and checks it.
+    "response_min_w": 1e6,
 }
+# Past the start-up stop's settle time and the request's debounce.
+WARM_UP_S = 3
 
 
 def entity(hass: FakeHass, suffix: str) -> str | None:
@@ -66,13 +74,8 @@ def severity_of(hass: FakeHass, nid: str) -> str:
 async def settle(app: ExportGuard) -> None:
     """Let the action in flight (and any it triggers) finish, and its entities
     be written."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 2.0
-    while app._in_flight is not None and not app._in_flight[1].done():
-        assert loop.time() < deadline, "action did not finish"
-        await asyncio.sleep(0.001)
-    await asyncio.sleep(0)
-    await app._publisher.wait_idle()
+    assert app.controller is not None
+    await app.controller.wait_idle()
 
 
 @pytest.fixture
@@ -105,6 +108,8 @@ async def app(hass):
 async def start(hass, app, **data):
     await hass.fire_event(EVENT, {"action": "start", **data})
     await settle(app)
+    await hass.advance(WARM_UP_S)
+    await settle(app)
 
 
 def power_values(hass):
@@ -134,21 +139,32 @@ async def test_event_start_sets_power_then_enables(hass, app):
     assert attrs(hass, "sensor.health")["discharge"] == "on"
 
 
-async def test_follows_headroom_down_and_up(hass, app):
-    await start(hass, app, power_w=2500)
-    # The battery's 2500 W shows up in export: 3300 W is 400 W over the target.
-    await hass.set_device_state(GRID, "3300")
-    await settle(app)
-    assert power_values(hass) == [2500.0, 2100.0]
-    assert entity(hass, "sensor.export_headroom_power") == "-400"
-    # Load went up: room for the requested 2500 W again, not more.
-    await hass.set_device_state(GRID, "1000")
-    await settle(app)
-    assert power_values(hass) == [2500.0, 2100.0, 2500.0]
-    # A small dip is not worth a change (deadband).
-    await hass.set_device_state(GRID, "2850")
-    await settle(app)
-    assert power_values(hass)[-1] == 2500.0
+async def test_follows_headroom_down_at_once_and_up_after_the_write_interval(hass):
+    app = await start_app(hass, max_raise_step_w=5000)
+    try:
+        await start(hass, app, power_w=2500)
+        await hass.advance(2)  # settled: the next reading shows the battery
+        # The battery's 2500 W shows up in export: 3300 W is 400 W over the target.
+        await hass.set_device_state(GRID, "3300")
+        await settle(app)
+        assert power_values(hass) == [2500.0, 2100.0]
+        assert entity(hass, "sensor.export_headroom_power") == "-400"
+        # Load went up: room for the requested 2500 W again, not more; but
+        # only on a settled reading and once the write interval has passed.
+        await hass.set_device_state(GRID, "1000")
+        await settle(app)
+        assert power_values(hass) == [2500.0, 2100.0]
+        await hass.advance(10)
+        await hass.set_device_state(GRID, "1001")
+        await settle(app)
+        assert power_values(hass) == [2500.0, 2100.0, 2500.0]
+        # A small dip is not worth a change (deadband).
+        await hass.advance(10)
+        await hass.set_device_state(GRID, "2850")
+        await settle(app)
+        assert power_values(hass)[-1] == 2500.0
+    finally:
+        await app.terminate()
 
 
 async def test_export_over_the_limit_with_no_room_stops(hass, app):
@@ -170,6 +186,8 @@ async def test_unavailable_reading_stops_and_raises_stale_notice_until_it_return
     await hass.set_device_state(GRID, "-500")
     await settle(app)
     assert notices(hass)["export_guard_stale_data"] == "resolve"
+    await hass.advance(10.1)  # settle time and the write interval since the last start
+    await settle(app)
     # The request is still active: the discharge resumes.
     assert hass.state_of(ENABLE).raw == "on"
     assert entity(hass, "sensor.health") == "healthy"
@@ -181,7 +199,7 @@ async def test_silence_is_noticed_by_the_tick(hass, app):
     await settle(app)
     assert hass.state_of(ENABLE).raw == "off"
     assert "stale data: grid_power" in entity(hass, "sensor.last_action")
-    assert entity(hass, "sensor.data_age") == "35"
+    assert int(entity(hass, "sensor.data_age")) > 30  # the grid reading stopped at start-up
 
 
 async def test_invalid_reading_raises_its_notice(hass, app):
@@ -198,7 +216,7 @@ async def test_actuator_that_never_turns_on_opens_the_breaker(hass, app):
     # Answers five times without switching, then works (the default service).
     hass.script_service("input_boolean/turn_on", *[Succeed()] * 5)
     await start(hass, app)
-    for _ in range(6):
+    for _ in range(12):
         await hass.advance(5)
         await settle(app)
     assert len(hass.calls_to("input_boolean/turn_on")) == 5
@@ -213,6 +231,8 @@ async def test_actuator_that_never_turns_on_opens_the_breaker(hass, app):
     # After the reset period one probe goes through; it works now, so all clears.
     await hass.advance(60)
     await hass.set_device_state(GRID, "1")  # fresh data: the guard may try again
+    await settle(app)
+    await hass.advance(WARM_UP_S)
     await settle(app)
     assert len(hass.calls_to("input_boolean/turn_on")) == 6
     assert hass.state_of(ENABLE).raw == "on"
@@ -230,11 +250,11 @@ async def test_unverified_stop_is_critical_and_retried_until_verified(hass, app)
     assert entity(hass, "sensor.health") == "error"
     assert notices(hass)["export_guard_stop_failed"] == "raise"
     assert severity_of(hass, "export_guard_stop_failed") == "critical"
-    await hass.advance(5)  # retry: fails again
+    await hass.advance(5.1)  # retry: fails again
     await settle(app)
     assert len(hass.calls_to("input_boolean/turn_off")) == 3
     assert notices(hass)["export_guard_stop_failed"] == "raise"
-    await hass.advance(5)  # retry: the default service works again
+    await hass.advance(5.1)  # retry: the default service works again
     await settle(app)
     assert hass.state_of(ENABLE).raw == "off"
     assert notices(hass)["export_guard_stop_failed"] == "resolve"
@@ -243,6 +263,8 @@ async def test_unverified_stop_is_critical_and_retried_until_verified(hass, app)
 
 async def test_request_entity_starts_and_stops(hass, app):
     await hass.set_device_state(REQUEST, "on")
+    await settle(app)
+    await hass.advance(WARM_UP_S)
     await settle(app)
     assert hass.state_of(ENABLE).raw == "on"
     await hass.set_device_state(REQUEST, "off")
@@ -255,6 +277,8 @@ async def test_request_entity_on_at_startup_is_honoured(hass):
     hass.seed(REQUEST, "on")
     guard = await start_app(hass)
     try:
+        await hass.advance(WARM_UP_S)
+        await settle(guard)
         assert hass.state_of(ENABLE).raw == "on"
     finally:
         await guard.terminate()
@@ -280,6 +304,8 @@ async def test_dry_run_decides_and_publishes_but_touches_nothing(hass):
         assert "stale data" in entity(hass, "sensor.last_action")
         await hass.set_device_state(GRID, "0")
         await settle(guard)
+        await hass.advance(10)
+        await settle(guard)
         assert entity(hass, "sensor.health") == "dry_run"
         assert entity(hass, "sensor.last_action") == "start 1500 W (requested): verified"
     finally:
@@ -291,3 +317,24 @@ async def test_bad_config_does_not_run(hass):
     await guard.initialize()
     assert guard.hass_port is None
     assert hass.listener_count(GRID) == 0
+
+
+async def test_the_heartbeat_advances_while_the_guard_runs_and_stops_with_it(hass):
+    guard = await start_app(hass, heartbeat_s=10)
+    first = entity(hass, "sensor.heartbeat")
+    await hass.advance(25)
+    await settle(guard)
+    later = entity(hass, "sensor.heartbeat")
+    assert later is not None
+    assert first is not None
+    assert later > first  # ISO times of one zone sort by time
+    await guard.terminate()
+    await hass.advance(60)
+    assert entity(hass, "sensor.heartbeat") == later
+
+
+async def test_terminate_stops_the_discharge(hass, app):
+    await start(hass, app)
+    assert hass.state_of(ENABLE).raw == "on"
+    await app.terminate()
+    assert hass.state_of(ENABLE).raw == "off"

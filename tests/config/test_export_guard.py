@@ -46,7 +46,12 @@ def test_minimal_entry_gets_the_documented_defaults():
     guard = config.guard
     assert (guard.export_limit_w, guard.deadband_w) == (3680, 100)
     assert (guard.daily_cap_kwh, guard.margin_kwh) == (20, 0.2)
-    assert guard.grid_sign is GridSign.EXPORT_POSITIVE
+    # HA's own convention, as the README and apps.yaml document it.
+    assert guard.grid_sign is GridSign.IMPORT_POSITIVE
+    # Two meter periods of 2 s plus a second of inverter ramp.
+    assert guard.settle_s == 5.0
+    assert guard.lease_min is None  # no duration actuator: no lease
+    assert (guard.max_raise_step_w, guard.min_write_interval_s) == (2000, 10)
     assert guard.specs.grid_power.bounds == POWER_RANGE
     assert guard.specs.grid_power.max_age_s == 30
     assert guard.specs.soc.max_age_s == 900
@@ -140,6 +145,15 @@ def test_full_entry():
         ),
         ({"max_discharge_w": 50, "min_discharge_w": 100}, "min_discharge_w", "must not exceed"),
         ({"export_limt_w": 1}, "export_limt_w", "did you mean 'export_limit_w'"),
+        # Settings that would switch a safety rule off.
+        ({"min_discharge_w": 0}, "min_discharge_w", "greater than 0"),
+        ({"retry_after_s": 0}, "retry_after_s", "greater than or equal to 1"),
+        ({"deadband_w": 3680}, "deadband_w", "below export_limit_w"),
+        ({"cap_margin_kwh": 20}, "cap_margin_kwh", "below daily_export_cap_kwh"),
+        ({"max_request_min": 1e308}, "max_request_min", "less than or equal to 10080"),
+        ({"lease_min": 0}, "lease_min", "greater than or equal to 1"),
+        ({"settle_s": -1}, "settle_s", "greater than or equal to 0"),
+        ({"settle_s": 1, "meter_period_s": 2}, "settle_s", "at least meter_period_s"),
     ],
 )
 def test_bad_entries_name_the_key_and_why(bad, key, why):
@@ -147,6 +161,13 @@ def test_bad_entries_name_the_key_and_why(bad, key, why):
         load({**MINIMAL, **bad})
     assert any(k.startswith(key) for k in info.value.keys), info.value.keys
     assert why in str(info.value)
+
+
+def test_a_duration_actuator_carries_the_lease_and_settle_follows_the_meter():
+    actuators = {**MINIMAL["actuators"], "duration": {"entity": "input_number.minutes"}}
+    config = load({**MINIMAL, "actuators": actuators, "lease_min": 3, "meter_period_s": 10})
+    assert config.guard.lease_min == 3
+    assert config.guard.settle_s == 21.0
 
 
 def test_missing_required_keys_are_all_reported_at_once():

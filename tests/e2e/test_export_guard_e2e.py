@@ -1,15 +1,21 @@
-"""The export guard (apps/export_guard.py) in a real AppDaemon against a real HA.
+"""The export guard (apps/gridwatch_export_guard.py) in a real AppDaemon
+against a real HA.
 
 Readings are REST-written sensors (so a test can make one ``unavailable``);
 actuators are the HA config's input_boolean / input_number; requests come as
 the HA event. Notices reach HA through the notifier app, as in production.
-What counts is what HA shows.
+What counts is what HA shows. The first tests write readings by hand; the
+plant tests run a simulated site (:mod:`tests.support.plant`) that reads the
+inverter controls from HA and writes its meter there, and judge the export.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,7 +23,10 @@ import pytest
 from tests.e2e.appdaemon_factory import AppDaemonFactory
 from tests.e2e.appdaemon_proc import AppDaemon
 from tests.e2e.ha_client import HaClient, wait_for
-from tests.e2e.ha_config import DISCHARGE_ENABLE, DISCHARGE_POWER
+from tests.e2e.ha_config import DISCHARGE_DURATION, DISCHARGE_ENABLE, DISCHARGE_POWER
+from tests.guard.plant_checks import bounds_for, violations
+from tests.support.plant import Controls, Inverter, LaggedSensor, Site, Steps
+from tests.support.plant_sim import Record
 
 EVENT = "gridwatch_export_guard"
 GRID, SOC, EXPORTED = "sensor.eg_e2e_grid", "sensor.eg_e2e_soc", "sensor.eg_e2e_export"
@@ -45,6 +54,15 @@ def guard_app(**overrides: Any) -> dict[str, Any]:
             "enable": {"entity": DISCHARGE_ENABLE},
             "power": {"entity": DISCHARGE_POWER},
         },
+        # Readings written by hand, export positive, with no plant behind
+        # them: no settle time, debounce, write interval or response check.
+        "grid_sign": "export_positive",
+        "meter_period_s": 1,
+        "settle_s": 1,
+        "min_write_interval_s": 0,
+        "request_debounce_s": 0,
+        "max_raise_step_w": 5000,
+        "response_min_w": 1000000,
     }
     app.update(overrides)
     return app
@@ -71,7 +89,20 @@ async def readings(client: HaClient, grid: Any, soc: Any = 80, exported: Any = 2
     await client.set_state(EXPORTED, exported, {"unit_of_measurement": "kWh"})
 
 
+async def forget_earlier_guards(client: HaClient) -> None:
+    """The session's HA is shared: a guard resumes a request its health
+    entity shows standing, and notices of an earlier test may linger."""
+    if await client.get_state("sensor.export_guard_health") is not None:
+        await client.rest("DELETE", "/api/states/sensor.export_guard_health")
+    for nid in await client.notifications():
+        if nid.startswith("export_guard_"):
+            await client.call_service(
+                "persistent_notification", "dismiss", {"notification_id": nid}
+            )
+
+
 async def start_guard(factory: AppDaemonFactory, client: HaClient, **overrides: Any) -> AppDaemon:
+    await forget_earlier_guards(client)
     await client.call_service("input_boolean", "turn_off", {"entity_id": DISCHARGE_ENABLE})
     await client.set_number(DISCHARGE_POWER, 0)
     await readings(client, 0)
@@ -122,6 +153,7 @@ async def test_event_start_follows_headroom_and_stops_over_the_limit(
     await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "start", "power_w": 2500})
     await wait_value(ha_client, DISCHARGE_ENABLE, "on")
     await wait_power(ha_client, 2500)
+    await asyncio.sleep(1.5)  # past the settle time: the next reading shows the battery
 
     # The battery's 2500 W now shows in export: 3300 W is 400 W over the target.
     await ha_client.set_state(GRID, 3300, {"unit_of_measurement": "W"})
@@ -190,3 +222,190 @@ async def test_actuator_that_never_switches_opens_the_breaker_with_notices(
     assert "export_guard_actuator_failure" in found
     assert await state_of(ha_client, DISCHARGE_ENABLE) == "off"
     await wait_value(ha_client, "sensor.export_guard_health", "breaker_open")
+
+
+# --- a simulated site on real HA + AppDaemon ---------------------------------------
+
+PLANT_STEP_S = 0.1
+
+
+class HaPlant:
+    """The plant of :mod:`tests.support.plant` behind real HA entities: it
+    follows the inverter controls HA shows (from state_changed events) and
+    writes its grid meter (import positive unless ``sign`` says otherwise)
+    once a meter period, one period late, averaged."""
+
+    def __init__(self, client: HaClient, site: Site, *, sign: float = -1.0) -> None:
+        self.client, self.site, self.sign = client, site, sign
+        self.meter = LaggedSensor(1.0, 1.0)
+        self.controls = {DISCHARGE_ENABLE: "off", DISCHARGE_POWER: "0", DISCHARGE_DURATION: "0"}
+        self.record = Record(3000.0, PLANT_STEP_S)
+        self.t = 0.0
+        self.jitter = 1
+
+    async def run(self, seconds: float) -> None:
+        """Run in real time for ``seconds``."""
+        async with self.client.websocket() as ws:
+            events = await ws.subscribe_events("state_changed")
+            loop = asyncio.get_running_loop()
+            began, t0 = loop.time(), self.t
+            while self.t < t0 + seconds:
+                while not events.empty():
+                    data = events.get_nowait().get("data", {})
+                    new = data.get("new_state") or {}
+                    if data.get("entity_id") in self.controls:
+                        self.controls[data["entity_id"]] = new.get("state")
+                await self.step()
+                # Real time: the guard and HA run on the wall clock.
+                await asyncio.sleep(max(0.0, began + (self.t - t0) - loop.time()))
+
+    async def step(self) -> None:
+        dt = PLANT_STEP_S
+        c = self.controls
+        controls = Controls(
+            c[DISCHARGE_ENABLE] == "on",
+            float(c[DISCHARGE_POWER] or 0),
+            float(c[DISCHARGE_DURATION] or 0),
+        )
+        export, battery = self.site.step(self.t, dt, controls)
+        if self.site.inverter.timer_expired:
+            # The inverter ends a timed discharge by switching its enable off.
+            self.site.inverter.timer_expired = False
+            await self.client.call_service(
+                "input_boolean", "turn_off", {"entity_id": DISCHARGE_ENABLE}
+            )
+        self.meter.record(self.t, dt, export)
+        self.record.add(self.t, export, battery, False, True)
+        self.t += dt
+        reading = self.meter.due(self.t)
+        if reading is not None:
+            self.jitter = -self.jitter
+            value = round(self.sign * reading) + self.jitter
+            await self.client.set_state(GRID, value, {"unit_of_measurement": "W"})
+
+
+def plant_app(**overrides: Any) -> dict[str, Any]:
+    """The guard with its defaults (import positive) on the simulated site."""
+    app = guard_app(
+        grid_sign="import_positive",
+        meter_period_s=1,
+        min_write_interval_s=10,
+        request_debounce_s=1,
+        max_raise_step_w=2000,
+        response_min_w=300,
+        heartbeat_s=5,
+        actuators={
+            "enable": {"entity": DISCHARGE_ENABLE},
+            "power": {"entity": DISCHARGE_POWER},
+            "duration": {"entity": DISCHARGE_DURATION},
+        },
+        # SoC and energy are written once: they must not go stale meanwhile.
+        readings={
+            "grid_power": {"entity": GRID},
+            "soc": {"entity": SOC, "max_age_s": 3600},
+            "export_today": {"entity": EXPORTED, "max_age_s": 3600},
+        },
+    )
+    app.pop("settle_s")  # the default: from meter_period_s
+    app.update(overrides)
+    return app
+
+
+async def start_plant(
+    factory: AppDaemonFactory, client: HaClient, site: Site, *, sign: float = -1.0, **overrides: Any
+) -> tuple[AppDaemon, HaPlant]:
+    await forget_earlier_guards(client)
+    await client.call_service("input_boolean", "turn_off", {"entity_id": DISCHARGE_ENABLE})
+    await client.set_number(DISCHARGE_POWER, 0)
+    await client.set_number(DISCHARGE_DURATION, 0)
+    plant = HaPlant(client, site, sign=sign)
+    first = round(sign * site.uncontrolled_w(0.0))
+    await readings(client, first)
+    ad = await factory(apps={"export_guard": plant_app(**overrides), "notifier": NOTIFIER})
+    ad.wait_app("export_guard")
+    ad.wait_app("notifier")
+    return ad, plant
+
+
+@pytest.mark.slow
+async def test_a_cloudy_minute_on_a_simulated_site_holds_the_limit_on_physics(
+    appdaemon_factory: AppDaemonFactory, ha_client: HaClient
+) -> None:
+    pv = Steps(((20.0, 6500.0), (35.0, 3500.0), (50.0, 6000.0)), 4000.0)
+    site = Site(pv, Steps(((28.0, 3000.0), (40.0, 800.0)), 1200.0), Inverter())
+    _ad, plant = await start_plant(appdaemon_factory, ha_client, site)
+    await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "start"})
+    await plant.run(70.0)
+    assert max(plant.record.battery) > 1000, "the guard never discharged"
+    # The real stack adds HA's and AppDaemon's latency to the reaction.
+    bounds = bounds_for(meter_period_s=1.0, lag_s=1.0, ramp_s=1.0 + 1.0)
+    assert violations(plant.record, site, bounds) == []
+    heartbeat = await ha_client.get_state("sensor.export_guard_heartbeat")
+    assert heartbeat is not None
+    assert heartbeat["attributes"]["device_class"] == "timestamp"
+
+
+@pytest.mark.slow
+async def test_a_meter_with_the_other_sign_is_caught_on_the_real_stack(
+    appdaemon_factory: AppDaemonFactory, ha_client: HaClient
+) -> None:
+    site = Site(Steps((), 4000.0), Steps((), 2000.0), Inverter())
+    _ad, plant = await start_plant(appdaemon_factory, ha_client, site, sign=1.0)
+    await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "start"})
+    await plant.run(40.0)
+    error = await ha_client.get_state("sensor.export_guard_error")
+    assert error is not None
+    assert "grid_sign" in str(error["attributes"].get("plant_error"))
+    assert plant.record.battery[-1] == 0.0
+    await wait_notification(ha_client, "export_guard_actuator_failure")
+
+
+@pytest.mark.slow
+async def test_removed_and_readded_actuators_do_not_fake_a_failed_stop(
+    appdaemon_factory: AppDaemonFactory, ha_client: HaClient
+) -> None:
+    site = Site(Steps((), 4000.0), Steps((), 2600.0), Inverter())
+    _ad, plant = await start_plant(appdaemon_factory, ha_client, site)
+    await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "start"})
+    await plant.run(15.0)
+    assert plant.record.battery[-1] > 1000
+    # An integration reload: HA removes the entities and adds them back;
+    # AppDaemon 4.5.13 forgets them and ignores their return.
+    for entity in (DISCHARGE_ENABLE, DISCHARGE_POWER):
+        await ha_client.rest("DELETE", f"/api/states/{entity}")
+    await ha_client.call_service("input_boolean", "turn_on", {"entity_id": DISCHARGE_ENABLE})
+    await ha_client.set_number(DISCHARGE_POWER, plant.record.battery[-1])
+    await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "stop"})
+    await plant.run(10.0)
+    assert plant.record.battery[-1] == 0.0
+    error = await ha_client.get_state("sensor.export_guard_error")
+    assert error is not None
+    assert error["attributes"]["stop_failed"] is None
+    assert "export_guard_stop_failed" not in await ha_client.notifications()
+
+
+@pytest.mark.slow
+async def test_killed_appdaemon_leaves_at_most_one_lease_and_its_heartbeat_stops(
+    appdaemon_factory: AppDaemonFactory, ha_client: HaClient
+) -> None:
+    site = Site(Steps((), 4000.0), Steps((), 2600.0), Inverter())
+    ad, plant = await start_plant(appdaemon_factory, ha_client, site, lease_min=1)
+    await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "start"})
+    await plant.run(15.0)
+    assert plant.record.battery[-1] > 1000
+    beat = await ha_client.get_state("sensor.export_guard_heartbeat")
+    assert beat is not None
+    pid = ad.process.pid
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)  # kill -9: no terminate, nothing runs any more
+    killed_at = plant.t
+    await plant.run(135.0)
+    on = [t for t, b in zip(plant.record.t, plant.record.battery, strict=True) if b > 0]
+    # One lease (1 min) plus the duration control's one-minute resolution.
+    assert max(on) - killed_at <= 120.0 + 1.0
+    # HA shows the guard gone: its heartbeat stopped (heartbeat_s 5 s, and
+    # more than 2 minutes have passed).
+    later = await ha_client.get_state("sensor.export_guard_heartbeat")
+    assert later is not None
+    stamp = datetime.fromisoformat(later["state"])
+    assert (datetime.now(UTC) - stamp).total_seconds() > 100

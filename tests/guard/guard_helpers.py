@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gridwatch.guard.decisions import Action, Actuator, GuardSettings, GuardState, evaluate_for
-from gridwatch.guard.readings import Readings, Sample
+from gridwatch.guard.readings import GridSign, Readings, Sample
 from gridwatch.safety.breaker import BreakerSnapshot, BreakerState
 
 NOW = 1000.0
@@ -19,6 +19,12 @@ SETTINGS = GuardSettings(
     max_discharge_w=5000.0,
     min_discharge_w=100.0,
     retry_after_s=5.0,
+    # The helpers' readings are written export positive.
+    grid_sign=GridSign.EXPORT_POSITIVE,
+    # Unbounded steps and no debounce unless a test is about them.
+    max_raise_step_w=5000.0,
+    request_debounce_s=0.0,
+    settle_s=5.0,
 )
 CLOSED = BreakerSnapshot(BreakerState.CLOSED, 0, None, None, can_attempt=True)
 OPEN = BreakerSnapshot(BreakerState.OPEN, 5, NOW - 1, "boom", can_attempt=False)
@@ -47,9 +53,7 @@ def idle(**kw) -> GuardState:
 def discharging(power=2000.0, **kw) -> GuardState:
     from gridwatch.guard.decisions import DischargeRequest
 
-    return GuardState(
-        actuator=Actuator.ON, power_w=power, power_basis_w=power, request=DischargeRequest(), **kw
-    )
+    return GuardState(actuator=Actuator.ON, power_w=power, request=DischargeRequest(), **kw)
 
 
 def with_pending(state: GuardState, action: Action) -> GuardState:

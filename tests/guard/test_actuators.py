@@ -40,7 +40,7 @@ def actuators(hass, **kw):
 async def test_start_sets_power_cutoff_and_duration_before_enabling(hass):
     act = actuators(hass, cutoff_soc=CUTOFF, duration=MINUTES)
     start = Action(ActionKind.START, 1, power_w=2000, cutoff_soc_pct=15, duration_min=29.2)
-    result = await act.perform(start)
+    result = (await act.perform(start)).result
     assert result.ok
     assert [(c.service, dict(c.data)) for c in hass.calls] == [
         ("number/set_value", {"entity_id": POWER.entity, "value": 2000}),
@@ -52,20 +52,42 @@ async def test_start_sets_power_cutoff_and_duration_before_enabling(hass):
 
 async def test_first_failing_step_ends_the_start(hass):
     hass.script_service("number/set_value", Succeed())  # answers, value never changes
-    result = await actuators(hass).perform(Action(ActionKind.START, 1, power_w=2000))
+    result = (await actuators(hass).perform(Action(ActionKind.START, 1, power_w=2000))).result
     assert not result.ok
     assert "number.power=2000: read back '0'" in result.reason
     assert not hass.calls_to("switch/turn_on")
 
 
-async def test_value_within_tolerance_counts_as_set(hass):
+async def test_value_within_tolerance_counts_as_set_and_the_read_back_is_recorded(hass):
+    # A quantised inverter rounds 2000 W to its 5 W steps and shows 1995.
     hass.script_service("number/set_value", Succeed(set_state=(POWER.entity, "1995")))
-    assert (await actuators(hass).perform(Action(ActionKind.SET_POWER, 1, power_w=2000))).ok
+    done = await actuators(hass).perform(Action(ActionKind.SET_POWER, 1, power_w=2000))
+    assert done.result.ok
+    assert done.power_w == 1995.0
+
+
+async def test_read_back_asks_ha_itself_when_appdaemons_cache_lost_the_entity(hass):
+    # AppDaemon 4.5.13 ignores an entity removed and re-added by a reload.
+    hass.seed(ENABLE.entity, "on")
+    hass.cache_lost.add(ENABLE.entity)
+    done = await actuators(hass).perform(Action(ActionKind.STOP, 1))
+    assert done.result.ok
+    assert ENABLE.entity in hass.rest_reads
+
+
+async def test_renew_sets_only_the_duration(hass):
+    done = await actuators(hass, duration=MINUTES).perform(
+        Action(ActionKind.RENEW, 1, power_w=2000, duration_min=7.2)
+    )
+    assert done.result.ok
+    assert [(c.service, dict(c.data)) for c in hass.calls] == [
+        ("number/set_value", {"entity_id": MINUTES.entity, "value": 8}),
+    ]
 
 
 async def test_stop_only_switches_off(hass):
     hass.seed(ENABLE.entity, "on")
-    assert (await actuators(hass).perform(Action(ActionKind.STOP, 1))).ok
+    assert (await actuators(hass).perform(Action(ActionKind.STOP, 1))).result.ok
     assert [c.service for c in hass.calls] == ["switch/turn_off"]
     assert hass.state_of(ENABLE.entity).raw == "off"
 
@@ -74,7 +96,7 @@ async def test_runner_counts_failures_in_the_breaker_and_forces_stops(hass):
     breaker = CircuitBreaker(threshold=1, clock=hass.clock)
     runner = ActionRunner(breaker, actuators(hass), dry_run=False)
     hass.script_service("number/set_value", Fail("device offline"))
-    outcome, reason = await runner.run(Action(ActionKind.SET_POWER, 1, power_w=100))
+    outcome, reason, _ = await runner.run(Action(ActionKind.SET_POWER, 1, power_w=100))
     assert outcome is Outcome.FAILED
     assert "device offline" in reason
     assert (await runner.run(Action(ActionKind.SET_POWER, 2, power_w=100)))[0] is Outcome.REFUSED
@@ -90,12 +112,16 @@ async def test_runner_turns_an_unexpected_error_into_a_failure(hass):
     runner = ActionRunner(
         CircuitBreaker(clock=hass.clock), Broken(hass, ActuatorSet(ENABLE, POWER)), dry_run=False
     )
-    assert await runner.run(Action(ActionKind.STOP, 1)) == (Outcome.FAILED, "KeyError: 'bug'")
+    assert await runner.run(Action(ActionKind.STOP, 1)) == (
+        Outcome.FAILED,
+        "KeyError: 'bug'",
+        None,
+    )
 
 
 async def test_dry_run_touches_nothing(hass):
     runner = ActionRunner(CircuitBreaker(clock=hass.clock), actuators(hass), dry_run=True)
-    assert await runner.run(Action(ActionKind.START, 1, power_w=100)) == (Outcome.OK, None)
+    assert await runner.run(Action(ActionKind.START, 1, power_w=100)) == (Outcome.OK, None, None)
     assert hass.calls == []
 
 

@@ -12,7 +12,6 @@ from gridwatch.guard.decisions import (
     Outcome,
     apply_result,
     decide,
-    note_grid_sample,
     request_start,
     request_stop,
 )
@@ -205,38 +204,163 @@ def test_raise_is_capped_by_the_requested_power():
     assert action.power_w == 1200.0
 
 
-def test_a_power_change_is_not_counted_twice_before_the_meter_reports():
+def lowered(state, target, at):
+    """Run the decision at ``at``; return (state, the SET_POWER it launched)."""
+    decision = decide(state, ev(grid=target, now=at, at=at), CLOSED, SETTINGS, at)
+    return decision.state, only_action(decision)
+
+
+def test_a_reading_during_a_lowering_is_credited_with_the_lower_power():
+    # Battery 3000 W, the house exports 900 W: 3900 W, 1000 W over the target.
+    state, action = lowered(discharging(3000.0), 3900.0, NOW)
+    assert (action.kind, action.power_w) == (ActionKind.SET_POWER, 2000.0)
+    # The meter reports 2900 W before the read-back confirms: no raise back.
+    after = ev(grid=2900.0, now=NOW + 0.5, at=NOW + 0.5)
+    assert decide(state, after, CLOSED, SETTINGS, NOW + 0.5).actions == ()
+    state = apply_result(state, action, Outcome.OK, None, SETTINGS, NOW + 1)
+    for t in (NOW + 2, NOW + 7, NOW + 30):  # unsettled, then settled readings
+        decision = decide(state, ev(grid=2900.0, now=t, at=t), CLOSED, SETTINGS, t)
+        assert decision.actions == (), t
+        state = decision.state
+
+
+def test_a_pause_does_not_restart_above_what_the_house_left():
+    # Battery 2000 W + house 900 W: 2900 W. SoC goes missing: stop.
+    state = decide(discharging(2000.0), ev(grid=2900.0), CLOSED, SETTINGS, NOW).state
+    decision = decide(state, ev(grid=2900.0, soc="unavailable"), CLOSED, SETTINGS, NOW)
+    stop = only_action(decision)
+    assert stop.kind is ActionKind.STOP
+    # The meter reports during the stop, battery still in it.
+    t = NOW + 0.5
+    state = decide(
+        decision.state, ev(grid=2900.0, soc="unavailable", now=t, at=t), CLOSED, SETTINGS, t
+    ).state
+    state = apply_result(state, stop, Outcome.OK, None, SETTINGS, NOW + 1)
+    # SoC returns; the meter shows the house alone once the stop settled.
+    for t in (NOW + 2, NOW + 7):
+        decision = decide(state, ev(grid=900.0, now=t, at=t), CLOSED, SETTINGS, t)
+        state = decision.state
+    start = only_action(decision)
+    assert (start.kind, start.power_w) == (ActionKind.START, 2000.0)
+
+
+def test_no_raise_before_the_reading_reflects_the_last_change():
+    state = request_start(idle(), None, None, NOW)
+    decision = decide(state, ev(grid=900.0), CLOSED, SETTINGS, NOW)
+    start = only_action(decision)
+    assert start.power_w == 2000.0
+    state = apply_result(decision.state, start, Outcome.OK, None, SETTINGS, NOW)
+    # A meter one period behind: still no battery in the next readings.
+    for t in (NOW + 1, NOW + 4.9):
+        decision = decide(state, ev(grid=900.0, now=t, at=t), CLOSED, SETTINGS, t)
+        assert decision.actions == (), t
+        state = decision.state
+
+
+def test_a_lower_setpoint_supersedes_a_raise_in_flight():
+    state, raise_ = lowered(discharging(1000.0), 900.0, NOW)
+    assert raise_.power_w == 3000.0  # 2000 W more fits
+    # PV jumps while the raise is in flight: the meter shows 3500 W, more
+    # than any battery power between 1000 and 3000 W explains.
+    t = NOW + 0.5
+    decision = decide(state, ev(grid=3500.0, now=t, at=t), CLOSED, SETTINGS, t)
+    lower = only_action(decision)
+    assert lower.kind is ActionKind.SET_POWER
+    # Worst case: only 1000 W of battery in that reading, 2500 W from the
+    # house; 3000 - 100 - 2500 leaves 400 W.
+    assert lower.power_w == 400.0
+
+
+def test_raises_move_by_a_bounded_step_and_wait_the_write_interval():
+    settings = replace(SETTINGS, max_raise_step_w=500.0, min_write_interval_s=10.0)
+    state = decide(discharging(1000.0), ev(grid=1000.0, settings=settings), CLOSED, settings, NOW)
+    action = only_action(state)
+    assert action.power_w == 1500.0
+    state = apply_result(state.state, action, Outcome.OK, None, settings, NOW)
+    t = NOW + 6  # settled, but within the write interval
+    decision = decide(state, ev(grid=1500.0, now=t, at=t, settings=settings), CLOSED, settings, t)
+    assert decision.actions == ()
+    state = decision.state
+    t = NOW + 10
+    decision = decide(state, ev(grid=1501.0, now=t, at=t, settings=settings), CLOSED, settings, t)
+    assert only_action(decision).power_w == 2000.0
+
+
+def test_a_start_waits_out_the_request_debounce():
+    settings = replace(SETTINGS, request_debounce_s=1.0)
+    state = request_start(idle(), None, None, NOW)
+    assert decide(state, ev(settings=settings), CLOSED, settings, NOW).actions == ()
+    t = NOW + 1
+    evaluation = ev(now=t, at=t, settings=settings)
+    assert only_action(decide(state, evaluation, CLOSED, settings, t)).kind is ActionKind.START
+
+
+def test_a_plant_that_ignores_two_changes_in_a_row_is_a_fault():
+    state, raise_ = lowered(discharging(1000.0), 900.0, NOW)
+    state = apply_result(state, raise_, Outcome.OK, None, SETTINGS, NOW)
+    # The inverter stayed at 1000 W: the grid reading does not move. On
+    # the grid alone one miss may be a cloud: the guard only stops.
+    t = NOW + 6
+    decision = decide(state, ev(grid=900.0, now=t, at=t), CLOSED, SETTINGS, t)
+    stop = only_action(decision)
+    assert (stop.kind, stop.reason) == (ActionKind.STOP, "plant response unclear")
+    assert decision.failures == ()
+    state = apply_result(decision.state, stop, Outcome.OK, None, SETTINGS, t)
+    # Restart (after the hold) on a steady settled reading: ignored again.
+    t = NOW + 12
+    decision = decide(state, ev(grid=900.0, now=t, at=t), CLOSED, SETTINGS, t)
+    start = only_action(decision)
+    assert start.kind is ActionKind.START
+    state = apply_result(decision.state, start, Outcome.OK, None, SETTINGS, t)
+    t = NOW + 19
+    decision = decide(state, ev(grid=900.0, now=t, at=t), CLOSED, SETTINGS, t)
+    assert only_action(decision).kind is ActionKind.STOP
+    assert decision.failures
+    assert "did not follow" in decision.failures[0]
+    assert "grid_sign" in decision.state.plant_error
+
+
+def test_a_wrong_grid_sign_is_caught_by_the_first_start_and_stop():
+    # The meter reports export positive, the guard was told import positive:
+    # 1000 W of export reads as 1000 W of import.
+    settings = replace(SETTINGS, grid_sign=GridSign.IMPORT_POSITIVE)
+    state = request_start(idle(), None, None, NOW)
+    decision = decide(state, ev(grid=1000.0, settings=settings), CLOSED, settings, NOW)
+    start = only_action(decision)
+    state = apply_result(decision.state, start, Outcome.OK, None, settings, NOW)
+    # The battery adds its power to the export: the sensor goes UP by it.
+    t = NOW + 6
+    high = 1000.0 + start.power_w
+    decision = decide(state, ev(grid=high, now=t, at=t, settings=settings), CLOSED, settings, t)
+    stop = only_action(decision)
+    assert stop.kind is ActionKind.STOP
+    state = apply_result(decision.state, stop, Outcome.OK, None, settings, t)
+    # ... and the stop brings it back DOWN: the second miss in a row.
+    t = NOW + 12
+    for at in (t, t + 1):
+        decision = decide(
+            state, ev(grid=1000.0, now=at, at=at, settings=settings), CLOSED, settings, at
+        )
+        state = decision.state
+    start = only_action(decision)
+    state = apply_result(state, start, Outcome.OK, None, settings, t + 1)
+    t = NOW + 19
+    decision = decide(state, ev(grid=high, now=t, at=t, settings=settings), CLOSED, settings, t)
+    assert decision.failures
+    assert "grid_sign" in decision.state.plant_error
+
+
+def test_quantised_read_back_is_what_the_guard_believes():
     pending = Action(ActionKind.SET_POWER, 2, power_w=1950.0)
     state = with_pending(discharging(2000.0), pending)
-    state = apply_result(state, pending, Outcome.OK, None, SETTINGS, NOW)
-    # The meter still shows 2950 W, measured while 2000 W flowed: 1950 stands.
-    assert decide(state, ev(grid=2950.0), CLOSED, SETTINGS, NOW).actions == ()
-    # The meter reports with 1950 W flowing: 2900 W is right on target.
-    state = note_grid_sample(state)
-    assert state.power_basis_w == 1950.0
-    assert decide(state, ev(grid=2900.0), CLOSED, SETTINGS, NOW).actions == ()
-    # Export rises by 200 W: lower by 200 W.
-    action = only_action(decide(state, ev(grid=3100.0), CLOSED, SETTINGS, NOW))
-    assert action.power_w == 1750.0
-
-
-def test_after_a_stop_the_next_sample_has_no_battery_in_it():
-    state = apply_result(
-        with_pending(discharging(2000.0), stop := Action(ActionKind.STOP, 1)),
-        stop,
-        Outcome.OK,
-        None,
-        SETTINGS,
-        NOW,
-    )
-    assert state.power_basis_w == 2000.0  # the last reading still had it
-    assert note_grid_sample(state).power_basis_w == 0.0
+    state = apply_result(state, pending, Outcome.OK, None, SETTINGS, NOW, read_w=1945.0)
+    assert state.power_w == 1945.0
 
 
 # --- pending actions and outcomes ------------------------------------------------
 
 
-def test_nothing_new_while_an_action_is_in_flight():
+def test_no_raise_while_an_action_is_in_flight():
     pending = Action(ActionKind.SET_POWER, 7, power_w=2200.0)
     state = with_pending(discharging(2000.0), pending)
     assert decide(state, ev(grid=0.0), CLOSED, SETTINGS, NOW).actions == ()

@@ -62,3 +62,23 @@ def test_startup_sample_is_dated_by_its_last_change():
     assert sample_since("5", None, 1000.0, wall) == Sample("5", 1000.0)
     assert sample_since("5", wall + timedelta(seconds=9), 1000.0, wall) == Sample("5", 1000.0)
     assert sample_since(None, wall, 1000.0, wall) == Sample()
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        # 1e308 minutes made every start fail and opened the breaker.
+        ({"action": "start", "duration_min": 1e308}, "duration_min must be at most 1440"),
+        ({"action": "start", "duration_min": 1441}, "duration_min must be at most 1440"),
+        ({"action": "start", "power_w": 5e6}, "power_w must be at most"),
+    ],
+)
+def test_unbounded_requests_are_refused(data, fragment):
+    with pytest.raises(RequestError, match=fragment):
+        parse_event(data)
+
+
+def test_the_duration_bound_is_the_configured_one():
+    assert parse_event({"action": "start", "duration_min": 600}, max_duration_min=600)
+    with pytest.raises(RequestError):
+        parse_event({"action": "start", "duration_min": 601}, max_duration_min=600)

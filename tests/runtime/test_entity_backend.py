@@ -293,7 +293,8 @@ async def test_a_restart_removes_nothing_the_app_still_has(
         await app.initialize()
         assert app.hass_port is not None
         if isinstance(app, ExportGuard):
-            await app._publisher.wait_idle()  # its entities are written by a task
+            assert app.controller is not None
+            await app.controller.wait_idle()  # its entities are written by a task
         await app.terminate()
         return set(await retained(mosquitto, f"ha_{tag}/#"))
 

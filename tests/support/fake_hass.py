@@ -156,6 +156,10 @@ class FakeHass:
         self.notifications: dict[str, dict[str, Any]] = {}
         self.entity_writes: list[tuple[str, str, dict[str, Any]]] = []
         self.restarts = 0
+        # Entities AppDaemon's cache has lost (get_state answers None; HA
+        # itself, through read_state, still has them).
+        self.cache_lost: set[str] = set()
+        self.rest_reads: list[str] = []
         self.started = False
         self.closed = False
         self._service_script: dict[str, deque[Outcome]] = defaultdict(deque)
@@ -300,10 +304,13 @@ class FakeHass:
     # HassPort: states
 
     async def get_state(self, entity_id: str) -> EntityState | None:
+        if entity_id in self.cache_lost:
+            return None  # AppDaemon 4.5.13 after the entity was removed and re-added
         return self._states.get(entity_id)
 
     async def read_state(self, entity_id: str) -> EntityState | None:
-        # The fake has no cache in front of "HA": the same as get_state.
+        # Past the (simulated) cache: "HA" itself still has the entity.
+        self.rest_reads.append(entity_id)
         return self._states.get(entity_id)
 
     async def listen_state(self, entity_id: str, callback: StateCallback) -> FakeHandle:

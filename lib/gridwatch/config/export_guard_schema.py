@@ -13,10 +13,10 @@ Example entry::
       min_soc_pct: 15
       max_discharge_w: 5000
       readings:
-        grid_power: {entity: sensor.grid_power}          # export positive
+        grid_power: {entity: sensor.grid_power}          # import positive
         soc: {entity: sensor.battery_soc, max_age_s: 900}
         export_today: {entity: sensor.grid_export_today, max_age_s: 900}
-      grid_sign: export_positive    # or import_positive
+      grid_sign: import_positive    # HA's convention; or export_positive
       actuators:
         enable: {entity: input_boolean.battery_discharge}
         power: {entity: input_number.battery_discharge_power}
@@ -28,14 +28,13 @@ Example entry::
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from gridwatch.config.base import ConfigSchema, event_type_field
 from gridwatch.guard.actuators import SwitchActuator, ValueActuator
+from gridwatch.guard.config import DEFAULT_EVENT, GuardConfig
 from gridwatch.guard.decisions import GuardSettings
 from gridwatch.guard.readings import GridSign, ReadingSpec, ReadingSpecs
 from gridwatch.safety.staleness import DEFAULT_MAX_AGE_S
@@ -50,47 +49,14 @@ __all__ = [
     "ValueActuator",
 ]
 
-DEFAULT_EVENT: Final = "gridwatch_export_guard"
 _ENTITY: Final = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
 _SERVICE: Final = re.compile(r"^[a-z0-9_]+[./][a-z0-9_]+$")
 _VALUE_DOMAINS: Final = {"input_number": "set_value", "number": "set_value"}
 _SWITCH_DOMAINS: Final = frozenset({"input_boolean", "switch"})
+# The inverter's ramp: a settle time is two meter periods plus this.
+_RAMP_S: Final = 1.0
 
-
-@dataclass(frozen=True)
-class ExportGuardConfig:
-    """The export guard's validated options.
-
-    Attributes:
-        guard: limits and behaviour for the decision logic.
-        entities: reading name (grid_power, soc, export_today, pv_power)
-            -> entity id.
-        enable: the discharge on/off actuator.
-        power: the discharge power actuator (W).
-        cutoff_soc: the battery's cutoff SoC actuator (%), if any.
-        duration: the discharge duration actuator (minutes), if any.
-        request_entity: an on/off entity whose on/off requests start/stop.
-        event: HA event type carrying start/stop requests.
-        tick_s: period of the safety tick.
-        dry_run: compute, publish and log; never touch an actuator.
-        verify: timing of each verified actuator call.
-        breaker_threshold: failures in a row that open the breaker.
-        breaker_reset_s: seconds open before one probe is allowed.
-    """
-
-    guard: GuardSettings
-    entities: Mapping[str, str]
-    enable: SwitchActuator
-    power: ValueActuator
-    cutoff_soc: ValueActuator | None = None
-    duration: ValueActuator | None = None
-    request_entity: str | None = None
-    event: str = DEFAULT_EVENT
-    tick_s: float = 5.0
-    dry_run: bool = False
-    verify: VerifyPolicy = field(default_factory=VerifyPolicy)
-    breaker_threshold: int = 5
-    breaker_reset_s: float = 60.0
+ExportGuardConfig = GuardConfig
 
 
 def _entity(example: str, description: str, **kwargs: Any) -> fields.String:
@@ -147,6 +113,7 @@ _DEFAULT_RANGES: dict[str, Range] = {
     "soc": SOC_RANGE,
     "export_today": ENERGY_RANGE,
     "pv_power": POWER_RANGE,
+    "battery_power": POWER_RANGE,
 }
 
 
@@ -181,6 +148,14 @@ class ReadingsSchema(ConfigSchema):
         ReadingSchema,
         load_default=None,
         metadata={"example": {"entity": "sensor.pv_power"}, "description": "optional, shown only"},
+    )
+    battery_power = fields.Nested(
+        ReadingSchema,
+        load_default=None,
+        metadata={
+            "example": {"entity": "sensor.battery_power"},
+            "description": "optional: measured battery power, W, discharge positive",
+        },
     )
 
     @validates_schema
@@ -325,11 +300,16 @@ class ExportGuardSchema(ConfigSchema):
     )
     soc_hysteresis_pct = _non_negative(2.0, 2, "a restart needs SoC this far above the minimum")
     max_discharge_w = _positive(5000, "most discharge power ever commanded, W", required=True)
-    min_discharge_w = _non_negative(100.0, 100, "less headroom than this stops the discharge, W")
+    min_discharge_w = fields.Float(
+        load_default=100.0,
+        validate=validate.Range(min=0, min_inclusive=False, max=1e6),
+        allow_nan=False,
+        metadata={"example": 100, "description": "less headroom than this stops the discharge, W"},
+    )
     grid_sign = fields.Enum(
         GridSign,
         by_value=True,
-        load_default=GridSign.EXPORT_POSITIVE,
+        load_default=GridSign.IMPORT_POSITIVE,
         metadata={"example": "import_positive", "description": "sign of export on the grid sensor"},
     )
     readings = fields.Nested(
@@ -378,7 +358,76 @@ class ExportGuardSchema(ConfigSchema):
         load_default=3, validate=validate.Range(min=1, max=10), metadata={"example": 3}
     )
     retry_after_s = fields.Float(
-        load_default=5.0, validate=validate.Range(min=0, max=600), metadata={"example": 5}
+        # Below 1 s a failing stop is retried back to back.
+        load_default=5.0,
+        validate=validate.Range(min=1, max=600),
+        metadata={"example": 5},
+    )
+    meter_period_s = fields.Float(
+        load_default=2.0,
+        validate=validate.Range(min=0.1, max=600),
+        allow_nan=False,
+        metadata={"example": 2, "description": "how often the grid meter reports, s"},
+    )
+    settle_s = fields.Float(
+        load_default=None,
+        validate=validate.Range(min=0, max=600),
+        allow_nan=False,
+        metadata={"example": 5, "description": "default: 2 x meter_period_s + 1 s of ramp"},
+    )
+    max_raise_step_w = fields.Float(
+        load_default=2000.0,
+        validate=validate.Range(min=1, max=1e6),
+        allow_nan=False,
+        metadata={"example": 2000, "description": "a start or raise moves by at most this, W"},
+    )
+    min_write_interval_s = fields.Float(
+        load_default=10.0,
+        validate=validate.Range(min=0, max=3600),
+        allow_nan=False,
+        metadata={"example": 10, "description": "raises at most this often (lowering: at once)"},
+    )
+    min_change_w = fields.Float(
+        load_default=50.0,
+        validate=validate.Range(min=0, max=1e6),
+        allow_nan=False,
+        metadata={"example": 50, "description": "smaller lowerings wait while under the limit"},
+    )
+    request_debounce_s = fields.Float(
+        load_default=1.0,
+        validate=validate.Range(min=0, max=60),
+        allow_nan=False,
+        metadata={"example": 1, "description": "a start request must stand this long"},
+    )
+    lease_min = fields.Float(
+        load_default=5.0,
+        validate=validate.Range(min=1, max=1440),
+        allow_nan=False,
+        metadata={"example": 5, "description": "dead-man lease on the duration actuator, min"},
+    )
+    response_fraction = fields.Float(
+        load_default=0.5,
+        validate=validate.Range(min=0.1, max=1),
+        allow_nan=False,
+        metadata={"example": 0.5, "description": "share of a change the plant must show"},
+    )
+    response_min_w = fields.Float(
+        load_default=300.0,
+        validate=validate.Range(min=0, max=1e6),
+        allow_nan=False,
+        metadata={"example": 300, "description": "changes this big are checked for a response"},
+    )
+    heartbeat_s = fields.Float(
+        load_default=30.0,
+        validate=validate.Range(min=1, max=3600),
+        allow_nan=False,
+        metadata={"example": 30, "description": "the heartbeat entity advances this often"},
+    )
+    max_request_min = fields.Float(
+        load_default=1440.0,
+        validate=validate.Range(min=1, max=10080),
+        allow_nan=False,
+        metadata={"example": 1440, "description": "longest duration_min a request may ask"},
     )
     breaker_threshold = fields.Integer(
         load_default=5, validate=validate.Range(min=1, max=100), metadata={"example": 5}
@@ -396,6 +445,10 @@ class ExportGuardSchema(ConfigSchema):
         cap, margin = data.get("daily_export_cap_kwh"), data.get("cap_margin_kwh")
         if cap is not None and margin is not None and margin >= cap:
             errors["cap_margin_kwh"] = [f"must be below daily_export_cap_kwh ({cap:g})"]
+        settle, period = data.get("settle_s"), data.get("meter_period_s")
+        if settle is not None and period is not None and settle < period:
+            # Shorter, a reading from before a change would pass for one after it.
+            errors["settle_s"] = [f"must be at least meter_period_s ({period:g})"]
         top, bottom = data.get("max_discharge_w"), data.get("min_discharge_w")
         if top is not None and bottom is not None and bottom > top:
             errors["min_discharge_w"] = [f"must not exceed max_discharge_w ({top:g})"]
@@ -403,7 +456,7 @@ class ExportGuardSchema(ConfigSchema):
             raise ValidationError(errors)
 
     @post_load
-    def _make_config(self, data: dict[str, Any], **_kwargs: Any) -> ExportGuardConfig:
+    def _make_config(self, data: dict[str, Any], **_kwargs: Any) -> GuardConfig:
         readings: dict[str, Any] = data["readings"]
         specs: dict[str, ReadingSpec] = {}
         entities: dict[str, str] = {}
@@ -427,9 +480,21 @@ class ExportGuardSchema(ConfigSchema):
             retry_after_s=data["retry_after_s"],
             grid_sign=data["grid_sign"],
             specs=ReadingSpecs(**specs),
+            settle_s=(
+                2 * data["meter_period_s"] + _RAMP_S
+                if data["settle_s"] is None
+                else data["settle_s"]
+            ),
+            max_raise_step_w=data["max_raise_step_w"],
+            min_write_interval_s=data["min_write_interval_s"],
+            min_change_w=data["min_change_w"],
+            request_debounce_s=data["request_debounce_s"],
+            lease_min=None if actuators["duration"] is None else data["lease_min"],
+            response_min_w=data["response_min_w"],
+            response_fraction=data["response_fraction"],
         )
         entities["enable"] = actuators["enable"].entity
-        return ExportGuardConfig(
+        return GuardConfig(
             guard=guard,
             entities=entities,
             enable=actuators["enable"],
@@ -447,4 +512,6 @@ class ExportGuardSchema(ConfigSchema):
             ),
             breaker_threshold=data["breaker_threshold"],
             breaker_reset_s=data["breaker_reset_s"],
+            heartbeat_s=data["heartbeat_s"],
+            max_request_min=data["max_request_min"],
         )

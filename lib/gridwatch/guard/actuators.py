@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gridwatch.guard.decisions import Action, ActionKind
-from gridwatch.hass.ports import ServiceCaller, StateReader
+from gridwatch.hass.errors import HassError
+from gridwatch.hass.ports import EntityState, FreshStateReader, ServiceCaller, StateReader
 from gridwatch.hass.states import parse_bool, parse_float
 from gridwatch.safety.verified_call import CallResult, VerifyPolicy, verified_call
 
@@ -50,8 +51,21 @@ class ValueActuator:
     tolerance: float = 1.0
 
 
-class ActuatorPort(ServiceCaller, StateReader, Protocol):
+class ActuatorPort(ServiceCaller, StateReader, FreshStateReader, Protocol):
     """What the actuators need of HA."""
+
+
+@dataclass(frozen=True)
+class Performed:
+    """The result of an action.
+
+    Attributes:
+        result: of the last step run.
+        power_w: the discharge power read back (W), if the action set it.
+    """
+
+    result: CallResult
+    power_w: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,37 +104,43 @@ class GuardActuators:
         self._clock = clock
         self._sleep = sleep
 
-    async def perform(self, action: Action) -> CallResult:
+    async def perform(self, action: Action) -> Performed:
         """Carry out ``action``; every step verified, the first failure ends it.
 
         A start sets power (and cutoff SoC and duration if configured)
         before it turns discharge on, so the battery never runs at a stale
         power. A stop only turns discharge off: the one step that must work.
+        A renewal only sets the duration (the dead-man lease).
 
         Returns:
-            The result of the last step run.
+            The result of the last step run, and the power read back.
         """
         acts = self._act
-        steps: list[Callable[[], Awaitable[CallResult]]] = []
         if action.kind is ActionKind.STOP:
-            steps.append(lambda: self._switch(acts.enable, on=False))
-        else:
-            steps.append(lambda: self._value(acts.power, action.power_w))
+            return Performed(await self._switch(acts.enable, on=False))
+        if action.kind is ActionKind.RENEW:
+            if acts.duration is None or action.duration_min is None:
+                return Performed(CallResult(True, 0, None))
+            minutes = math.ceil(action.duration_min)
+            return Performed(await self._value(acts.duration, minutes))
+        result = await self._value(acts.power, action.power_w)
+        # Quantised inverters round: record what they show, not what was asked.
+        power = parse_float(result.last_read).value if result.ok else None
+        steps: list[Callable[[], Awaitable[CallResult]]] = []
         if action.kind is ActionKind.START:
             cutoff, duration = acts.cutoff_soc, acts.duration
             if cutoff is not None and action.cutoff_soc_pct is not None:
                 soc = action.cutoff_soc_pct
                 steps.append(lambda: self._value(cutoff, soc))
             if duration is not None and action.duration_min is not None:
-                minutes = math.ceil(action.duration_min)
+                minutes = max(math.ceil(action.duration_min), 1)
                 steps.append(lambda: self._value(duration, minutes))
             steps.append(lambda: self._switch(acts.enable, on=True))
-        result = CallResult(True, 0, None)
         for step in steps:
-            result = await step()
             if not result.ok:
                 break
-        return result
+            result = await step()
+        return Performed(result, power)
 
     async def _switch(self, switch: SwitchActuator, *, on: bool) -> CallResult:
         service = switch.on_service if on else switch.off_service
@@ -161,8 +181,28 @@ class GuardActuators:
         async def read() -> str | None:
             # The state text only: it is what reasons and logs quote.
             state = await self._hass.get_state(entity)
+            if state is None:
+                # AppDaemon's cache lost the entity (a reloaded integration):
+                # ask HA itself, so a stop that worked is seen as working.
+                state = await read_past_cache(self._hass, entity, read_timeout)
             return None if state is None else state.raw
+
+        read_timeout = self._policy.read_timeout_s
 
         return await verified_call(
             act, read, shows, what=what, policy=self._policy, clock=self._clock, sleep=self._sleep
         )
+
+
+async def read_past_cache(
+    hass: FreshStateReader, entity_id: str, timeout_s: float
+) -> EntityState | None:
+    """Read an entity from HA itself, when AppDaemon's cache has lost it.
+
+    A failed or slow read is no answer (``None``): the caller reads again.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await hass.read_state(entity_id)
+    except (HassError, TimeoutError):
+        return None

@@ -36,12 +36,21 @@ class RequestError(ValueError):
     """A request could not be understood; the message says why."""
 
 
-def parse_event(data: Mapping[str, Any]) -> Command:
+# A day: longer requests are almost always a unit mistake (seconds for minutes).
+DEFAULT_MAX_DURATION_MIN = 1440.0
+# No home battery discharges a megawatt; a bigger number is a typo.
+MAX_POWER_W = 1_000_000.0
+
+
+def parse_event(
+    data: Mapping[str, Any], *, max_duration_min: float = DEFAULT_MAX_DURATION_MIN
+) -> Command:
     """Parse the data of a ``gridwatch_export_guard`` event.
 
     Args:
         data: ``{"action": "start"|"stop", "power_w": ..., "duration_min": ...}``
             (power and duration optional, numbers or numeric strings).
+        max_duration_min: the longest duration accepted.
 
     Returns:
         The command.
@@ -55,8 +64,8 @@ def parse_event(data: Mapping[str, Any]) -> Command:
     problems: list[str] = []
     if action != "start":
         problems.append(f"action must be 'start' or 'stop', got {data.get('action')!r}")
-    power = _optional_positive(data, "power_w", problems)
-    duration = _optional_positive(data, "duration_min", problems)
+    power = _optional_positive(data, "power_w", problems, MAX_POWER_W)
+    duration = _optional_positive(data, "duration_min", problems, max_duration_min)
     if problems:
         raise RequestError("; ".join(problems))
     return StartCommand(power, duration)
@@ -75,11 +84,16 @@ def parse_request_state(raw: object) -> Command | None:
     return StartCommand() if value else StopCommand()
 
 
-def _optional_positive(data: Mapping[str, Any], key: str, problems: list[str]) -> float | None:
+def _optional_positive(
+    data: Mapping[str, Any], key: str, problems: list[str], most: float
+) -> float | None:
     if data.get(key) is None:
         return None
     parsed = parse_float(data[key])
     if parsed.value is None or parsed.value <= 0 or not math.isfinite(parsed.value):
         problems.append(f"{key} must be a positive number, got {data[key]!r}")
+        return None
+    if parsed.value > most:
+        problems.append(f"{key} must be at most {most:g}, got {data[key]!r}")
         return None
     return parsed.value

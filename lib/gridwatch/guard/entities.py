@@ -30,6 +30,7 @@ def entity_ids(prefix: str) -> dict[str, str]:
         "headroom_power": f"sensor.{prefix}_export_headroom_power",
         "headroom_energy": f"sensor.{prefix}_export_headroom_energy",
         "last_action": f"sensor.{prefix}_last_action",
+        "heartbeat": f"sensor.{prefix}_heartbeat",
     }
 
 
@@ -43,6 +44,7 @@ def render(
     dry_run: bool,
     now_mono: float,
     now_wall: datetime,
+    heartbeat_s: float = 30.0,
 ) -> list[EntityUpdate]:
     """Every entity with its state and full attributes.
 
@@ -55,6 +57,8 @@ def render(
         dry_run: the guard only simulates.
         now_mono: monotonic now (to date the breaker's last failure).
         now_wall: wall-clock now.
+        heartbeat_s: the heartbeat advances in steps of this (a changed-only
+            writer then writes it once a step, not once a decision).
 
     Returns:
         The entities, in a stable order.
@@ -66,6 +70,13 @@ def render(
         ago = max(0.0, now_mono - breaker.last_failure_at)
         last_failure = (now_wall - timedelta(seconds=ago)).isoformat(timespec="seconds")
     reasons = {c.name.value: c.reason for c in ev.checks if c.reason}
+    request = state.request
+    left = None
+    if request is not None and request.until is not None:
+        left = round(max(request.until - now_mono, 0.0) / 60.0, 2)
+    step = max(heartbeat_s, 1.0)
+    beat = datetime.fromtimestamp(now_wall.timestamp() // step * step, now_wall.tzinfo)
+    est = state.estimate
     return [
         EntityUpdate(
             ids["health"],
@@ -75,9 +86,16 @@ def render(
                 "icon": "mdi:shield-check",
                 "conditions": sorted(c.value for c in status.conditions),
                 "dry_run": dry_run,
-                "discharge": state.actuator.value,
+                # A stop the plant has not been seen to follow is not "off".
+                "discharge": "unknown" if state.stop_failed else state.actuator.value,
                 "discharge_power_w": round(state.power_w),
-                "requested": state.request is not None,
+                "requested": request is not None,
+                "request_power_w": None if request is None else request.power_w,
+                "request_minutes_left": left,
+                "uncontrolled_export_w": (
+                    None if est.uncontrolled_w is None else round(est.uncontrolled_w)
+                ),
+                "reading_settled": est.settled,
             },
         ),
         EntityUpdate(
@@ -88,6 +106,7 @@ def render(
                 "icon": "mdi:alert-circle-outline",
                 "readings": reasons,
                 "actuator_error": state.actuator_error,
+                "plant_error": state.plant_error,
                 "stop_failed": state.stop_failed,
             },
         ),
@@ -143,6 +162,16 @@ def render(
                 "icon": "mdi:battery-arrow-down",
                 "last_stop_reason": state.last_stop_reason,
                 "dry_run": dry_run,
+            },
+        ),
+        EntityUpdate(
+            ids["heartbeat"],
+            beat.isoformat(timespec="seconds"),
+            {
+                "friendly_name": f"{name} heartbeat",
+                "device_class": "timestamp",
+                "icon": "mdi:heart-pulse",
+                "interval_s": step,
             },
         ),
     ]

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from gridwatch.guard.decisions import GuardState
-from gridwatch.guard.entities import render
+from gridwatch.guard.entities import entity_ids, render
 from gridwatch.guard.readings import Evaluation
 from gridwatch.guard.status import Condition, Status, notice_text, status
 from gridwatch.hass.entity_update import ChangedOnlyWriter
@@ -49,6 +49,7 @@ class GuardPublisher:
         *,
         dry_run: bool,
         logger: logging.Logger | None = None,
+        heartbeat_s: float = 30.0,
     ) -> None:
         self._hass = hass
         self._notices = notices
@@ -56,10 +57,16 @@ class GuardPublisher:
         self._prefix = slug(app_name)
         self._entities = entities
         self._dry_run = dry_run
+        self._heartbeat_s = heartbeat_s
         self._logger = logger or _LOGGER
         self._writer = ChangedOnlyWriter(hass, self._logger)
         self._latest: tuple[GuardState, Evaluation, BreakerSnapshot, float, datetime] | None = None
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def health_entity(self) -> str:
+        """The health entity's id (it also carries the standing request)."""
+        return entity_ids(self._prefix)["health"]
 
     def submit(
         self,
@@ -120,6 +127,7 @@ class GuardPublisher:
             dry_run=self._dry_run,
             now_mono=now_mono,
             now_wall=now_wall,
+            heartbeat_s=self._heartbeat_s,
         ):
             await self._writer.write(item)
         for condition in Condition:

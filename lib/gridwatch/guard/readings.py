@@ -36,6 +36,7 @@ class ReadingName(StrEnum):
     SOC = "soc"
     EXPORT_TODAY = "export_today"
     PV_POWER = "pv_power"
+    BATTERY_POWER = "battery_power"
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class ReadingSpecs:
     soc: ReadingSpec = ReadingSpec(SOC_RANGE)
     export_today: ReadingSpec = ReadingSpec(ENERGY_RANGE)
     pv_power: ReadingSpec = ReadingSpec(POWER_RANGE)
+    # Most inverters publish their battery power every few seconds.
+    battery_power: ReadingSpec = ReadingSpec(POWER_RANGE)
 
 
 @dataclass(frozen=True)
@@ -77,12 +80,18 @@ class Sample:
 
 @dataclass(frozen=True)
 class Readings:
-    """The latest sample of each reading; PV is optional and informational."""
+    """The latest sample of each reading.
+
+    PV is optional and informational; battery power (W, discharge positive)
+    is optional and, when fresh, tells which battery power a grid reading
+    reflects.
+    """
 
     grid_power: Sample = Sample()
     soc: Sample = Sample()
     export_today: Sample = Sample()
     pv_power: Sample | None = None
+    battery_power: Sample | None = None
 
 
 class ReadingStatus(StrEnum):
@@ -117,6 +126,10 @@ class Evaluation:
         energy_headroom_kwh: room below the daily cap minus margin (kWh).
         data_age_s: age of the oldest steering reading; ``None`` if one never
             arrived.
+        grid_at: monotonic arrival time of the grid reading, if valid.
+        battery_w: measured battery power (W, discharge positive), if
+            configured, fresh and valid.
+        battery_at: its arrival time.
     """
 
     checks: tuple[ReadingCheck, ...]
@@ -129,6 +142,9 @@ class Evaluation:
     power_headroom_w: float | None
     energy_headroom_kwh: float | None
     data_age_s: float | None
+    grid_at: float | None = None
+    battery_w: float | None = None
+    battery_at: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -189,6 +205,7 @@ def evaluate(
     daily_cap_kwh: float,
     margin_kwh: float,
     now: float,
+    unmetered_export_kwh: float = 0.0,
 ) -> Evaluation:
     """Check every reading and compute the headroom.
 
@@ -201,6 +218,9 @@ def evaluate(
         daily_cap_kwh: daily export cap (kWh).
         margin_kwh: safety margin below the cap (kWh).
         now: monotonic time.
+        unmetered_export_kwh: export since the energy counter last updated,
+            integrated from the grid readings; added to the counter so a
+            counter that updates every few minutes cannot overshoot the margin.
 
     Returns:
         The evaluation (headroom is ``None`` where its reading is not OK).
@@ -213,12 +233,21 @@ def evaluate(
         if readings.pv_power is None
         else check_reading(ReadingName.PV_POWER, readings.pv_power, specs.pv_power, now)
     )
+    battery = (
+        None
+        if readings.battery_power is None
+        else check_reading(
+            ReadingName.BATTERY_POWER, readings.battery_power, specs.battery_power, now
+        )
+    )
     export_w = None
     power_room = None
     if grid.status is ReadingStatus.OK and grid.value is not None:
         export_w = grid.value if grid_sign is GridSign.EXPORT_POSITIVE else -grid.value
         power_room = power_headroom_w(export_w, export_limit_w, deadband_w)
     exported = energy.value if energy.status is ReadingStatus.OK else None
+    if exported is not None:
+        exported += max(unmetered_export_kwh, 0.0)
     energy_room = (
         None if exported is None else energy_headroom_kwh(exported, daily_cap_kwh, margin_kwh)
     )
@@ -236,6 +265,13 @@ def evaluate(
         power_headroom_w=power_room,
         energy_headroom_kwh=energy_room,
         data_age_s=data_age,
+        grid_at=readings.grid_power.at if export_w is not None else None,
+        battery_w=battery.value if battery and battery.status is ReadingStatus.OK else None,
+        battery_at=(
+            readings.battery_power.at
+            if battery and readings.battery_power and battery.status is ReadingStatus.OK
+            else None
+        ),
     )
 
 

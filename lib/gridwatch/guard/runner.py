@@ -26,26 +26,35 @@ class ActionRunner:
         self._actuators = actuators
         self.dry_run = dry_run
 
-    async def run(self, action: Action) -> tuple[Outcome, str | None]:
+    async def run(self, action: Action) -> tuple[Outcome, str | None, float | None]:
         """Perform ``action`` and say how it went.
 
         Returns:
-            The outcome and, unless OK, the reason.
+            The outcome, unless OK the reason, and the power read back.
 
         Raises:
             asyncio.CancelledError: when cancelled (not a breaker failure; the
                 caller treats the actuator state as unknown).
         """
         if self.dry_run:
-            return Outcome.OK, None
+            return Outcome.OK, None, None
         try:
-            result = await self.breaker.call(
+            done = await self.breaker.call(
                 lambda: self._actuators.perform(action),
                 force=action.kind is ActionKind.STOP,
-                failure_of=failure_reason,
+                failure_of=lambda performed: failure_reason(performed.result),
             )
         except BreakerOpenError:
-            return Outcome.REFUSED, "circuit breaker open"
+            return Outcome.REFUSED, "circuit breaker open", None
         except Exception as err:  # any error is a failed action, never a stuck one
-            return Outcome.FAILED, f"{type(err).__name__}: {err}"
-        return (Outcome.OK, None) if result.ok else (Outcome.FAILED, result.reason)
+            return Outcome.FAILED, f"{type(err).__name__}: {err}", None
+        if done.result.ok:
+            return Outcome.OK, None, done.power_w
+        return Outcome.FAILED, done.result.reason, None
+
+    def record_failure(self, reason: str) -> None:
+        """Count an actuator failure found outside a call (the plant did not
+        follow, or an actuator changed by itself) in the breaker."""
+        ticket = self.breaker.acquire(force=True)
+        if ticket is not None:
+            self.breaker.failed(ticket, reason)

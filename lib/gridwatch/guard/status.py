@@ -79,7 +79,7 @@ def conditions(state: GuardState, ev: Evaluation, breaker: BreakerSnapshot) -> f
         active.add(Condition.STOP_FAILED)
     if breaker.state is not BreakerState.CLOSED:
         active.add(Condition.BREAKER_OPEN)
-    if state.actuator_error is not None:
+    if state.actuator_error is not None or state.plant_error is not None:
         active.add(Condition.ACTUATOR_FAILURE)
     if ev.invalid:
         active.add(Condition.INVALID_READING)
@@ -176,7 +176,8 @@ def notice_text(
         return NoticeText(
             Severity.WARNING,
             "Battery actuator did not respond as expected",
-            f"{app}: {state.actuator_error}. The discharge was stopped to stay safe.",
+            f"{app}: {state.plant_error or state.actuator_error}. "
+            "The discharge was stopped to stay safe.",
             (
                 f"Check that {enable} and the discharge power entity can be changed "
                 "in Home Assistant.",

@@ -145,11 +145,15 @@ class FreshStateReader(Protocol):
     """Reads entity states from HA itself, not from a cache."""
 
     async def read_state(self, entity_id: str) -> EntityState | None:
-        """Read one entity as HA has it now.
+        """Read one entity as HA has it now, past AppDaemon's cache.
 
         HA 2024.4+ updates ``last_reported`` of an unchanged reading without
         a state_changed event, so no cache fed by events (AppDaemon's) sees
-        it move: ask HA when a reading's liveness matters.
+        it move: ask HA when a reading's liveness matters. And AppDaemon
+        4.5.13 drops an entity from its cache when HA removes it and ignores
+        it when it comes back (an integration or YAML reload), so
+        :meth:`StateReader.get_state` answers ``None`` for ever: this read
+        does not go through that cache. Slower: for fallbacks and checks.
 
         Args:
             entity_id: e.g. ``sensor.grid_power``.
