@@ -328,6 +328,7 @@ async def start_plant(
 
 
 @pytest.mark.slow
+@pytest.mark.one_leg
 async def test_a_cloudy_minute_on_a_simulated_site_holds_the_limit_on_physics(
     appdaemon_factory: AppDaemonFactory, ha_client: HaClient
 ) -> None:
@@ -385,6 +386,7 @@ async def test_removed_and_readded_actuators_do_not_fake_a_failed_stop(
 
 
 @pytest.mark.slow
+@pytest.mark.one_leg
 async def test_killed_appdaemon_leaves_at_most_one_lease_and_its_heartbeat_stops(
     appdaemon_factory: AppDaemonFactory, ha_client: HaClient
 ) -> None:

@@ -28,6 +28,7 @@ class PlantMachine(RuleBasedStateMachine):
         self.options: dict[str, Any] = {}
         self.external: list[float] = []  # things done to the plant the guard cannot foresee
         self.down_since: float | None = None  # the guard was torn down
+        self.guarded_since = 0.0  # this guard instance's start
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -126,6 +127,7 @@ class PlantMachine(RuleBasedStateMachine):
         self.run(app.initialize())
         self.sim.guard = app
         self.down_since = None
+        self.guarded_since = self.sim.now
         # Whatever ran while it was down is, to the new guard, a disturbance.
         self.external.append(self.sim.now)
 
@@ -143,7 +145,10 @@ class PlantMachine(RuleBasedStateMachine):
             return sorted({*original(), *self.external})
 
         site.disturbances = with_external  # type: ignore[method-assign]
-        record = self.sim.record
+        # The guard answers for the plant only while it runs: what happened
+        # while it was down is bounded by the lease (torn_down_means_stopped),
+        # and each segment before a teardown was checked while it ran.
+        record = self.sim.record.since(self.guarded_since)
         if self.down_since is not None:
             # With no guard running only the lease bounds the plant.
             record = record.until(self.down_since)

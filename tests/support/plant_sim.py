@@ -116,6 +116,14 @@ class Record:
         cut.believed_off, cut.requested = self.believed_off[:n], self.requested[:n]
         return cut
 
+    def since(self, start: float) -> Record:
+        """The rows at or after ``start``."""
+        n = sum(1 for t in self.t if t < start)
+        cut = Record(self.limit_w, self.dt)
+        cut.t, cut.export, cut.battery = self.t[n:], self.export[n:], self.battery[n:]
+        cut.believed_off, cut.requested = self.believed_off[n:], self.requested[n:]
+        return cut
+
     def hours(self) -> float:
         return len(self.t) * self.dt / 3600.0
 
