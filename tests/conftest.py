@@ -26,8 +26,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # the rest does not depend on the HA version and ran in the first leg.
     if not os.environ.get("GRIDWATCH_E2E_ONLY"):
         return
-    kept = [item for item in items if item.get_closest_marker("e2e")]
-    dropped = [item for item in items if not item.get_closest_marker("e2e")]
+
+    # Long real-time scenarios about the guard's physics, not HA's version,
+    # run in the first leg only: the whole run stays near 15 minutes.
+    def second_leg(item: pytest.Item) -> bool:
+        return bool(item.get_closest_marker("e2e")) and not item.get_closest_marker("one_leg")
+
+    kept = [item for item in items if second_leg(item)]
+    dropped = [item for item in items if not second_leg(item)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
