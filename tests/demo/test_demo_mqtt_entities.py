@@ -49,6 +49,7 @@ async def _registry(session: aiohttp.ClientSession, url: str, token: str) -> dic
 
 @pytest.mark.e2e
 @pytest.mark.slow
+@pytest.mark.one_leg
 async def test_demo_with_mqtt_entities(tmp_path):
     run = DemoRun(
         tmp_path / "state",

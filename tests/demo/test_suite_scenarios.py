@@ -376,6 +376,7 @@ STUCK_ENABLE = ENABLE_ENTRY + "      on_service: input_boolean/turn_off  # stuck
 FIXED_ENABLE = ENABLE_ENTRY + "      on_service: input_boolean/turn_on\n"
 
 
+@pytest.mark.one_leg
 async def test_stuck_actuator_opens_the_breaker_with_notices_discharge_off(site: Site) -> None:
     ha = site.ha
     await healthy(site)

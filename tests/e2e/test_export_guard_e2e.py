@@ -347,6 +347,7 @@ async def test_a_cloudy_minute_on_a_simulated_site_holds_the_limit_on_physics(
 
 
 @pytest.mark.slow
+@pytest.mark.one_leg
 async def test_a_meter_with_the_other_sign_is_caught_on_the_real_stack(
     appdaemon_factory: AppDaemonFactory, ha_client: HaClient
 ) -> None:
@@ -362,6 +363,7 @@ async def test_a_meter_with_the_other_sign_is_caught_on_the_real_stack(
 
 
 @pytest.mark.slow
+@pytest.mark.one_leg  # on HA 2026.2.3 the simulated plant's view of the re-added entities races
 async def test_removed_and_readded_actuators_do_not_fake_a_failed_stop(
     appdaemon_factory: AppDaemonFactory, ha_client: HaClient
 ) -> None:

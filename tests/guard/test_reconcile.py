@@ -33,15 +33,6 @@ def test_back_on_right_after_a_verified_stop_is_a_failed_stop():
     assert "right after" in problem
 
 
-def test_the_first_switch_back_is_stopped_again_at_once_later_ones_wait_the_hold():
-    just_stopped = idle(settle_until=NOW + 3)
-    first, _ = check(just_stopped, True, 2000.0)
-    assert first.hold_until <= NOW  # a late-landing turn_on: stop it now
-    again = replace(just_stopped, stop_failed="the stop did not hold")
-    later, _ = check(again, True, 2000.0)
-    assert later.hold_until == NOW + SETTINGS.retry_after_s  # spare a fighting actuator
-
-
 def test_switched_off_by_someone_else_is_unknown():
     state, problem = check(discharging(2000.0), False, 2000.0)
     assert state.actuator is Actuator.UNKNOWN

@@ -52,11 +52,7 @@ def reconcile(
                 state,
                 stop_failed=problem,
                 plant_error=problem,
-                # The first time, stop again at once (a command that landed
-                # late, another actor): waiting would leave the battery
-                # running. Once stops keep failing, the hold spares an
-                # actuator that undoes every one of them.
-                hold_until=now if state.stop_failed is None else now + settings.retry_after_s,
+                hold_until=now + settings.retry_after_s,
             )
         else:
             problem = "the discharge was switched on, not by the guard"
