@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from gridwatch.config.base import ConfigSchema, event_type_field
+from gridwatch.config.base import ConfigSchema, DecimalFloat, DecimalInteger, event_type_field
 from gridwatch.energy.month_cache import DEFAULT_RECHECK_DAYS
 from gridwatch.energy.settings import DEFAULT_REFRESH_EVENT, EnergyTallyConfig
 from gridwatch.energy.tally import Meter, Role
@@ -105,7 +105,7 @@ class EnergyTallySchema(ConfigSchema):
             "description": "energy meters to tally",
         },
     )
-    interval_s = fields.Float(
+    interval_s = DecimalFloat(
         load_default=300.0,
         # Hourly statistics change once an hour; faster than every 30 s only
         # loads the recorder.
@@ -113,7 +113,7 @@ class EnergyTallySchema(ConfigSchema):
         metadata={"example": 300, "description": "seconds between cycles"},
     )
     refresh_event = event_type_field(DEFAULT_REFRESH_EVENT, "HA event forcing a cycle")
-    failure_threshold = fields.Integer(
+    failure_threshold = DecimalInteger(
         load_default=3,
         validate=validate.Range(min=1, max=100),
         metadata={"example": 3, "description": "failed cycles in a row before an alert"},
@@ -122,7 +122,7 @@ class EnergyTallySchema(ConfigSchema):
         load_default=True,
         metadata={"example": True, "description": "ask the recorder for kWh"},
     )
-    query_timeout_s = fields.Float(
+    query_timeout_s = DecimalFloat(
         load_default=15.0,
         validate=validate.Range(min=1, max=120),
         metadata={"example": 15, "description": "timeout of each statistics request"},
@@ -135,7 +135,7 @@ class EnergyTallySchema(ConfigSchema):
             "leave it out to use HA's",
         },
     )
-    recheck_days = fields.Integer(
+    recheck_days = DecimalInteger(
         load_default=DEFAULT_RECHECK_DAYS,
         # Hourly rows of N days for every meter travel in one websocket
         # message (~60 bytes a row): 4 days of 500 meters is ~2.9 MB, under

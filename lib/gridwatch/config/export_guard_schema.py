@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Final
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from gridwatch.config.base import ConfigSchema, event_type_field
+from gridwatch.config.base import ConfigSchema, DecimalFloat, DecimalInteger, event_type_field
 from gridwatch.guard.actuators import SwitchActuator, ValueActuator
 from gridwatch.guard.config import DEFAULT_EVENT, GuardConfig
 from gridwatch.guard.decisions import GuardSettings
@@ -81,7 +81,7 @@ class ReadingSchema(ConfigSchema):
     config_class: ClassVar[type[Any] | None] = None
 
     entity = _entity("sensor.grid_power", "the entity providing the reading", required=True)
-    max_age_s = fields.Float(
+    max_age_s = DecimalFloat(
         load_default=DEFAULT_MAX_AGE_S,
         validate=validate.Range(min=1, max=86400),
         metadata={
@@ -90,12 +90,12 @@ class ReadingSchema(ConfigSchema):
             "only changes, so slow sensors (SoC, energy) need more than 30",
         },
     )
-    min = fields.Float(
+    min = DecimalFloat(
         load_default=None,
         allow_nan=False,
         metadata={"example": -20000, "description": "lowest plausible value"},
     )
-    max = fields.Float(
+    max = DecimalFloat(
         load_default=None,
         allow_nan=False,
         metadata={"example": 20000, "description": "highest plausible value"},
@@ -218,7 +218,7 @@ class ValueSchema(ConfigSchema):
 
     entity = _entity("input_number.battery_discharge_power", "set and read back", required=True)
     service = _service("number/set_value", "default: <domain>/set_value")
-    tolerance = fields.Float(
+    tolerance = DecimalFloat(
         load_default=1.0,
         validate=validate.Range(min=0),
         metadata={"example": 10, "description": "read-back within this counts as set"},
@@ -268,8 +268,8 @@ def _slash(service: str) -> str:
     return service.replace(".", "/", 1)
 
 
-def _positive(example: float, description: str, **kwargs: Any) -> fields.Float:
-    return fields.Float(
+def _positive(example: float, description: str, **kwargs: Any) -> DecimalFloat:
+    return DecimalFloat(
         validate=validate.Range(min=0, min_inclusive=False),
         allow_nan=False,
         metadata={"example": example, "description": description},
@@ -277,8 +277,8 @@ def _positive(example: float, description: str, **kwargs: Any) -> fields.Float:
     )
 
 
-def _non_negative(default: float, example: float, description: str) -> fields.Float:
-    return fields.Float(
+def _non_negative(default: float, example: float, description: str) -> DecimalFloat:
+    return DecimalFloat(
         load_default=default,
         validate=validate.Range(min=0),
         allow_nan=False,
@@ -293,14 +293,14 @@ class ExportGuardSchema(ConfigSchema):
     deadband_w = _non_negative(100.0, 100, "regulate this far below the limit, W")
     daily_export_cap_kwh = _positive(20, "daily export energy cap, kWh", required=True)
     cap_margin_kwh = _non_negative(0.2, 0.2, "kept free below the daily cap, kWh")
-    min_soc_pct = fields.Float(
+    min_soc_pct = DecimalFloat(
         load_default=10.0,
         validate=validate.Range(min=0, max=100),
         metadata={"example": 15, "description": "discharge stops at this SoC, %"},
     )
     soc_hysteresis_pct = _non_negative(2.0, 2, "a restart needs SoC this far above the minimum")
     max_discharge_w = _positive(5000, "most discharge power ever commanded, W", required=True)
-    min_discharge_w = fields.Float(
+    min_discharge_w = DecimalFloat(
         load_default=100.0,
         validate=validate.Range(min=0, min_inclusive=False, max=1e6),
         allow_nan=False,
@@ -339,7 +339,7 @@ class ExportGuardSchema(ConfigSchema):
         load_default=None,
     )
     event = event_type_field(DEFAULT_EVENT, "HA event carrying requests")
-    tick_s = fields.Float(
+    tick_s = DecimalFloat(
         load_default=5.0,
         validate=validate.Range(min=1, max=60),
         metadata={"example": 5, "description": "safety tick period, s"},
@@ -348,91 +348,91 @@ class ExportGuardSchema(ConfigSchema):
         load_default=False,
         metadata={"example": True, "description": "decide and publish, touch no actuator"},
     )
-    call_timeout_s = fields.Float(
+    call_timeout_s = DecimalFloat(
         load_default=5.0, validate=validate.Range(min=0.5, max=60), metadata={"example": 5}
     )
-    verify_within_s = fields.Float(
+    verify_within_s = DecimalFloat(
         load_default=3.0, validate=validate.Range(min=0, max=60), metadata={"example": 3}
     )
-    attempts = fields.Integer(
+    attempts = DecimalInteger(
         load_default=3, validate=validate.Range(min=1, max=10), metadata={"example": 3}
     )
-    retry_after_s = fields.Float(
+    retry_after_s = DecimalFloat(
         # Below 1 s a failing stop is retried back to back.
         load_default=5.0,
         validate=validate.Range(min=1, max=600),
         metadata={"example": 5},
     )
-    meter_period_s = fields.Float(
+    meter_period_s = DecimalFloat(
         load_default=2.0,
         validate=validate.Range(min=0.1, max=600),
         allow_nan=False,
         metadata={"example": 2, "description": "how often the grid meter reports, s"},
     )
-    settle_s = fields.Float(
+    settle_s = DecimalFloat(
         load_default=None,
         validate=validate.Range(min=0, max=600),
         allow_nan=False,
         metadata={"example": 5, "description": "default: 2 x meter_period_s + 1 s of ramp"},
     )
-    max_raise_step_w = fields.Float(
+    max_raise_step_w = DecimalFloat(
         load_default=2000.0,
         validate=validate.Range(min=1, max=1e6),
         allow_nan=False,
         metadata={"example": 2000, "description": "a start or raise moves by at most this, W"},
     )
-    min_write_interval_s = fields.Float(
+    min_write_interval_s = DecimalFloat(
         load_default=10.0,
         validate=validate.Range(min=0, max=3600),
         allow_nan=False,
         metadata={"example": 10, "description": "raises at most this often (lowering: at once)"},
     )
-    min_change_w = fields.Float(
+    min_change_w = DecimalFloat(
         load_default=50.0,
         validate=validate.Range(min=0, max=1e6),
         allow_nan=False,
         metadata={"example": 50, "description": "smaller lowerings wait while under the limit"},
     )
-    request_debounce_s = fields.Float(
+    request_debounce_s = DecimalFloat(
         load_default=1.0,
         validate=validate.Range(min=0, max=60),
         allow_nan=False,
         metadata={"example": 1, "description": "a start request must stand this long"},
     )
-    lease_min = fields.Float(
+    lease_min = DecimalFloat(
         load_default=5.0,
         validate=validate.Range(min=1, max=1440),
         allow_nan=False,
         metadata={"example": 5, "description": "dead-man lease on the duration actuator, min"},
     )
-    response_fraction = fields.Float(
+    response_fraction = DecimalFloat(
         load_default=0.5,
         validate=validate.Range(min=0.1, max=1),
         allow_nan=False,
         metadata={"example": 0.5, "description": "share of a change the plant must show"},
     )
-    response_min_w = fields.Float(
+    response_min_w = DecimalFloat(
         load_default=300.0,
         validate=validate.Range(min=0, max=1e6),
         allow_nan=False,
         metadata={"example": 300, "description": "changes this big are checked for a response"},
     )
-    heartbeat_s = fields.Float(
+    heartbeat_s = DecimalFloat(
         load_default=30.0,
         validate=validate.Range(min=1, max=3600),
         allow_nan=False,
         metadata={"example": 30, "description": "the heartbeat entity advances this often"},
     )
-    max_request_min = fields.Float(
+    max_request_min = DecimalFloat(
         load_default=1440.0,
         validate=validate.Range(min=1, max=10080),
         allow_nan=False,
         metadata={"example": 1440, "description": "longest duration_min a request may ask"},
     )
-    breaker_threshold = fields.Integer(
+    breaker_threshold = DecimalInteger(
         load_default=5, validate=validate.Range(min=1, max=100), metadata={"example": 5}
     )
-    breaker_reset_s = fields.Float(
+    breaker_reset_s = DecimalFloat(
         load_default=60.0, validate=validate.Range(min=1, max=3600), metadata={"example": 60}
     )
 
