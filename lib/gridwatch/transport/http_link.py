@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -26,7 +26,7 @@ from gridwatch.transport.errors import (
     RequestTimeout,
     TransportError,
 )
-from gridwatch.transport.http_settings import HttpPollSettings, LoginSettings
+from gridwatch.transport.http_settings import HttpPollSettings, LoginSettings, WebSocketSettings
 from gridwatch.transport.link import Link, cancel_and_wait
 from gridwatch.transport.payload import DEFAULT_MAX_PAYLOAD_BYTES, PayloadErrorLog, decode_json
 
@@ -235,15 +235,16 @@ async def fetch_token(
     return token
 
 
-class HttpPollLink(Link):
-    """Polls JSON endpoints of a device; subscriptions are URL paths.
+SettingsT = TypeVar("SettingsT", HttpPollSettings, WebSocketSettings)
 
-    While connected, every ``poll_interval_s`` each subscribed path is
-    fetched and its decoded JSON delivered to the subscriber (key = path).
+
+class DeviceHttpLink(Link, Generic[SettingsT]):
+    """What the links to an HTTP device share: its settings, base URL,
+    session and payload-error log.
 
     Args:
         name: the link's name.
-        settings: where and how to poll.
+        settings: where and how to reach the device.
         session: an aiohttp session to use; the link closes only a session it
             created itself.
         **link_options: passed to :class:`Link` (backoff, clock, sleep...).
@@ -252,16 +253,28 @@ class HttpPollLink(Link):
     def __init__(
         self,
         name: str,
-        settings: HttpPollSettings,
+        settings: SettingsT,
         *,
         session: aiohttp.ClientSession | None = None,
         **link_options: Any,
     ) -> None:
         super().__init__(name, **link_options)
-        self.settings = settings
+        self.settings: SettingsT = settings
         self.payload_errors = PayloadErrorLog(name, self._logger)
         self._base = URL(settings.base_url)
         self._session = SessionSlot(session, settings.verify_ssl)
+
+
+class HttpPollLink(DeviceHttpLink[HttpPollSettings]):
+    """Polls JSON endpoints of a device; subscriptions are URL paths.
+
+    While connected, every ``poll_interval_s`` each subscribed path is
+    fetched and its decoded JSON delivered to the subscriber (key = path).
+    Constructed as :class:`DeviceHttpLink`.
+    """
+
+    def __init__(self, name: str, settings: HttpPollSettings, **options: Any) -> None:
+        super().__init__(name, settings, **options)
         self._token: str | None = None
         self._poller: asyncio.Task[None] | None = None
         self._failed_rounds = 0

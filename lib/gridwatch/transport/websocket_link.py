@@ -34,14 +34,13 @@ from gridwatch.transport.errors import (
     TransportError,
 )
 from gridwatch.transport.http_link import (
-    SessionSlot,
+    DeviceHttpLink,
     fetch_token,
     translate_client_error,
 )
 from gridwatch.transport.http_settings import LoginSettings, WebSocketSettings
-from gridwatch.transport.link import Link, Subscription, cancel_and_wait
+from gridwatch.transport.link import Subscription, cancel_and_wait
 from gridwatch.transport.payload import (
-    PayloadErrorLog,
     decode_json_object,
 )
 
@@ -101,34 +100,17 @@ class _Connection:
                 future.set_exception(error_type(f"{method}: {reason}"))
 
 
-class WebSocketLink(Link):
+class WebSocketLink(DeviceHttpLink[WebSocketSettings]):
     """A device reached through an HTTP login and a JSON-RPC WebSocket.
 
     Subscriptions are event names: each is sent as a ``subscribe`` request
     (replayed after every reconnect) and the device's pushes of that event
     are delivered to the subscriber with the event name as key.
-
-    Args:
-        name: the link's name.
-        settings: where and how to connect.
-        session: an aiohttp session to use; the link closes only a session it
-            created itself.
-        **link_options: passed to :class:`Link` (backoff, clock, sleep...).
+    Constructed as :class:`DeviceHttpLink`.
     """
 
-    def __init__(
-        self,
-        name: str,
-        settings: WebSocketSettings,
-        *,
-        session: aiohttp.ClientSession | None = None,
-        **link_options: Any,
-    ) -> None:
-        super().__init__(name, **link_options)
-        self.settings = settings
-        self.payload_errors = PayloadErrorLog(name, self._logger)
-        self._base = URL(settings.base_url)
-        self._session = SessionSlot(session, settings.verify_ssl)
+    def __init__(self, name: str, settings: WebSocketSettings, **options: Any) -> None:
+        super().__init__(name, settings, **options)
         self._conn: _Connection | None = None
 
     async def request(
