@@ -39,6 +39,7 @@ from gridwatch.runtime.adapter import (
     entity_state_from_ad,
     service_result,
 )
+from tests.support.loopback import serve
 
 
 def _task(value: Any) -> asyncio.Task[Any]:
@@ -385,17 +386,8 @@ async def fake_ha_http():
 
     app = web.Application()
     app.router.add_post("/api/states/{entity_id}", post_state)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    session = ClientSession()
-    try:
-        yield f"http://127.0.0.1:{port}", session, received, status
-    finally:
-        await session.close()
-        await runner.cleanup()
+    async with serve(app) as (url, session):
+        yield url, session, received, status
 
 
 async def test_set_entity_sends_zero_and_false_intact(fake_ha_http):
@@ -537,17 +529,8 @@ async def ha_states_http():
     app = web.Application()
     app.router.add_get("/api/states/{entity_id}", get_state)
     app.router.add_post("/api/template", render)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    session = ClientSession()
-    try:
-        yield f"http://127.0.0.1:{port}", session, states, live_reported
-    finally:
-        await session.close()
-        await runner.cleanup()
+    async with serve(app) as (url, session):
+        yield url, session, states, live_reported
 
 
 async def test_read_state_asks_ha_not_appdaemons_cache(ha_states_http):

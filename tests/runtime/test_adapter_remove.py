@@ -15,6 +15,7 @@ from aiohttp import ClientSession, web
 from gridwatch.hass.errors import HassError
 from gridwatch.runtime.adapter import AppDaemonHassPort
 from tests.runtime.test_adapter import StubApp, StubPlugin
+from tests.support.loopback import serve
 
 
 @pytest.fixture
@@ -40,17 +41,8 @@ async def ha_states() -> AsyncIterator[tuple[str, ClientSession, dict[str, Any],
     app = web.Application()
     app.router.add_post("/api/states/{entity_id}", post)
     app.router.add_delete("/api/states/{entity_id}", delete)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    session = ClientSession()
-    try:
-        yield f"http://127.0.0.1:{port}", session, states, log
-    finally:
-        await session.close()
-        await runner.cleanup()
+    async with serve(app) as (url, session):
+        yield url, session, states, log
 
 
 async def test_removed_entity_is_deleted_and_not_republished(ha_states):
