@@ -169,6 +169,46 @@ class DecimalInteger(fields.Integer):
 _ASCII_INTEGER: Final = re.compile(r"[+-]?[0-9]+")
 
 
+def bounded_float(
+    default: float | None,
+    low: float,
+    high: float,
+    *,
+    example: float,
+    description: str | None = None,
+) -> DecimalFloat:
+    """An optional float option within ``[low, high]`` (NaN refused: it
+    passes any range check, since it compares false with everything)."""
+    return DecimalFloat(
+        load_default=default,
+        validate=validate.Range(min=low, max=high),
+        allow_nan=False,
+        metadata=_described(example, description),
+    )
+
+
+def bounded_int(
+    default: int | None, low: int, high: int, *, example: int, description: str | None = None
+) -> DecimalInteger:
+    """An optional integer option within ``[low, high]``."""
+    return DecimalInteger(
+        load_default=default,
+        validate=validate.Range(min=low, max=high),
+        metadata=_described(example, description),
+    )
+
+
+def _described(example: Any, description: str | None) -> dict[str, Any]:
+    return (
+        {"example": example}
+        if description is None
+        else {
+            "example": example,
+            "description": description,
+        }
+    )
+
+
 def event_type_field(default: str, description: str) -> fields.String:
     """An HA event type option (``gridwatch_energy_tally_refresh``).
 

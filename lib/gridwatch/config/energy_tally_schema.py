@@ -24,7 +24,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from gridwatch.config.base import ConfigSchema, DecimalFloat, DecimalInteger, event_type_field
+from gridwatch.config.base import (
+    ConfigSchema,
+    DecimalFloat,
+    DecimalInteger,
+    bounded_float,
+    bounded_int,
+    event_type_field,
+)
 from gridwatch.energy.month_cache import DEFAULT_RECHECK_DAYS
 from gridwatch.energy.settings import DEFAULT_REFRESH_EVENT, EnergyTallyConfig
 from gridwatch.energy.tally import Meter, Role
@@ -113,19 +120,15 @@ class EnergyTallySchema(ConfigSchema):
         metadata={"example": 300, "description": "seconds between cycles"},
     )
     refresh_event = event_type_field(DEFAULT_REFRESH_EVENT, "HA event forcing a cycle")
-    failure_threshold = DecimalInteger(
-        load_default=3,
-        validate=validate.Range(min=1, max=100),
-        metadata={"example": 3, "description": "failed cycles in a row before an alert"},
+    failure_threshold = bounded_int(
+        3, 1, 100, example=3, description="failed cycles in a row before an alert"
     )
     request_units = fields.Boolean(
         load_default=True,
         metadata={"example": True, "description": "ask the recorder for kWh"},
     )
-    query_timeout_s = DecimalFloat(
-        load_default=15.0,
-        validate=validate.Range(min=1, max=120),
-        metadata={"example": 15, "description": "timeout of each statistics request"},
+    query_timeout_s = bounded_float(
+        15.0, 1, 120, example=15, description="timeout of each statistics request"
     )
     time_zone = fields.String(
         load_default=None,

@@ -36,7 +36,12 @@ from typing import Any, Final
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from gridwatch.config.base import ConfigError, ConfigSchema, DecimalInteger, load_config
+from gridwatch.config.base import (
+    ConfigError,
+    ConfigSchema,
+    bounded_int,
+    load_config,
+)
 
 # The apps.yaml key of the block, in every app's entry.
 ENTITIES_KEY: Final = "entities"
@@ -111,11 +116,7 @@ class MqttEntitiesSchema(ConfigSchema):
         validate=validate.Length(min=1),
         metadata={"example": "core-mosquitto", "description": "broker host name or address"},
     )
-    port = DecimalInteger(
-        load_default=1883,
-        validate=validate.Range(min=1, max=65535),
-        metadata={"example": 1883, "description": "broker port (8883 with tls)"},
-    )
+    port = bounded_int(1883, 1, 65535, example=1883, description="broker port (8883 with tls)")
     username = fields.String(
         load_default=None,
         validate=validate.Length(min=1),
@@ -136,10 +137,8 @@ class MqttEntitiesSchema(ConfigSchema):
         load_default=False,
         metadata={"example": False, "description": "skip certificate checks (testing only)"},
     )
-    keepalive_s = DecimalInteger(
-        load_default=30,
-        validate=validate.Range(min=5, max=600),
-        metadata={"example": 30, "description": "MQTT keepalive; offline seen within ~1.5x"},
+    keepalive_s = bounded_int(
+        30, 5, 600, example=30, description="MQTT keepalive; offline seen within ~1.5x"
     )
     discovery_prefix = _topic("homeassistant", "homeassistant", "HA's MQTT discovery prefix")
     base_topic = _topic("gridwatch", "gridwatch", "root of state and availability topics")

@@ -32,7 +32,13 @@ from typing import Any, ClassVar, Final
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from gridwatch.config.base import ConfigSchema, DecimalFloat, DecimalInteger, event_type_field
+from gridwatch.config.base import (
+    ConfigSchema,
+    DecimalFloat,
+    bounded_float,
+    bounded_int,
+    event_type_field,
+)
 from gridwatch.guard.actuators import SwitchActuator, ValueActuator
 from gridwatch.guard.config import DEFAULT_EVENT, GuardConfig
 from gridwatch.guard.decisions import GuardSettings
@@ -293,10 +299,8 @@ class ExportGuardSchema(ConfigSchema):
     deadband_w = _non_negative(100.0, 100, "regulate this far below the limit, W")
     daily_export_cap_kwh = _positive(20, "daily export energy cap, kWh", required=True)
     cap_margin_kwh = _non_negative(0.2, 0.2, "kept free below the daily cap, kWh")
-    min_soc_pct = DecimalFloat(
-        load_default=10.0,
-        validate=validate.Range(min=0, max=100),
-        metadata={"example": 15, "description": "discharge stops at this SoC, %"},
+    min_soc_pct = bounded_float(
+        10.0, 0, 100, example=15, description="discharge stops at this SoC, %"
     )
     soc_hysteresis_pct = _non_negative(2.0, 2, "a restart needs SoC this far above the minimum")
     max_discharge_w = _positive(5000, "most discharge power ever commanded, W", required=True)
@@ -339,102 +343,51 @@ class ExportGuardSchema(ConfigSchema):
         load_default=None,
     )
     event = event_type_field(DEFAULT_EVENT, "HA event carrying requests")
-    tick_s = DecimalFloat(
-        load_default=5.0,
-        validate=validate.Range(min=1, max=60),
-        metadata={"example": 5, "description": "safety tick period, s"},
-    )
+    tick_s = bounded_float(5.0, 1, 60, example=5, description="safety tick period, s")
     dry_run = fields.Boolean(
         load_default=False,
         metadata={"example": True, "description": "decide and publish, touch no actuator"},
     )
-    call_timeout_s = DecimalFloat(
-        load_default=5.0, validate=validate.Range(min=0.5, max=60), metadata={"example": 5}
+    call_timeout_s = bounded_float(5.0, 0.5, 60, example=5)
+    verify_within_s = bounded_float(3.0, 0, 60, example=3)
+    attempts = bounded_int(3, 1, 10, example=3)
+    # Below 1 s a failing stop is retried back to back.
+    retry_after_s = bounded_float(5.0, 1, 600, example=5)
+    meter_period_s = bounded_float(
+        2.0, 0.1, 600, example=2, description="how often the grid meter reports, s"
     )
-    verify_within_s = DecimalFloat(
-        load_default=3.0, validate=validate.Range(min=0, max=60), metadata={"example": 3}
+    settle_s = bounded_float(
+        None, 0, 600, example=5, description="default: 2 x meter_period_s + 1 s of ramp"
     )
-    attempts = DecimalInteger(
-        load_default=3, validate=validate.Range(min=1, max=10), metadata={"example": 3}
+    max_raise_step_w = bounded_float(
+        2000.0, 1, 1e6, example=2000, description="a start or raise moves by at most this, W"
     )
-    retry_after_s = DecimalFloat(
-        # Below 1 s a failing stop is retried back to back.
-        load_default=5.0,
-        validate=validate.Range(min=1, max=600),
-        metadata={"example": 5},
+    min_write_interval_s = bounded_float(
+        10.0, 0, 3600, example=10, description="raises at most this often (lowering: at once)"
     )
-    meter_period_s = DecimalFloat(
-        load_default=2.0,
-        validate=validate.Range(min=0.1, max=600),
-        allow_nan=False,
-        metadata={"example": 2, "description": "how often the grid meter reports, s"},
+    min_change_w = bounded_float(
+        50.0, 0, 1e6, example=50, description="smaller lowerings wait while under the limit"
     )
-    settle_s = DecimalFloat(
-        load_default=None,
-        validate=validate.Range(min=0, max=600),
-        allow_nan=False,
-        metadata={"example": 5, "description": "default: 2 x meter_period_s + 1 s of ramp"},
+    request_debounce_s = bounded_float(
+        1.0, 0, 60, example=1, description="a start request must stand this long"
     )
-    max_raise_step_w = DecimalFloat(
-        load_default=2000.0,
-        validate=validate.Range(min=1, max=1e6),
-        allow_nan=False,
-        metadata={"example": 2000, "description": "a start or raise moves by at most this, W"},
+    lease_min = bounded_float(
+        5.0, 1, 1440, example=5, description="dead-man lease on the duration actuator, min"
     )
-    min_write_interval_s = DecimalFloat(
-        load_default=10.0,
-        validate=validate.Range(min=0, max=3600),
-        allow_nan=False,
-        metadata={"example": 10, "description": "raises at most this often (lowering: at once)"},
+    response_fraction = bounded_float(
+        0.5, 0.1, 1, example=0.5, description="share of a change the plant must show"
     )
-    min_change_w = DecimalFloat(
-        load_default=50.0,
-        validate=validate.Range(min=0, max=1e6),
-        allow_nan=False,
-        metadata={"example": 50, "description": "smaller lowerings wait while under the limit"},
+    response_min_w = bounded_float(
+        300.0, 0, 1e6, example=300, description="changes this big are checked for a response"
     )
-    request_debounce_s = DecimalFloat(
-        load_default=1.0,
-        validate=validate.Range(min=0, max=60),
-        allow_nan=False,
-        metadata={"example": 1, "description": "a start request must stand this long"},
+    heartbeat_s = bounded_float(
+        30.0, 1, 3600, example=30, description="the heartbeat entity advances this often"
     )
-    lease_min = DecimalFloat(
-        load_default=5.0,
-        validate=validate.Range(min=1, max=1440),
-        allow_nan=False,
-        metadata={"example": 5, "description": "dead-man lease on the duration actuator, min"},
+    max_request_min = bounded_float(
+        1440.0, 1, 10080, example=1440, description="longest duration_min a request may ask"
     )
-    response_fraction = DecimalFloat(
-        load_default=0.5,
-        validate=validate.Range(min=0.1, max=1),
-        allow_nan=False,
-        metadata={"example": 0.5, "description": "share of a change the plant must show"},
-    )
-    response_min_w = DecimalFloat(
-        load_default=300.0,
-        validate=validate.Range(min=0, max=1e6),
-        allow_nan=False,
-        metadata={"example": 300, "description": "changes this big are checked for a response"},
-    )
-    heartbeat_s = DecimalFloat(
-        load_default=30.0,
-        validate=validate.Range(min=1, max=3600),
-        allow_nan=False,
-        metadata={"example": 30, "description": "the heartbeat entity advances this often"},
-    )
-    max_request_min = DecimalFloat(
-        load_default=1440.0,
-        validate=validate.Range(min=1, max=10080),
-        allow_nan=False,
-        metadata={"example": 1440, "description": "longest duration_min a request may ask"},
-    )
-    breaker_threshold = DecimalInteger(
-        load_default=5, validate=validate.Range(min=1, max=100), metadata={"example": 5}
-    )
-    breaker_reset_s = DecimalFloat(
-        load_default=60.0, validate=validate.Range(min=1, max=3600), metadata={"example": 60}
-    )
+    breaker_threshold = bounded_int(5, 1, 100, example=5)
+    breaker_reset_s = bounded_float(60.0, 1, 3600, example=60)
 
     @validates_schema
     def _coherent(self, data: dict[str, Any], **_kwargs: Any) -> None:

@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from gridwatch.config.base import ConfigSchema, DecimalFloat, DecimalInteger
+from gridwatch.config.base import ConfigSchema, DecimalFloat, DecimalInteger, bounded_int
 from gridwatch.links.availability import AvailabilityPolicy
 from gridwatch.links.entities import RESERVED_VALUE_NAMES, link_entity_ids
 from gridwatch.links.values import ValueKind, ValueSpec
@@ -248,11 +248,7 @@ class MqttSchema(_NeedsPasswordWithUser):
         validate=validate.Length(min=1),
         metadata={"example": "192.168.1.10", "description": "broker host name or address"},
     )
-    port = DecimalInteger(
-        load_default=1883,
-        validate=validate.Range(min=1, max=65535),
-        metadata={"example": 1883, "description": "broker port (8883 with tls)"},
-    )
+    port = bounded_int(1883, 1, 65535, example=1883, description="broker port (8883 with tls)")
     username = _username()
     password = _password()
     tls = fields.Boolean(
@@ -383,10 +379,8 @@ class BleSchema(ConfigSchema):
         validate=validate.Regexp(_BLE_ADDRESS, error="not a Bluetooth address"),
         metadata={"example": "AA:BB:CC:DD:EE:FF", "description": "device address"},
     )
-    connect_attempts = DecimalInteger(
-        load_default=3,
-        validate=validate.Range(min=1, max=10),
-        metadata={"example": 3, "description": "tries within one connect before backing off"},
+    connect_attempts = bounded_int(
+        3, 1, 10, example=3, description="tries within one connect before backing off"
     )
     scan_timeout_s = _seconds(10.0, 1, 120, 10, "how long to look for the device")
     request_timeout_s = _seconds(10.0, 1, 120, 10, "limit for notify setup, reads, writes")
@@ -422,10 +416,8 @@ class ValueSchema(ConfigSchema):
         load_default="",
         metadata={"example": "data.phases[0].power", "description": "JSON path in the payload"},
     )
-    offset = DecimalInteger(
-        load_default=None,
-        validate=validate.Range(min=0, max=512),
-        metadata={"example": 4, "description": "byte offset in a binary (BLE) payload"},
+    offset = bounded_int(
+        None, 0, 512, example=4, description="byte offset in a binary (BLE) payload"
     )
     fmt = fields.String(
         data_key="format",
@@ -466,11 +458,7 @@ class ValueSchema(ConfigSchema):
         allow_nan=False,
         metadata={"example": 50000, "description": "largest valid value"},
     )
-    precision = DecimalInteger(
-        load_default=None,
-        validate=validate.Range(min=0, max=10),
-        metadata={"example": 1, "description": "decimals in the published state"},
-    )
+    precision = bounded_int(None, 0, 10, example=1, description="decimals in the published state")
 
     @validates_schema
     def _consistent(self, data: dict[str, Any], **_kwargs: Any) -> None:

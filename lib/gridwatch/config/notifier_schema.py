@@ -19,9 +19,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from marshmallow import ValidationError, fields, post_load, validate
+from marshmallow import ValidationError, fields, post_load
 
-from gridwatch.config.base import ConfigSchema, DecimalFloat
+from gridwatch.config.base import ConfigSchema, bounded_float
 
 _NOTIFY_SERVICE: Final = re.compile(r"^notify[./][a-z0-9_]+$")
 
@@ -55,27 +55,19 @@ def _notify_service(value: str) -> None:
 class NotifierSchema(ConfigSchema):
     """Validates the notifier entry; builds :class:`NotifierConfig`."""
 
-    min_repost_s = DecimalFloat(
-        load_default=60.0,
-        validate=validate.Range(min=0, max=86400),
-        metadata={"example": 60, "description": "rate limit per notice, seconds"},
+    min_repost_s = bounded_float(
+        60.0, 0, 86400, example=60, description="rate limit per notice, seconds"
     )
     push_services = fields.List(
         fields.String(validate=_notify_service),
         load_default=list,
         metadata={"example": ["notify.mobile_app_phone"]},
     )
-    repeat_minutes = DecimalFloat(
-        load_default=15.0,
-        validate=validate.Range(min=0, max=1440),
-        metadata={"example": 15, "description": "critical push repeat; 0 pushes once"},
+    repeat_minutes = bounded_float(
+        15.0, 0, 1440, example=15, description="critical push repeat; 0 pushes once"
     )
-    tick_s = DecimalFloat(
-        load_default=10.0, validate=validate.Range(min=1, max=300), metadata={"example": 10}
-    )
-    service_timeout_s = DecimalFloat(
-        load_default=10.0, validate=validate.Range(min=1, max=60), metadata={"example": 10}
-    )
+    tick_s = bounded_float(10.0, 1, 300, example=10)
+    service_timeout_s = bounded_float(10.0, 1, 60, example=10)
     state_file = fields.String(
         load_default="", metadata={"example": "/config/gridwatch_notices.json"}
     )
