@@ -27,14 +27,10 @@ reported as an error row and the others still run.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
-# The gridwatch package lives in lib/ (as in a user's AppDaemon app_dir, where
-# AppDaemon puts lib/ on the path), not at the repository root.
-_LIB = str(Path(__file__).resolve().parents[1] / "lib")
-if _LIB not in sys.path:
-    sys.path.insert(0, _LIB)
+# Importing the demo package puts lib/ (the gridwatch package) on the path.
+import demo  # noqa: F401
 
 
 class Row(TypedDict):
