@@ -2,10 +2,18 @@ import asyncio
 
 import pytest
 
-from gridwatch.guard.actuators import ActuatorSet, GuardActuators, SwitchActuator, ValueActuator
+from gridwatch.guard.actuators import (
+    ActuatorSet,
+    GuardActuators,
+    SwitchActuator,
+    ValueActuator,
+    read_past_cache,
+)
 from gridwatch.guard.decisions import Action, ActionKind, Outcome
 from gridwatch.guard.publisher import GuardPublisher
 from gridwatch.guard.runner import ActionRunner
+from gridwatch.hass.errors import HassError
+from gridwatch.hass.ports import EntityState
 from gridwatch.notices.client import NOTICE_EVENT, NoticeClient
 from gridwatch.safety.breaker import CircuitBreaker
 from gridwatch.safety.verified_call import VerifyPolicy
@@ -156,3 +164,37 @@ async def test_publisher_close_cancels_a_write_in_progress(hass):
     await started.wait()
     await publisher.close()
     await publisher.wait_idle()
+
+
+class BrokenReader:
+    """HA's REST API refusing (HassError) or never answering (``hang``)."""
+
+    def __init__(self, *, hang: bool) -> None:
+        self.hang = hang
+
+    async def read_state(self, entity_id: str) -> EntityState | None:
+        if self.hang:
+            await asyncio.Event().wait()
+        raise HassError(f"GET /api/states/{entity_id}: 502")
+
+
+@pytest.mark.parametrize("hang", [False, True], ids=["refused", "no answer"])
+async def test_a_failed_read_past_the_cache_is_no_answer_not_an_error(hang):
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    assert await read_past_cache(BrokenReader(hang=hang), ENABLE.entity, 0.05) is None
+    assert loop.time() - began < 5  # bounded by its timeout, not hanging
+
+
+async def test_an_unreadable_enable_fails_the_stop_read_back(hass):
+    # The cache lost the entity and HA does not answer: the stop is not
+    # taken as verified on no evidence.
+    hass.seed(ENABLE.entity, "on")
+    hass.cache_lost.add(ENABLE.entity)
+
+    async def refuse(entity_id: str) -> EntityState | None:
+        raise HassError(f"GET /api/states/{entity_id}: 502")
+
+    hass.read_state = refuse  # type: ignore[method-assign]
+    done = await actuators(hass).perform(Action(ActionKind.STOP, 1))
+    assert not done.result.ok
