@@ -9,6 +9,7 @@ writer may skip what HA already has.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +41,14 @@ class EntityUpdate:
     entity_id: str
     state: StateValue
     attributes: Mapping[str, Any]
+
+
+class _Sent(enum.Enum):
+    """What became of one update."""
+
+    WRITTEN = "written"
+    UNCHANGED = "unchanged"  # HA has it already: nothing sent
+    FAILED = "failed"
 
 
 class ChangedOnlyWriter:
@@ -77,7 +86,6 @@ class ChangedOnlyWriter:
         self._heartbeat = heartbeat_attributes
         self._heartbeat_refresh_s = heartbeat_refresh_s
         self._written: dict[str, tuple[StateValue, dict[str, Any], float]] = {}
-        self._failed = False  # the last write() was tried and failed
 
     def _worth_writing(self, update: EntityUpdate) -> bool:
         written = self._written.get(update.entity_id)
@@ -103,18 +111,7 @@ class ChangedOnlyWriter:
         Returns:
             True if a write was sent and succeeded.
         """
-        self._failed = False
-        if not self._worth_writing(update):
-            return False
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._hass.set_entity(update.entity_id, update.state, update.attributes)
-        except (HassError, TimeoutError) as err:
-            self._log.warning("could not write %s: %s", update.entity_id, err or "timed out")
-            self._failed = True
-            return False
-        self._written[update.entity_id] = (update.state, dict(update.attributes), self._clock())
-        return True
+        return await self._send(update) is _Sent.WRITTEN
 
     async def write_all(self, updates: Iterable[EntityUpdate]) -> bool:
         """Write each update in turn (see :meth:`write`), in order.
@@ -127,9 +124,21 @@ class ChangedOnlyWriter:
             False if a write failed.
         """
         for update in updates:
-            if not await self.write(update) and self._failed:
+            if await self._send(update) is _Sent.FAILED:
                 return False
         return True
+
+    async def _send(self, update: EntityUpdate) -> _Sent:
+        if not self._worth_writing(update):
+            return _Sent.UNCHANGED
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._hass.set_entity(update.entity_id, update.state, update.attributes)
+        except (HassError, TimeoutError) as err:
+            self._log.warning("could not write %s: %s", update.entity_id, err or "timed out")
+            return _Sent.FAILED
+        self._written[update.entity_id] = (update.state, dict(update.attributes), self._clock())
+        return _Sent.WRITTEN
 
     def forget(self, entity_id: str) -> None:
         """Write ``entity_id`` next time even if unchanged (e.g. it was removed)."""
