@@ -27,10 +27,15 @@ reported as an error row and the others still run.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
-# Importing the demo package puts lib/ (the gridwatch package) on the path.
-import demo  # noqa: F401
+# As in a user's AppDaemon app_dir: the gridwatch package in lib/, the apps
+# in apps/ (imported by bare name; the guard's day runs the real app).
+_REPO = Path(__file__).resolve().parents[1]
+for _folder in ("apps", "lib"):
+    if str(_REPO / _folder) not in sys.path:
+        sys.path.insert(0, str(_REPO / _folder))
 
 
 class Row(TypedDict):
