@@ -38,3 +38,34 @@ def run_naive(
                 setpoint, writes = new, writes + 1
         record.add(t, export, battery, setpoint <= 0, True)
     return record, writes
+
+
+def run_ideal(
+    site: Site,
+    meter: LaggedSensor,
+    seconds: float,
+    *,
+    limit_w: float = 3000.0,
+    deadband_w: float = 100.0,
+    max_w: float = 5000.0,
+    dt: float = 0.1,
+) -> Record:
+    """The best any controller driven by this meter can do without holding
+    power back: at each report it knows exactly which battery power the
+    report reflects (the same window, averaged alike), so the export it does
+    not cause is exact, and it sets discharge = limit - deadband - that at
+    once. What is left over the limit is the meter's delay and the ramp."""
+    battery_meter = LaggedSensor(meter.period_s, meter.lag_s, meter.average)
+    record = Record(limit_w, dt)
+    setpoint = 0.0
+    for i in range(round(seconds / dt)):
+        t = i * dt
+        export, battery = site.step(t, dt, Controls(setpoint > 0, setpoint))
+        meter.record(t, dt, export)
+        battery_meter.record(t, dt, battery)
+        reading, reflected = meter.due(t + dt), battery_meter.due(t + dt)
+        if reading is not None and reflected is not None:
+            uncontrolled = reading - reflected
+            setpoint = min(max(limit_w - deadband_w - uncontrolled, 0.0), max_w)
+        record.add(t, export, battery, setpoint <= 0, True)
+    return record
