@@ -82,6 +82,39 @@ async def test_a_turn_on_that_lands_late_is_stopped_and_never_hidden():
         await stop_guard(sim)
 
 
+async def test_a_switch_back_right_after_a_stop_is_stopped_at_once_and_then_clears():
+    # A cancelled start's retry landing after the stop that superseded it
+    # (seen on the demo under load): the enable comes back on within the
+    # settle time of a verified stop, with no request standing.
+    sim = await guarded_site(STEADY_PV, Steps((), 2600.0), retry_after_s=10)
+    try:
+        await request(sim)
+        await sim.run(20)
+        assert sim.record.battery[-1] > 1000
+        await sim.hass.fire_event(EVENT, {"action": "stop"})
+        await sim.run(1.5)
+        assert sim.record.battery[-1] == 0.0
+        landed = sim.now
+        await sim.other_actor(True, 2000.0)
+        await sim.run(20)
+        # Stopped again at once, not after retry_after_s (10 s).
+        rec = sim.record
+        ran = [t for t, b in zip(rec.t, rec.battery, strict=True) if t >= landed and b > 0]
+        assert not ran or ran[-1] - landed <= BOUNDS.believed_off_s, (landed, ran[-1])
+        assert violations(rec.since(landed), sim.site, BOUNDS) == []
+        assert sim.record.battery[-1] == 0.0
+        # The stop after it was verified: no lasting "could not be stopped".
+        _raw, attrs = health(sim)
+        assert "stop_failed" not in attrs["conditions"], attrs
+        assert attrs["discharge"] == "off"
+        # ... but counted as an actuator failure, and said so.
+        breaker = sim.hass.state_of("binary_sensor.export_guard_breaker_open")
+        assert breaker is not None
+        assert "switched back on" in breaker.attributes["last_failure_reason"]
+    finally:
+        await stop_guard(sim)
+
+
 async def test_an_inverter_that_flips_back_opens_the_breaker_and_says_so():
     pv = Steps(((30.0, 5500.0),), 4000.0)  # PV steps up at 30 s: the guard must lower
     sim = await guarded_site(pv, Steps((), 2600.0))

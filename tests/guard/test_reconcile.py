@@ -33,6 +33,28 @@ def test_back_on_right_after_a_verified_stop_is_a_failed_stop():
     assert "right after" in problem
 
 
+def test_the_first_switch_back_is_stopped_again_at_once_a_repeat_waits_the_hold():
+    just_stopped = idle(settle_until=NOW + 3)
+    first, _ = check(just_stopped, True, 2000.0)
+    assert first.hold_until <= NOW  # a late-landing turn_on: stop it now
+    # Stopped and verified again; back on within the minute: the stop does
+    # not hold, so the retries wait (sparing an actuator that undoes each).
+    restopped = replace(first, actuator=Actuator.OFF, settle_until=NOW + 13)
+    second, _ = check(restopped, True, 2000.0, now=NOW + 10)
+    assert second.hold_until == NOW + 10 + SETTINGS.retry_after_s
+    # Long after, a new one-off is stopped at once again.
+    later = replace(restopped, settle_until=NOW + 603)
+    third, _ = check(later, True, 2000.0, now=NOW + 600)
+    assert third.hold_until <= NOW + 600
+
+
+def test_a_switch_back_leaves_no_plant_error_so_a_verified_stop_clears_it():
+    # Not a plant ignoring a stop (the entity shows what happened): once
+    # the stop after it is verified, nothing is left failed for ever.
+    state, _ = check(idle(settle_until=NOW + 3), True, 2000.0)
+    assert state.plant_error is None
+
+
 def test_switched_off_by_someone_else_is_unknown():
     state, problem = check(discharging(2000.0), False, 2000.0)
     assert state.actuator is Actuator.UNKNOWN

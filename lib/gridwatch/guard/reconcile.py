@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gridwatch.guard.decisions import Actuator, GuardSettings, GuardState, mark_unknown
+from gridwatch.guard.state import PLANT_HOLD_S
 
 
 def reconcile(
@@ -44,15 +45,20 @@ def reconcile(
         # then checked against the plant like any other.
         running = max(power_w or 0.0, 0.0)
         if now < state.settle_until:
-            # Back on right after a verified stop: the stop did not hold (an
-            # optimistic entity reverting, an inverter undoing it). Failed
-            # until the plant shows a stop that works.
+            # Back on right after a verified stop: a command that landed
+            # late (a cancelled start's retry), an optimistic entity
+            # reverting, an inverter undoing the stop. A failed stop until a
+            # stop is verified again. The first time it is stopped again at
+            # once: waiting would leave the battery running. If it keeps
+            # coming back, each retry waits the hold, sparing an actuator
+            # that undoes every stop (the breaker counts each).
             problem = "the discharge switched back on right after the guard stopped it"
+            again = now - state.switched_back_at < PLANT_HOLD_S
             state = replace(
                 state,
                 stop_failed=problem,
-                plant_error=problem,
-                hold_until=now + settings.retry_after_s,
+                switched_back_at=now,
+                hold_until=now + settings.retry_after_s if again else now,
             )
         else:
             problem = "the discharge was switched on, not by the guard"

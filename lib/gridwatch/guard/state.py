@@ -214,6 +214,8 @@ class GuardState:
             later change is followed.
         strikes: changes in a row the plant did not visibly follow.
         stop_failed: why the last stop failed; cleared by a verified stop.
+        switched_back_at: when the discharge last came back on right after
+            a verified stop (a late-landing command, a stop that did not hold).
         last_action: text of the last action and its outcome.
         last_stop_reason: why the guard last stopped.
     """
@@ -234,6 +236,7 @@ class GuardState:
     plant_error: str | None = None
     strikes: int = 0
     stop_failed: str | None = None
+    switched_back_at: float = -math.inf
     last_action: str = "none"
     last_stop_reason: str | None = None
 
