@@ -22,8 +22,10 @@ import pytest
 
 from tests.e2e.appdaemon_factory import AppDaemonFactory
 from tests.e2e.appdaemon_proc import AppDaemon
+from tests.e2e.ha import HomeAssistant
 from tests.e2e.ha_client import HaClient, wait_for
 from tests.e2e.ha_config import DISCHARGE_DURATION, DISCHARGE_ENABLE, DISCHARGE_POWER
+from tests.e2e.ha_matrix import parse_version
 from tests.guard.plant_checks import bounds_for, violations
 from tests.support.plant import Controls, Inverter, LaggedSensor, Site, Steps
 from tests.support.plant_sim import Record
@@ -169,6 +171,38 @@ async def test_event_start_follows_headroom_and_stops_over_the_limit(
         lambda s: s is not None and "no export headroom" in str(s["state"]),
         timeout=15,
     )
+
+
+async def test_a_steady_soc_reported_unchanged_is_live_where_ha_has_last_reported(
+    appdaemon_factory: AppDaemonFactory, ha_client: HaClient, ha: HomeAssistant
+) -> None:
+    # A battery at rest: its integration writes the same SoC every 2 s. HA
+    # 2024.4+ moves last_reported without a state_changed event (nothing
+    # reaches AppDaemon); the guard asks HA itself. HA 2024.1 records nothing,
+    # so there the reading goes stale and the guard stops, as documented.
+    quiet = {"max_age_s": 3600}
+    await start_guard(
+        appdaemon_factory,
+        ha_client,
+        readings={
+            "grid_power": {"entity": GRID, **quiet},
+            "soc": {"entity": SOC, "max_age_s": 6},
+            "export_today": {"entity": EXPORTED, **quiet},
+        },
+    )
+    await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "start", "power_w": 1000})
+    await wait_value(ha_client, DISCHARGE_ENABLE, "on")
+    for _ in range(8):  # 16 s: well past the SoC's max age
+        await ha_client.set_state(SOC, 80, {"unit_of_measurement": "%"})
+        await asyncio.sleep(2)
+    health = await ha_client.get_state("sensor.export_guard_health")
+    assert health is not None
+    if parse_version(ha.install.version)[:2] >= (2024, 4):
+        assert health["state"] == "healthy", health
+        assert await state_of(ha_client, DISCHARGE_ENABLE) == "on"
+    else:
+        assert health["state"] != "healthy", health
+        await wait_value(ha_client, DISCHARGE_ENABLE, "off")
 
 
 @pytest.mark.slow

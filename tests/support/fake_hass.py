@@ -149,6 +149,10 @@ class FakeHass:
         self.clock = clock or FakeClock()
         self.strict_services = strict_services
         self._states: dict[str, EntityState] = {}
+        # What AppDaemon's cache still shows where HA took a write that
+        # fired no event (the same value again: HA 2024.4+ moves only
+        # last_reported, and nothing tells AppDaemon).
+        self._cache_behind: dict[str, EntityState] = {}
         self.owned: dict[str, tuple[StateValue, dict[str, Any]]] = {}
         self.calls: list[ServiceCall] = []
         self.fired: list[tuple[str, dict[str, Any]]] = []
@@ -175,6 +179,7 @@ class FakeHass:
 
     def seed(self, entity_id: str, state: Any, attributes: Mapping[str, Any] | None = None) -> None:
         """Put an entity into HA without notifying listeners (initial world)."""
+        self._cache_behind.pop(entity_id, None)
         self._states[entity_id] = self._make_state(entity_id, state, attributes or {})
 
     async def set_device_state(
@@ -187,6 +192,11 @@ class FakeHass:
         old = self._states.get(entity_id)
         attrs = dict(old.attributes) if attributes is None and old is not None else attributes
         new = self._make_state(entity_id, state, attrs or {})
+        if old is not None and old.raw == new.raw:
+            # HA keeps last_changed for the same value (last_reported moves).
+            new = EntityState(
+                entity_id, new.raw, new.attributes, old.last_changed, new.last_reported
+            )
         await self._store(entity_id, old, new)
 
     async def remove_entity(self, entity_id: str) -> None:
@@ -306,7 +316,7 @@ class FakeHass:
     async def get_state(self, entity_id: str) -> EntityState | None:
         if entity_id in self.cache_lost:
             return None  # AppDaemon 4.5.13 after the entity was removed and re-added
-        return self._states.get(entity_id)
+        return self._cache_behind.get(entity_id) or self._states.get(entity_id)
 
     async def read_state(self, entity_id: str) -> EntityState | None:
         # Past the (simulated) cache: "HA" itself still has the entity.
@@ -448,7 +458,9 @@ class FakeHass:
     async def _store(self, entity_id: str, old: EntityState | None, new: EntityState) -> None:
         self._states[entity_id] = new
         if old is not None and old.raw == new.raw and old.attributes == new.attributes:
+            self._cache_behind.setdefault(entity_id, old)
             return  # HA fires no state_changed for an identical write
+        self._cache_behind.pop(entity_id, None)
         for cb in list(self._state_listeners.get(entity_id, ())):
             await _call(cb, entity_id, old, new)
 

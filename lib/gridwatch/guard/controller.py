@@ -23,6 +23,7 @@ from gridwatch.guard.config import GuardConfig
 from gridwatch.guard.decisions import Action, ActionKind, GuardState, Outcome
 from gridwatch.guard.discharge_requests import Command, RequestError, StartCommand
 from gridwatch.guard.publisher import GuardPublisher
+from gridwatch.guard.quiet_readings import is_quiet, reread
 from gridwatch.guard.readings import GridSign, Readings, Sample, sample_since
 from gridwatch.guard.reconcile import reconcile
 from gridwatch.guard.runner import ActionRunner
@@ -126,6 +127,7 @@ class GuardController:
             await self._on_request_entity(cfg.request_entity, None, current)
         else:
             await self._resume_event_request()
+        await self._refresh_quiet_readings()
         await hass.run_every(self._tick, cfg.tick_s)
         await self._cycle()
 
@@ -160,14 +162,41 @@ class GuardController:
     async def _on_reading(
         self, entity: str, _old: EntityState | None, new: EntityState | None
     ) -> None:
-        name, now = self._names[entity], self._hass.monotonic()
-        raw = new and new.raw
-        self._samples[name] = Sample(raw, now)
+        self._take_reading(self._names[entity], Sample(new and new.raw, self._hass.monotonic()))
+        await self._cycle()
+
+    def _take_reading(self, name: str, sample: Sample) -> None:
+        self._samples[name] = sample
+        now = self._hass.monotonic()
         if name == "grid_power":
-            self._unmetered = self._unmetered.on_export(self._export_of(raw), now)
+            self._unmetered = self._unmetered.on_export(self._export_of(sample.raw), now)
         elif name == "export_today":
             self._unmetered = self._unmetered.on_counter(now)
-        await self._cycle()
+
+    async def _refresh_quiet_readings(self) -> None:
+        """Re-date readings HA received unchanged (see quiet_readings)."""
+        specs = self._cfg.guard.specs
+        for entity, name in self._names.items():
+            sample, now = self._samples.get(name), self._hass.monotonic()
+            if not is_quiet(sample, getattr(specs, name).max_age_s, now):
+                continue
+            fresh = await reread(
+                self._hass,
+                entity,
+                sample,
+                now_mono=now,
+                now_wall=self._hass.now(),
+                timeout_s=READ_PAST_CACHE_TIMEOUT_S,
+            )
+            if fresh is None:
+                continue
+            if sample is not None and fresh.raw == sample.raw:
+                # The same value, reported again: only its age changes (the
+                # export integral runs on; the counter has not moved).
+                self._samples[name] = fresh
+            else:
+                # A value AppDaemon's cache missed (it lost the entity).
+                self._take_reading(name, fresh)
 
     async def _on_actuator(self, _e: str, _o: EntityState | None, _n: EntityState | None) -> None:
         await self._cycle(reconcile_first=True)
@@ -188,6 +217,7 @@ class GuardController:
             await self._command(command)
 
     async def _tick(self) -> None:
+        await self._refresh_quiet_readings()
         await self._cycle(reconcile_first=True)
 
     # --- the loop ------------------------------------------------------------------

@@ -206,7 +206,8 @@ def notice_text(
         f"{app}: {listed}. No discharge runs without current data.",
         (
             "Check that the integration or device that provides the entity is online.",
-            "If the sensor only reports on change, raise its max_age_s in apps.yaml.",
+            "If the sensor only reports on change (or Home Assistant is older than 2024.4), "
+            "raise its max_age_s in apps.yaml.",
             "This notice clears when fresh readings arrive.",
         ),
     )
