@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from gridwatch.guard.quiet_readings import reread
+from gridwatch.guard.quiet_readings import redate
 from gridwatch_export_guard import ExportGuard
 from tests.guard.plant_checks import guarded_site, request
 from tests.guard.test_plant import STEADY_PV, health, stop_guard
@@ -68,13 +68,44 @@ async def test_at_start_a_reading_changed_long_ago_but_reported_now_is_fresh():
         await stop_guard(sim)
 
 
-async def test_a_reading_from_a_clock_ahead_counts_as_now_and_nothing_newer_is_none():
+def test_a_reading_from_a_clock_ahead_counts_as_now_and_nothing_newer_is_none():
     hass = FakeHass()
     hass.seed(SOC, "80")
+    state = hass.state_of(SOC)
     now = hass.clock.monotonic()
     behind = hass.clock.now().replace(year=hass.clock.now().year - 1)
-    ahead = await reread(hass, SOC, None, now_mono=now, now_wall=behind, timeout_s=1)
+    ahead = redate(state, None, now_mono=now, now_wall=behind)
     assert ahead is not None
     assert ahead.at == now
-    again = await reread(hass, SOC, ahead, now_mono=now, now_wall=behind, timeout_s=1)
-    assert again is None
+    assert redate(state, ahead, now_mono=now, now_wall=behind) is None
+
+
+async def test_on_ha_before_2024_4_the_guard_asks_once_and_then_only_changes_count():
+    hass = FakeHass(reports_unchanged=False)
+    sim = GuardSim(hass, Site(STEADY_PV, Steps((), 2600.0)), LaggedSensor(1.0, 1.0))
+    app = make_app(ExportGuard, guard_args(readings=READINGS), hass, name="export_guard")
+    await app.initialize()
+    sim.guard = app
+    try:
+        await request(sim)
+        for _ in range(6):
+            await sim.run(20)
+            await sim.hass.set_device_state(SOC, "80")  # HA before 2024.4 records nothing
+        # Stale as documented; and HA was asked once, not on every tick.
+        raw, _attrs = health(sim)
+        assert raw != "healthy"
+        assert sim.record.battery[-1] == 0.0
+        assert hass.rest_reads.count(SOC) == 1
+    finally:
+        await stop_guard(sim)
+
+
+async def test_a_silent_reading_is_asked_about_at_most_every_tenth_of_its_max_age():
+    sim = await guarded_site(STEADY_PV, Steps((), 2600.0), readings=READINGS)
+    try:
+        await sim.run(240)  # the SoC never reported again: four max ages
+        asks = sim.hass.rest_reads.count(SOC)
+        # Quiet after 30 s, then at most every 6 s (a tick is 1 s).
+        assert 0 < asks <= (240 - 30) / (SOC_MAX_AGE_S * 0.1) + 1
+    finally:
+        await stop_guard(sim)

@@ -145,9 +145,17 @@ class FakeHass:
         strict_services: unscripted, unknown services fail like in HA.
     """
 
-    def __init__(self, clock: FakeClock | None = None, *, strict_services: bool = False) -> None:
+    def __init__(
+        self,
+        clock: FakeClock | None = None,
+        *,
+        strict_services: bool = False,
+        reports_unchanged: bool = True,
+    ) -> None:
         self.clock = clock or FakeClock()
         self.strict_services = strict_services
+        # HA 2024.4+ keeps last_reported; False: an older HA, which has none.
+        self.reports_unchanged = reports_unchanged
         self._states: dict[str, EntityState] = {}
         # What AppDaemon's cache still shows where HA took a write that
         # fired no event (the same value again: HA 2024.4+ moves only
@@ -440,7 +448,8 @@ class FakeHass:
         raw = None if state is None else _state_text(state)
         now = self.clock.now()
         # As HA 2024.4+: every write is a report, changed or not.
-        return EntityState(entity_id, raw, MappingProxyType(dict(attributes)), now, now)
+        reported = now if self.reports_unchanged else None
+        return EntityState(entity_id, raw, MappingProxyType(dict(attributes)), now, reported)
 
     async def _write(
         self, entity_id: str, state: StateValue, attributes: Mapping[str, Any]

@@ -23,7 +23,7 @@ from gridwatch.guard.config import GuardConfig
 from gridwatch.guard.decisions import Action, ActionKind, GuardState, Outcome
 from gridwatch.guard.discharge_requests import Command, RequestError, StartCommand
 from gridwatch.guard.publisher import GuardPublisher
-from gridwatch.guard.quiet_readings import is_quiet, reread
+from gridwatch.guard.quiet_readings import RECHECK_SHARE, is_quiet, redate
 from gridwatch.guard.readings import GridSign, Readings, Sample, sample_since
 from gridwatch.guard.reconcile import reconcile
 from gridwatch.guard.runner import ActionRunner
@@ -88,6 +88,8 @@ class GuardController:
         self._names = {e: n for n, e in config.entities.items() if n in _READINGS}
         self._samples: dict[str, Sample] = {}
         self._unmetered = UnmeteredExport()
+        self._recheck_at: dict[str, float] = {}  # quiet readings HA had nothing newer of
+        self._ha_lacks_report_times = False
         self._closing = False
         self._wake: float | None = None
 
@@ -177,20 +179,21 @@ class GuardController:
         """Re-date readings HA received unchanged (see quiet_readings)."""
         specs = self._cfg.guard.specs
         for entity, name in self._names.items():
+            if self._ha_lacks_report_times:
+                return
             sample, now = self._samples.get(name), self._hass.monotonic()
-            if not is_quiet(sample, getattr(specs, name).max_age_s, now):
+            max_age_s = getattr(specs, name).max_age_s
+            if not is_quiet(sample, max_age_s, now) or now < self._recheck_at.get(entity, now):
                 continue
-            fresh = await reread(
-                self._hass,
-                entity,
-                sample,
-                now_mono=now,
-                now_wall=self._hass.now(),
-                timeout_s=READ_PAST_CACHE_TIMEOUT_S,
-            )
+            state = await read_past_cache(self._hass, entity, READ_PAST_CACHE_TIMEOUT_S)
+            if state is not None and state.raw is not None and state.last_reported is None:
+                # HA before 2024.4: only a change dates a reading.
+                self._ha_lacks_report_times = True
+                return
+            fresh = redate(state, sample, now_mono=now, now_wall=self._hass.now())
             if fresh is None:
-                continue
-            if sample is not None and fresh.raw == sample.raw:
+                self._recheck_at[entity] = now + max_age_s * RECHECK_SHARE
+            elif sample is not None and fresh.raw == sample.raw:
                 # The same value, reported again: only its age changes (the
                 # export integral runs on; the counter has not moved).
                 self._samples[name] = fresh
