@@ -7,7 +7,6 @@ which HADashboard shows) holds the same values as HA.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
@@ -15,7 +14,7 @@ import pytest
 
 from demo.config_files import DEMO_APPS_YAML, with_entity_backend
 from tests.demo.demo_process import DemoRun
-from tests.demo.test_demo_smoke import LIVE, _states
+from tests.demo.test_demo_smoke import LIVE, _states, wait_live
 
 DURATION_S = 40
 # Entities of the panel whose values change slowly enough to compare two reads.
@@ -61,11 +60,7 @@ async def test_demo_with_mqtt_entities(tmp_path):
         headers = {"Authorization": f"Bearer {run.token}"}
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
-            states: dict[str, str] = {}
-            async with asyncio.timeout(30):
-                while not all(e in states and ok(states[e]) for e, ok in LIVE.items()):
-                    await asyncio.sleep(0.25)
-                    states = await _states(session, ha_url)
+            states = await wait_live(session, ha_url)
             registry = await _registry(session, ha_url, run.token)
             for entity_id in LIVE:
                 if entity_id == "sensor.grid_power":

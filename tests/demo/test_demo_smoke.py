@@ -37,6 +37,16 @@ def _number(text: str) -> bool:
     return True
 
 
+async def wait_live(session: aiohttp.ClientSession, url: str) -> dict[str, str]:
+    """HA's states once every entity of LIVE shows a live value (30 s at most)."""
+    states: dict[str, str] = {}
+    async with asyncio.timeout(30):
+        while not all(e in states and ok(states[e]) for e, ok in LIVE.items()):
+            await asyncio.sleep(0.25)
+            states = await _states(session, url)
+    return states
+
+
 async def _states(session: aiohttp.ClientSession, url: str) -> dict[str, str]:
     async with session.get(f"{url}/api/states") as resp:
         resp.raise_for_status()
@@ -52,11 +62,7 @@ async def test_demo_runs_shows_live_entities_and_stops_cleanly(tmp_path):
         headers = {"Authorization": f"Bearer {run.token}"}
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
-            states: dict[str, str] = {}
-            async with asyncio.timeout(30):
-                while not all(e in states and ok(states[e]) for e, ok in LIVE.items()):
-                    await asyncio.sleep(0.25)
-                    states = await _states(session, ha_url)
+            await wait_live(session, ha_url)
             pages = {}
             for name in ("Gridwatch panel", "AppDaemon admin"):
                 async with session.get(run.urls[name]) as resp:
