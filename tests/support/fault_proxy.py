@@ -9,7 +9,13 @@ server) and then break the path the way real networks break:
   client sees as "connection reset/refused" on connect.
 - ``latency(s)``: each forwarded chunk waits ``s`` seconds first.
 - ``blackhole(True)``: connections stay open but every byte is dropped both
-  ways, like a dead Wi-Fi link; only keepalives/heartbeats can notice. Bytes
+  ways, like a dead Wi-Fi link; only keepalives/heartbeats can notice. The
+  server's close or reset is held too (until ``heal()``, ``cut()`` or the
+  client's own close): a dead link carries no FIN either, so the client
+  learns of the loss only from its own timers, whatever the server does
+  (mosquitto 2.0.21 drops a silent client sooner than 2.0.11). The client's
+  own close still ends the connection, so a socket the client leaks stays
+  countable in the test's process. Bytes
   dropped are gone for good, so a stream that was blackholed is corrupt after
   ``heal()``: the client is expected to have given up on it by then.
 - ``heal()``: back to plain pass-through for current and new connections.
@@ -63,8 +69,11 @@ class _Connection:
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Set once the proxy reset this connection or the client's end closed.
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def reset(self) -> None:
+        self.closed.set()
         reset_writer(self.client)
         reset_writer(self.upstream)
 
@@ -90,6 +99,9 @@ class FaultProxy:
         self._handlers: set[asyncio.Task[None]] = set()
         self._refusing = False
         self._blackholed = False
+        # Set whenever bytes (and closes) pass: the held ends of a blackhole wait on it.
+        self._passing = asyncio.Event()
+        self._passing.set()
         self._latency_s = 0.0
         # Figures tests can assert on.
         self.accepted = 0
@@ -137,13 +149,17 @@ class FaultProxy:
         self._latency_s = seconds
 
     def blackhole(self, on: bool = True) -> None:
-        """While on, connections stay open but all bytes are dropped both ways."""
+        """While on, connections stay open but all bytes (and closes) are dropped."""
         self._blackholed = on
+        if on:
+            self._passing.clear()
+        else:
+            self._passing.set()
 
     def heal(self) -> None:
         """Back to pass-through: no refusal, latency or blackhole."""
         self._refusing = False
-        self._blackholed = False
+        self.blackhole(False)
         self._latency_s = 0.0
 
     async def close(self) -> None:
@@ -200,8 +216,8 @@ class FaultProxy:
         self._conns.add(conn)
         try:
             results = await asyncio.gather(
-                self._pump(reader, up_writer, conn),
-                self._pump(up_reader, writer, conn),
+                self._pump(reader, up_writer, conn, from_client=True),
+                self._pump(up_reader, writer, conn, from_client=False),
                 return_exceptions=True,
             )
             if any(isinstance(r, BaseException) for r in results):
@@ -213,7 +229,12 @@ class FaultProxy:
             self._conns.discard(conn)
 
     async def _pump(
-        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, conn: _Connection
+        self,
+        src: asyncio.StreamReader,
+        dst: asyncio.StreamWriter,
+        conn: _Connection,
+        *,
+        from_client: bool,
     ) -> None:
         """Copy ``src`` to ``dst`` until EOF, applying the current faults."""
         try:
@@ -231,12 +252,31 @@ class FaultProxy:
                 await dst.drain()
         except OSError:
             # One side reset: pass the reset on to the other side too.
+            if not from_client:
+                await self._hold_while_blackholed(conn)
             conn.reset()
             return
+        if from_client:
+            conn.closed.set()
+        else:
+            await self._hold_while_blackholed(conn)
         # Orderly EOF: half-close the other direction, as TCP would.
         if dst.can_write_eof() and not dst.is_closing():
             with contextlib.suppress(OSError):
                 dst.write_eof()
+
+    async def _hold_while_blackholed(self, conn: _Connection) -> None:
+        """Keep the server's close from reaching the client while blackholed."""
+        while self._blackholed and not conn.closed.is_set():
+            waits = [
+                asyncio.ensure_future(self._passing.wait()),
+                asyncio.ensure_future(conn.closed.wait()),
+            ]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
 
 
 FaultProxyFactory = Callable[[str, int], Awaitable[FaultProxy]]

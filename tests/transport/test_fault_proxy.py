@@ -129,6 +129,41 @@ async def test_blackhole_keeps_connection_but_drops_bytes(
     writer.close()
 
 
+async def test_blackhole_holds_the_servers_close_until_healed(
+    fault_proxy: FaultProxyFactory,
+) -> None:
+    # A server that closes as soon as it hears anything (as a broker drops a
+    # silent client): through a blackhole the client must not see that close.
+    heard, hang_up_now = asyncio.Event(), asyncio.Event()
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(10)
+        heard.set()
+        await hang_up_now.wait()
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    try:
+        proxy = await fault_proxy("127.0.0.1", server.sockets[0].getsockname()[1])
+        reader, writer = await _open(proxy)
+        writer.write(b"hi")
+        await writer.drain()
+        async with asyncio.timeout(IO_TIMEOUT_S):
+            await heard.wait()
+        proxy.blackhole(True)
+        hang_up_now.set()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await reader.read(10)
+        assert not reader.at_eof()
+        proxy.heal()
+        async with asyncio.timeout(IO_TIMEOUT_S):
+            assert await reader.read(10) == b""
+        writer.close()
+    finally:
+        server.close()
+
+
 async def test_upstream_down_looks_like_reset(fault_proxy: FaultProxyFactory) -> None:
     # Find a port with nothing listening on it by binding and releasing one.
     probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
