@@ -152,7 +152,9 @@ class Evaluation:
         return not self.stale and not self.invalid
 
 
-@functools.lru_cache(maxsize=64)
+# typed: True == 1 and hash(True) == hash(1), so an untyped key would hand
+# a boolean the verdict of the equal number (booleans are refused).
+@functools.lru_cache(maxsize=64, typed=True)
 def _validate_hashable(raw: object, bounds: Range) -> Validation:
     return validate(raw, bounds)
 
