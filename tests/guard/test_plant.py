@@ -240,12 +240,15 @@ async def test_a_crashed_guard_leaves_at_most_one_lease_of_discharge():
     assert last_on - crash_at <= 60.0 + 60.0 + 1.0
 
 
-async def test_the_daily_cap_holds_though_the_counter_updates_every_five_minutes():
+@pytest.mark.parametrize("counter_lag_s", [0.0, 300.0])
+async def test_the_daily_cap_holds_though_the_counter_updates_every_five_minutes(counter_lag_s):
     # 1 kWh exported before the start; cap 1.5, margin 0.1: 0.4 kWh left,
-    # about 500 s of 2.9 kW -- the counter reports at 300 s and 600 s only.
+    # about 500 s of 2.9 kW -- the counter reports at 300 s and 600 s only,
+    # and with a lag what it showed five minutes before.
     sim = await guarded_site(
         Steps((), 2000.0), Steps((), 1000.0), daily_export_cap_kwh=1.5, cap_margin_kwh=0.1
     )
+    sim.counter_lag_s = counter_lag_s
     try:
         await request(sim)
         await sim.run(700)

@@ -166,6 +166,10 @@ class GuardSim:
         self._jitter = 1
         self._exported_kwh = 1.0
         self._counter_at = 0.0
+        # The counter may publish late: each update shows the total as it
+        # was this long before (many integrations do).
+        self.counter_lag_s = 0.0
+        self._counter_history: list[tuple[float, float]] = [(0.0, 1.0)]
         self.guard: Any = None  # the app, for the believed state
         self.exported_kwh = 0.0  # what really went to the grid since the start
         # The meter shows the site as it is when the guard starts.
@@ -245,9 +249,13 @@ class GuardSim:
             value = self.battery_sensor.due(t)
             if value is not None:
                 await self.hass.set_device_state(BATTERY, f"{round(value):d}")
+        self._counter_history.append((t, self._exported_kwh))
         if t - self._counter_at >= COUNTER_PERIOD_S:
             self._counter_at = t
-            await self.hass.set_device_state(EXPORTED, f"{self._exported_kwh:.3f}")
+            shown = [kwh for at, kwh in self._counter_history if at <= t - self.counter_lag_s]
+            self._counter_history = self._counter_history[max(len(shown) - 1, 0) :]
+            value = shown[-1] if shown else self._counter_history[0][1]
+            await self.hass.set_device_state(EXPORTED, f"{value:.3f}")
 
     def _controls(self, t: float) -> Controls:
         states = {e: self.hass.state_of(e) for e in (ENABLE, POWER, DURATION)}

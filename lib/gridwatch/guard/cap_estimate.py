@@ -1,9 +1,12 @@
-"""Export since the daily energy counter last updated, integrated from the
+"""Export the daily energy counter does not show yet, integrated from the
 grid readings.
 
-Pure. Energy counters often update every few minutes; between updates the
-guard adds what the grid readings say was exported, so the daily cap's
-margin cannot be overshot by the counter's own lag.
+Pure. Energy counters often update every few minutes, and many report late
+(the value they publish covers export up to some minutes before). The
+guard adds what the grid readings say was exported and the counter has not
+counted: each counter update subtracts the counter's own increase from the
+integral instead of zeroing it, so export the counter has not caught up
+with stays counted and the cap's margin cannot be overshot by its lag.
 """
 
 from __future__ import annotations
@@ -31,9 +34,13 @@ class UnmeteredExport:
         """A new grid reading (export positive), or ``None`` if invalid."""
         return UnmeteredExport(self._until(now), export_w, now)
 
-    def on_counter(self, now: float) -> UnmeteredExport:
-        """The counter updated: what it shows now includes the integral."""
-        return UnmeteredExport(0.0, self.export_w, now)
+    def on_counter(self, increase_kwh: float | None, now: float) -> UnmeteredExport:
+        """The counter updated by ``increase_kwh``: that much of the integral
+        is now counted. ``None`` (no earlier value to compare, a reset at
+        midnight, an invalid value) starts over: the counter shows all."""
+        if increase_kwh is None or increase_kwh < 0:
+            return UnmeteredExport(0.0, self.export_w, now)
+        return UnmeteredExport(max(self._until(now) - increase_kwh, 0.0), self.export_w, now)
 
     def value(self, now: float) -> float:
         """Exported since the counter's last update, up to ``now`` (kWh)."""

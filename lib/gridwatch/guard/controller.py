@@ -168,12 +168,16 @@ class GuardController:
         await self._cycle()
 
     def _take_reading(self, name: str, sample: Sample) -> None:
+        before = self._samples.get(name)
         self._samples[name] = sample
         now = self._hass.monotonic()
         if name == "grid_power":
             self._unmetered = self._unmetered.on_export(self._export_of(sample.raw), now)
         elif name == "export_today":
-            self._unmetered = self._unmetered.on_counter(now)
+            old = parse_float(None if before is None else before.raw).value
+            new = parse_float(sample.raw).value
+            increase = None if old is None or new is None else new - old
+            self._unmetered = self._unmetered.on_counter(increase, now)
 
     async def _refresh_quiet_readings(self) -> None:
         """Re-date readings HA received unchanged (see quiet_readings)."""
