@@ -264,6 +264,57 @@ async def test_http_link_rides_out_a_failed_poll(device_server: DeviceServer):
         await runner.stop()
 
 
+async def test_http_path_the_user_may_not_read_is_that_values_problem(device_server: DeviceServer):
+    # Issue 22 (fault run): a path answering 403 after a good login made the
+    # link log in again every second and read offline while data flowed.
+    device_server.values["/api/status"] = {"power_w": 1200}
+    device_server.refused_paths["/api/service"] = 403
+    args = {
+        "links": [
+            {
+                "name": "meter",
+                "http": {
+                    "url": device_server.url,
+                    "username": device_server.username,
+                    "password": device_server.password,
+                    "poll_interval_s": 1,
+                },
+                "values": [
+                    {"name": "service_pin", "source": "/api/service", "path": "pin"},
+                    {"name": "power", "source": "/api/status", "path": "power_w", "unit": "W"},
+                ],
+            }
+        ]
+    }
+    clock = FakeClock()
+
+    def poll_fast(config):
+        cfg = config.links[0]
+        settings = dataclasses.replace(cfg.settings, poll_interval_s=0.05)
+        return dataclasses.replace(config, links=(dataclasses.replace(cfg, settings=settings),))
+
+    runner, hass = _runner_for(args, clock, poll_fast)
+    await runner.start()
+    try:
+        await eventually(lambda: state(hass, "sensor.meter_power") == "1200", WAIT_S)
+        await eventually(lambda: device_server.gets["/api/service"] >= 5, WAIT_S)
+        await hass.advance(5)
+        assert state(hass, "sensor.meter_service_pin") == "unavailable"
+        assert "HTTP 403" in attr(hass, "sensor.meter_service_pin", "problem")
+        assert attr(hass, "sensor.meter_power", "problem") is None
+        assert state(hass, "binary_sensor.meter_connected") == "on"
+        assert state(hass, "sensor.meter_link_status") == "connected"
+        assert device_server.logins == 1
+
+        # Access granted on the device: the value comes, the problem goes.
+        device_server.values["/api/service"] = {"pin": 4711}
+        del device_server.refused_paths["/api/service"]
+        await eventually(lambda: state(hass, "sensor.meter_service_pin") == "4711", WAIT_S)
+        assert attr(hass, "sensor.meter_service_pin", "problem") is None
+    finally:
+        await runner.stop()
+
+
 async def test_ble_link_decodes_notifications_and_reconnects(fake_ble: FakePeripheral):
     args = {
         "links": [

@@ -109,6 +109,9 @@ class DeviceServer:
         self.password = password
         # Endpoint values served by GET /api/<name>, settable by the test.
         self.values: dict[str, Any] = {"/api/status": {"power_w": 0, "soc": 50}}
+        # Paths this user may not read: GET answers the status (401/403) even
+        # with a valid token, as a device with per-path permissions does.
+        self.refused_paths: dict[str, int] = {}
         self.methods: dict[str, MethodHandler] = {}
         self.login_mode = LoginMode.OK
         self.require_auth = True
@@ -323,6 +326,8 @@ class DeviceServer:
             await self._release.wait()
         if self._get_failures:
             return web.json_response({"error": "injected"}, status=self._get_failures.pop(0))
+        if path in self.refused_paths:
+            return web.json_response({"error": "forbidden"}, status=self.refused_paths[path])
         if path not in self.values:
             return web.json_response({"error": "not found"}, status=404)
         value = self.values[path]

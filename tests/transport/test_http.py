@@ -489,3 +489,114 @@ async def test_poll_429_or_5xx_counts_towards_offline(device_server, status):
     finally:
         sleep.gate.set()
         await link.disconnect()
+
+
+# ---------------------------------------------------------------------------
+# A path the user may not read while the login works (issue 22, fault run):
+# the link logged in again about once a second for ever when such a path was
+# polled after a working one, delivered nothing when it was polled first, and
+# a probe path answering 403 read as "credentials refused".
+
+SECRET = "/api/secret"
+
+
+@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize("refused_first", [False, True], ids=["after", "first"])
+async def test_a_refused_path_is_that_paths_problem_not_a_dead_link(
+    device_server, status, refused_first
+):
+    device_server.refused_paths[SECRET] = status
+    link = make_link(device_server)
+    good, refused = Inbox(), Inbox()
+    paths = (
+        [(SECRET, refused), (STATUS, good)]
+        if refused_first
+        else [(STATUS, good), (SECRET, refused)]
+    )
+    for path, inbox in paths:
+        await link.subscribe(path, inbox)
+    try:
+        await link.connect(timeout=HANG_GUARD_S)
+        await device_server.wait_for(lambda: device_server.gets[SECRET] >= 30)
+        await good.wait_count(20)
+
+        assert link.connected
+        assert link.health.state is LinkState.CONNECTED
+        assert link.health.reconnects == 0
+        assert device_server.logins == 1
+        assert refused.messages == []
+        problem = link.source_problems.get(SECRET, "")
+        assert f"HTTP {status}" in problem
+        assert STATUS not in link.source_problems
+    finally:
+        await link.disconnect()
+
+
+async def test_a_probe_path_refused_after_a_good_login_is_not_refused_credentials(device_server):
+    device_server.refused_paths[SECRET] = 403
+    link = make_link(device_server)
+    link.settings = dataclasses.replace(link.settings, probe_path=SECRET)
+    inbox = Inbox()
+    await link.subscribe(STATUS, inbox)
+    try:
+        await link.connect(timeout=HANG_GUARD_S)
+        await inbox.wait_count(1)
+        assert link.fatal_error is None
+        assert link.connected
+        assert "probe_path" in link.source_problems[SECRET]
+        assert "HTTP 403" in (link.health.last_error or "")
+    finally:
+        await link.disconnect()
+
+
+async def test_a_path_answering_again_clears_its_problem(device_server):
+    device_server.refused_paths[SECRET] = 403
+    device_server.values[SECRET] = {"pin": 1234}
+    link = make_link(device_server)
+    inbox = Inbox()
+    await link.subscribe(SECRET, inbox)
+    try:
+        await link.connect(timeout=HANG_GUARD_S)
+        await eventually(lambda: SECRET in link.source_problems)
+        del device_server.refused_paths[SECRET]
+        await inbox.wait_count(1)
+        assert SECRET not in link.source_problems
+    finally:
+        await link.disconnect()
+
+
+async def test_logins_are_rate_limited_when_every_path_is_refused(device_server):
+    # Every path refused straight after a good login: the token is not the
+    # problem, so the link must not log in again on every poll round.
+    device_server.refused_paths[STATUS] = 401
+    link = make_link(device_server)
+    await link.subscribe(STATUS, Inbox())
+    try:
+        await link.connect(timeout=HANG_GUARD_S)
+        await device_server.wait_for(lambda: device_server.gets[STATUS] >= 100)
+        assert device_server.login_attempts <= 2
+        assert link.connected
+        assert link.fatal_error is None
+        assert "HTTP 401" in link.source_problems[STATUS]
+    finally:
+        await link.disconnect()
+
+
+async def test_a_revoked_token_with_a_refused_path_logs_in_once_and_delivers(device_server):
+    device_server.refused_paths[SECRET] = 403
+    link = make_link(device_server)
+    inbox = Inbox()
+    await link.subscribe(SECRET, Inbox())
+    await link.subscribe(STATUS, inbox)
+    try:
+        await link.connect(timeout=HANG_GUARD_S)
+        await inbox.wait_count(1)
+        device_server.revoke_tokens()
+        await device_server.wait_for(lambda: device_server.logins == 2)
+        delivered = len(inbox.messages)
+        await inbox.wait_count(delivered + 5)
+        assert device_server.logins == 2
+        assert link.fatal_error is None
+        assert SECRET in link.source_problems
+    finally:
+        await link.disconnect()

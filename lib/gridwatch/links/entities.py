@@ -4,7 +4,7 @@ Per link ``<link>``:
 
 - ``sensor.<link>_<value>`` for each value: the last good value (or
   ``unknown`` / ``unavailable``) with its unit, classes, ``stale`` and
-  ``connection_status``.
+  ``connection_status``; ``problem`` while the device refuses its source.
 - ``binary_sensor.<link>_connected``: device class connectivity.
 - ``sensor.<link>_link_status``: connected / degraded / offline /
   disconnected, with the link's health figures as attributes.
@@ -75,14 +75,20 @@ def render_value(
     link_view: LinkView,
     now_mono: float,
     now_wall: datetime,
+    problem: str | None = None,
 ) -> EntityUpdate:
     """The value sensor of ``spec`` on ``link``.
 
+    Args:
+        problem: why the device refuses the value's source while the link
+            works (an HTTP path this user may not read), if it does.
+
     Returns:
-        ``unavailable`` past the grace period, ``unknown`` before a first good
-        reading, else the last good value as a string.
+        ``unavailable`` past the grace period or while the source is
+        refused (with the ``problem`` attribute saying why), ``unknown``
+        before a first good reading, else the last good value as a string.
     """
-    if not view.available:
+    if not view.available or problem is not None:
         text = "unavailable"
     elif view.value is None:
         text = "unknown"
@@ -97,6 +103,8 @@ def render_value(
     }
     if state.last_invalid is not None:
         attributes["last_invalid"] = f"{state.last_invalid.kind}: {state.last_invalid.detail}"
+    if problem is not None:
+        attributes["problem"] = problem
     for key, item in (
         ("unit_of_measurement", spec.unit),
         ("device_class", spec.device_class),

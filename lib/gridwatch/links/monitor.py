@@ -9,6 +9,7 @@ and performs what comes back. It does no I/O and reads no clock.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -148,6 +149,7 @@ class LinkMonitor:
         for spec in plan.values:
             self._by_key.setdefault(spec.key, []).append(spec)
         self._view: LinkView | None = None
+        self._problems: dict[str, str] = {}
         self._seen_up = False
 
     @property
@@ -177,6 +179,9 @@ class LinkMonitor:
             The names of values that got a good reading (to publish now).
         """
         fresh: list[str] = []
+        # The source answers again: its problem is over (the link's own view
+        # catches up at the next evaluation).
+        self._problems.pop(key, None)
         for spec in self._by_key.get(key, ()):
             update = apply_payload(
                 self._values[spec.name], spec, message.payload, message.received_at
@@ -205,6 +210,7 @@ class LinkMonitor:
         now_mono: float,
         now_wall: datetime,
         fatal: Fatal | None = None,
+        problems: Mapping[str, str] | None = None,
     ) -> Evaluation:
         """Assess the link and render all of its entities.
 
@@ -213,6 +219,8 @@ class LinkMonitor:
             now_mono: monotonic now (the link's clock).
             now_wall: wall-clock now.
             fatal: the error that stopped the link's reconnect loop, if any.
+            problems: the link's ``source_problems`` (sources the device
+                refuses while the link works); their values say so.
 
         Returns:
             The view, every entity's full state and the notice actions.
@@ -222,6 +230,7 @@ class LinkMonitor:
         )
         self._track = assessment.track
         self._view = assessment.view
+        self._problems = dict(problems or {})
         updates = [
             render_connected(self.plan.name, assessment.view),
             render_status(
@@ -261,7 +270,10 @@ class LinkMonitor:
         view = self._view or _STARTING_VIEW
         state = self._values[name]
         value_view = assess_value(state, view, now_mono, self.plan.policy)
-        return render_value(self.plan.name, spec, state, value_view, view, now_mono, now_wall)
+        problem = self._problems.get(spec.key) if view.connected else None
+        return render_value(
+            self.plan.name, spec, state, value_view, view, now_mono, now_wall, problem
+        )
 
     def shutdown_updates(
         self, health: HealthSnapshot, now_mono: float, now_wall: datetime

@@ -134,7 +134,8 @@ class LinkMonitorRunner:
         link = self.links.get(name)
         fatal = self._broken.get(name) if link is None else fatal_of(link.fatal_error)
         health = NOT_BUILT_HEALTH if link is None else link.health
-        result = self.monitors[name].evaluate(health, now, wall, fatal)
+        problems = None if link is None else link.source_problems
+        result = self.monitors[name].evaluate(health, now, wall, fatal, problems)
         for update in result.updates:
             await self.publisher.write(update)
         for op in result.notices:

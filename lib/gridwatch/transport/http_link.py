@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 import aiohttp
 from yarl import URL
 
+from gridwatch.transport.backoff_policy import BackoffPolicy
 from gridwatch.transport.errors import (
     AuthError,
     ConnectError,
@@ -28,6 +31,7 @@ from gridwatch.transport.errors import (
 )
 from gridwatch.transport.http_settings import HttpPollSettings, LoginSettings, WebSocketSettings
 from gridwatch.transport.link import Link, cancel_and_wait
+from gridwatch.transport.login_throttle import RELOGIN_BACKOFF, LoginThrottle
 from gridwatch.transport.payload import DEFAULT_MAX_PAYLOAD_BYTES, PayloadErrorLog, decode_json
 
 # The settings live in a pure module; callers may import them from here.
@@ -270,12 +274,26 @@ class HttpPollLink(DeviceHttpLink[HttpPollSettings]):
 
     While connected, every ``poll_interval_s`` each subscribed path is
     fetched and its decoded JSON delivered to the subscriber (key = path).
-    Constructed as :class:`DeviceHttpLink`.
+    A path the device refuses (a 4xx, 401/403 with a working token
+    included) is that path's problem (:attr:`source_problems`), not a lost
+    connection. Constructed as :class:`DeviceHttpLink`; ``relogin`` spaces
+    the logins made to renew a token that may have expired.
     """
 
-    def __init__(self, name: str, settings: HttpPollSettings, **options: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: HttpPollSettings,
+        *,
+        relogin: BackoffPolicy = RELOGIN_BACKOFF,
+        **options: Any,
+    ) -> None:
         super().__init__(name, settings, **options)
         self._token: str | None = None
+        # True from a login until a poll round has used its token: a refusal
+        # then is about the path, not about an expired token.
+        self._token_fresh = False
+        self._relogins = LoginThrottle(relogin)
         self._poller: asyncio.Task[None] | None = None
         self._failed_rounds = 0
         # path -> (status, text) for paths the device refuses.
@@ -285,6 +303,11 @@ class HttpPollLink(DeviceHttpLink[HttpPollSettings]):
     def failed_rounds(self) -> int:
         """Consecutive poll rounds that reached no endpoint."""
         return self._failed_rounds
+
+    @property
+    def source_problems(self) -> Mapping[str, str]:
+        """Paths the device answers with an error status while it is reached."""
+        return MappingProxyType({path: text for path, (_s, text) in self._path_problems.items()})
 
     async def request(
         self,
@@ -331,14 +354,7 @@ class HttpPollLink(DeviceHttpLink[HttpPollSettings]):
         session = self._session.open()
         self._token = None
         self._failed_rounds = 0
-        if self.settings.login is not None:
-            self._token = await fetch_token(
-                session,
-                self._base,
-                self.settings.login,
-                timeout=self.settings.request_timeout_s,
-                verify_ssl=self.settings.verify_ssl,
-            )
+        await self._login(session)
         self._path_problems = {}
         probe = self.settings.probe_path
         if probe is not None:
@@ -347,14 +363,31 @@ class HttpPollLink(DeviceHttpLink[HttpPollSettings]):
             except PayloadError as err:
                 # The device answered: reachability is proven, the body is its problem.
                 self.payload_errors.record(err, probe)
+            except AuthError as err:
+                # The login (if any) just worked: a refused probe is about
+                # this path, not about the credentials.
+                self._path_problem(probe, _status_of(err), "probe_path")
             except HttpStatusError as err:
                 if not device_reached(err):
                     raise ConnectError(f"probe {probe}: {err}") from err
                 # Same rule as a poll: the device answered, so it is reached;
                 # retrying would get the same answer. Connected, and the
                 # status says which path to fix (see _path_problem).
-                self._path_problem(probe, err, "probe_path")
+                self._path_problem(probe, err.status, "probe_path")
         self._poller = asyncio.create_task(self._run_poller(), name=f"link-{self.name}-poll")
+
+    async def _login(self, session: aiohttp.ClientSession) -> None:
+        """Get a token (a device without a login needs none)."""
+        if self.settings.login is None:
+            return
+        self._token = await fetch_token(
+            session,
+            self._base,
+            self.settings.login,
+            timeout=self.settings.request_timeout_s,
+            verify_ssl=self.settings.verify_ssl,
+        )
+        self._token_fresh = True
 
     async def _close(self) -> None:
         poller, self._poller = self._poller, None
@@ -386,10 +419,7 @@ class HttpPollLink(DeviceHttpLink[HttpPollSettings]):
             self._health.problem(text)
         while True:
             outcome = await self._poll_round()
-            if outcome.refused is not None:
-                # The token expired or was revoked: a reconnect logs in again,
-                # and stops the link if the credentials themselves are refused.
-                self._connection_lost(f"poll refused: {outcome.refused}")
+            if outcome.suspect_token and not await self._renew_token(outcome.suspect_token):
                 return
             if outcome.reached or outcome.error is None:
                 self._failed_rounds = 0
@@ -411,48 +441,105 @@ class HttpPollLink(DeviceHttpLink[HttpPollSettings]):
     async def _poll_round(self) -> _RoundOutcome:
         """Fetch every subscribed path once and deliver what arrives."""
         outcome = _RoundOutcome()
+        refused: dict[str, AuthError] = {}
         for path in list(self.subscriptions):
             try:
                 value = await self.request("GET", path)
             except PayloadError as err:
-                outcome.reached = True
+                outcome.reached = outcome.token_works = True
                 self.payload_errors.record(err, path)
                 continue
             except AuthError as err:
-                outcome.refused = err
-                return outcome
+                # Judged after the round: whether the token is the problem
+                # depends on what the other paths answered.
+                outcome.reached = True
+                refused[path] = err
+                continue
             except HttpStatusError as err:
                 # 4xx: the device is there but dislikes this path; 5xx: it is
                 # there but failing, which counts towards going offline.
                 if device_reached(err):
-                    outcome.reached = True
-                    self._path_problem(path, err, "source")
+                    outcome.reached = outcome.token_works = True
+                    self._path_problem(path, err.status, "source")
                 else:
                     outcome.error = err
                 continue
             except TransportError as err:
                 outcome.error = err
                 continue
-            outcome.reached = True
+            outcome.reached = outcome.token_works = True
             if self._path_problems.pop(path, None) is not None:
                 self._logger.info("link %s: %s answers again", self.name, path)
             sub = self.subscriptions.get(path)
             if sub is not None:  # None: unsubscribed while the request was in flight
                 self._deliver(sub, value, key=path)
+        if outcome.token_works:
+            self._relogins.token_worked()
+        if refused:
+            if self._token is None or self._token_fresh or outcome.token_works:
+                # The token works (or there is none to renew): these paths are
+                # refused to this user, whatever the token.
+                for path, refusal in refused.items():
+                    self._path_problem(path, _status_of(refusal), "source")
+            else:
+                outcome.suspect_token = refused
+        self._token_fresh = False
         return outcome
 
-    def _path_problem(self, path: str, err: HttpStatusError, key: str) -> None:
-        """Report a path the device refuses: a warning when it starts (not
-        every poll), and the link's ``last_error`` so the status says it."""
-        text = (
-            f"{path} answered HTTP {err.status}: the device is reachable but refuses "
-            f"this path; check the link's {key} in apps.yaml"
+    async def _renew_token(self, refused: Mapping[str, AuthError]) -> bool:
+        """Every path polled was refused with a token that worked before: it
+        may have expired. Log in again in place if the throttle allows it
+        (else the paths are reported as refused). False if the link was lost."""
+        now = self._clock()
+        session = self._session.current
+        if not self._relogins.allowed(now) or session is None:
+            for path, refusal in refused.items():
+                self._path_problem(path, _status_of(refusal), "source")
+            return True
+        self._relogins.logged_in(now, self._rand())
+        self._logger.info(
+            "link %s: %s refused the token; logging in again", self.name, ", ".join(refused)
         )
+        try:
+            await self._login(session)
+        except AuthError as err:
+            # The credentials themselves are refused now: the reconnect's
+            # login finds the same and stops the link (fatal_error).
+            self._connection_lost(f"login refused: {err}")
+            return False
+        except TransportError as err:
+            self._logger.debug("link %s: login to renew the token failed: %s", self.name, err)
+        return True
+
+    def _path_problem(self, path: str, status: int, key: str) -> None:
+        """Report a path the device refuses: a warning when it starts (not
+        every poll), the link's ``last_error`` and the path's entry in
+        :attr:`source_problems`, so the status and the values say it."""
+        if status in AUTH_STATUSES and self.settings.login is None:
+            why = "the device wants a login for this path; add username and password to the link"
+        elif status in AUTH_STATUSES:
+            why = (
+                "the login works but this user may not read this path; "
+                f"give the user access on the device or check the link's {key} in apps.yaml"
+            )
+        else:
+            why = (
+                "the device is reachable but refuses this path; "
+                f"check the link's {key} in apps.yaml"
+            )
+        text = f"{path} answered HTTP {status}: {why}"
         known = self._path_problems.get(path)
-        if known is None or known[0] != err.status:
-            self._path_problems[path] = (err.status, text)
+        if known is None or known[0] != status:
+            self._path_problems[path] = (status, text)
             self._logger.warning("link %s: %s", self.name, text)
         self._health.problem(text)
+
+
+def _status_of(err: AuthError) -> int:
+    """The HTTP status behind a refusal (401 when it is not known)."""
+    cause = err.__cause__
+    status = getattr(cause, "status", None)
+    return status if isinstance(status, int) else 401
 
 
 @dataclass
@@ -461,4 +548,6 @@ class _RoundOutcome:
 
     reached: bool = False  # some request got an answer from the device
     error: TransportError | None = None  # the last failure to reach it
-    refused: AuthError | None = None  # the token was refused
+    token_works: bool = False  # some request was answered with something but 401/403
+    # Paths refused with a token that may have expired (nothing proved it this round).
+    suspect_token: Mapping[str, AuthError] | None = None

@@ -221,6 +221,14 @@ class Link(ABC):
     def subscriptions(self) -> Mapping[str, Subscription]:
         return MappingProxyType(self._subs)
 
+    @property
+    def source_problems(self) -> Mapping[str, str]:
+        """Subscription keys the peer refuses while the link works (an HTTP
+        path this user may not read), each with what to do about it: the
+        values on that key say so, the link itself stays up. Empty for
+        transports that cannot tell."""
+        return MappingProxyType({})
+
     async def connect(self, timeout: float | None = None) -> None:
         """Connect once; on success keep the link up (reconnect after losses)
         until :meth:`disconnect`.
