@@ -154,6 +154,22 @@ def test_full_entry():
         ({"lease_min": 0}, "lease_min", "greater than or equal to 1"),
         ({"settle_s": -1}, "settle_s", "greater than or equal to 0"),
         ({"settle_s": 1, "meter_period_s": 2}, "settle_s", "at least meter_period_s"),
+        ({"max_raise_step_w": 200}, "max_raise_step_w", "at least response_min_w (300)"),
+        (
+            {"max_discharge_w": 1000, "response_min_w": 1500, "max_raise_step_w": 2000},
+            "response_min_w",
+            "must not exceed max_discharge_w",
+        ),
+        (
+            {
+                "actuators": {
+                    **MINIMAL["actuators"],
+                    "duration": {"entity": "input_number.m", "counts_from": "end"},
+                }
+            },
+            "actuators.duration.counts_from",
+            "Must be one of",
+        ),
     ],
 )
 def test_bad_entries_name_the_key_and_why(bad, key, why):
@@ -168,6 +184,16 @@ def test_a_duration_actuator_carries_the_lease_and_settle_follows_the_meter():
     config = load({**MINIMAL, "actuators": actuators, "lease_min": 3, "meter_period_s": 10})
     assert config.guard.lease_min == 3
     assert config.guard.settle_s == 21.0
+    # Most remote-control timeouts restart at each write: the default.
+    assert config.guard.timer_from_start is False
+
+
+def test_a_timer_that_counts_from_the_start_is_said_so():
+    duration = {"entity": "input_number.minutes", "counts_from": "start"}
+    config = load({**MINIMAL, "actuators": {**MINIMAL["actuators"], "duration": duration}})
+    assert config.guard.timer_from_start is True
+    assert config.duration is not None
+    assert config.duration.entity == "input_number.minutes"
 
 
 def test_missing_required_keys_are_all_reported_at_once():

@@ -11,7 +11,15 @@ from tests.guard.plant_checks import bounds_for, guarded_site, request, violatio
 from tests.support.app_harness import make_app
 from tests.support.naive_controller import run_naive
 from tests.support.plant import Inverter, LaggedSensor, Site, Steps, cloudy_day
-from tests.support.plant_sim import ENABLE, EVENT, POWER, REQUEST, GuardSim, guard_args
+from tests.support.plant_sim import (
+    DURATION,
+    ENABLE,
+    EVENT,
+    POWER,
+    REQUEST,
+    GuardSim,
+    guard_args,
+)
 
 BOUNDS = bounds_for(meter_period_s=1.0, lag_s=1.0, ramp_s=1.0)
 # A steady site: PV 4 kW, house 1 kW, so 3 kW of export before the battery.
@@ -221,11 +229,16 @@ async def test_terminate_stops_the_discharge_and_a_restart_resumes_the_request()
         await stop_guard(sim)
 
 
-async def test_a_crashed_guard_leaves_at_most_one_lease_of_discharge():
+@pytest.mark.parametrize("counts_from", ["write", "start"])
+async def test_a_crashed_guard_leaves_at_most_one_lease_of_discharge(counts_from):
     pv, load = STEADY_PV, Steps((), 2600.0)
-    sim = await guarded_site(pv, load, lease_min=1)
+    actuators = {**guard_args()["actuators"], "duration": {"entity": DURATION}}
+    actuators["duration"]["counts_from"] = counts_from
+    sim = await guarded_site(pv, load, lease_min=1, actuators=actuators)
+    # The inverter counts as configured (the default: from each write).
+    sim.site.inverter.timer_from_write = counts_from == "write"
     await request(sim)
-    await sim.run(150)
+    await sim.run(330)  # well past the first lease: the discharge ran 5 min
     assert len(sim.hass.calls_to("input_number/set_value")) > 3, (
         "the lease was never renewed"
     )  # past a renewal: the lease is extended while alive

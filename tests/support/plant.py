@@ -64,7 +64,13 @@ class Inverter:
             inverter, or one ignoring its controls).
         power_w: the output now (W, discharge positive).
         started_at: when the enable was switched on (its duration timer
-            counts from there; the timer switching off ends a discharge).
+            counts from there, unless ``timer_from_write``; the timer
+            switching off ends a discharge).
+        timer_from_write: the duration timer restarts at each write of the
+            duration control (most remote-control timeouts) instead.
+        timer_written_at: when the duration control was last written.
+        ignores_stop: the enable entity turns off but the output keeps
+            running (an inverter that ignores its controls' off).
     """
 
     ramp_w_per_s: float = 5000.0
@@ -74,14 +80,21 @@ class Inverter:
     power_w: float = 0.0
     started_at: float | None = None
     timer_expired: bool = False
+    timer_from_write: bool = False
+    timer_written_at: float | None = None
+    ignores_stop: bool = False
+    _last_goal: float = 0.0
 
     def target(self, controls: Controls, t: float) -> float:
         if not controls.enabled:
             self.started_at = None
-            return 0.0
+            return self._last_goal if self.ignores_stop else 0.0
         if self.started_at is None:
             self.started_at = t
-        if controls.duration_min > 0 and t - self.started_at >= controls.duration_min * 60.0:
+        origin = self.started_at
+        if self.timer_from_write and self.timer_written_at is not None:
+            origin = max(origin, self.timer_written_at)
+        if controls.duration_min > 0 and t - origin >= controls.duration_min * 60.0:
             self.timer_expired = True
             return 0.0
         wanted = min(max(controls.power_w, 0.0), self.max_w)
@@ -89,6 +102,7 @@ class Inverter:
 
     def step(self, t: float, dt: float, controls: Controls) -> float:
         goal = self.target(controls, t) if self.stuck_w is None else self.stuck_w
+        self._last_goal = goal
         move = self.ramp_w_per_s * dt
         self.power_w += max(-move, min(move, goal - self.power_w))
         return self.power_w

@@ -169,6 +169,7 @@ class GuardSim:
         # The counter may publish late: each update shows the total as it
         # was this long before (many integrations do).
         self.counter_lag_s = 0.0
+        self._duration_writes = 0  # writes seen (a timer may restart at each)
         self._counter_history: list[tuple[float, float]] = [(0.0, 1.0)]
         self.guard: Any = None  # the app, for the believed state
         self.exported_kwh = 0.0  # what really went to the grid since the start
@@ -258,6 +259,14 @@ class GuardSim:
             await self.hass.set_device_state(EXPORTED, f"{value:.3f}")
 
     def _controls(self, t: float) -> Controls:
+        writes = [
+            c
+            for c in self.hass.calls_to("input_number/set_value")
+            if c.data.get("entity_id") == DURATION
+        ]
+        if len(writes) > self._duration_writes:
+            self._duration_writes = len(writes)
+            self.site.inverter.timer_written_at = t
         states = {e: self.hass.state_of(e) for e in (ENABLE, POWER, DURATION)}
         raw = {e: (None if s is None else s.raw) for e, s in states.items()}
         shown = Controls(

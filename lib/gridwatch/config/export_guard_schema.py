@@ -21,7 +21,9 @@ Example entry::
         enable: {entity: input_boolean.battery_discharge}
         power: {entity: input_number.battery_discharge_power}
         cutoff_soc: {entity: input_number.battery_cutoff_soc}     # optional
-        duration: {entity: input_number.battery_discharge_minutes} # optional
+        duration:                                                # optional
+          entity: input_number.battery_discharge_minutes
+          counts_from: write        # the inverter's timer restarts at each write; or start
       request_entity: input_boolean.battery_discharge_request  # optional
 """
 
@@ -39,7 +41,12 @@ from gridwatch.config.base import (
     bounded_int,
     event_type_field,
 )
-from gridwatch.guard.actuators import SwitchActuator, ValueActuator
+from gridwatch.guard.actuators import (
+    DurationActuator,
+    SwitchActuator,
+    TimerCounts,
+    ValueActuator,
+)
 from gridwatch.guard.config import DEFAULT_EVENT, GuardConfig
 from gridwatch.guard.decisions import GuardSettings
 from gridwatch.guard.readings import GridSign, ReadingSpec, ReadingSpecs
@@ -243,6 +250,29 @@ class ValueSchema(ConfigSchema):
         return ValueActuator(data["entity"], _slash(service), data["tolerance"])
 
 
+class DurationSchema(ValueSchema):
+    """The discharge duration actuator (minutes), and how its timer counts."""
+
+    counts_from = fields.Enum(
+        TimerCounts,
+        by_value=True,
+        load_default=TimerCounts.FROM_WRITE,
+        metadata={
+            "example": "write",
+            "description": "write: the inverter's timer restarts at each write (most "
+            "remote-control timeouts); start: it counts from the discharge's start",
+        },
+    )
+
+    @post_load
+    def _make(self, data: dict[str, Any], **_kwargs: Any) -> DurationActuator:
+        domain = data["entity"].partition(".")[0]
+        service = data["service"] or f"{domain}/{_VALUE_DOMAINS.get(domain, 'set_value')}"
+        return DurationActuator(
+            data["entity"], _slash(service), data["tolerance"], data["counts_from"]
+        )
+
+
 class ActuatorsSchema(ConfigSchema):
     """The actuators the guard drives."""
 
@@ -264,7 +294,7 @@ class ActuatorsSchema(ConfigSchema):
         metadata={"example": {"entity": "input_number.battery_cutoff_soc"}},
     )
     duration = fields.Nested(
-        ValueSchema,
+        DurationSchema,
         load_default=None,
         metadata={"example": {"entity": "input_number.battery_discharge_minutes"}},
     )
@@ -405,6 +435,19 @@ class ExportGuardSchema(ConfigSchema):
         top, bottom = data.get("max_discharge_w"), data.get("min_discharge_w")
         if top is not None and bottom is not None and bottom > top:
             errors["min_discharge_w"] = [f"must not exceed max_discharge_w ({top:g})"]
+        # A change smaller than response_min_w is not checked on its own:
+        # steps that are all smaller, or a battery that never reaches it,
+        # would switch the plant-response check off.
+        step, checked = data.get("max_raise_step_w"), data.get("response_min_w")
+        if step is not None and checked is not None and step < checked:
+            errors["max_raise_step_w"] = [
+                f"must be at least response_min_w ({checked:g}): smaller steps are never "
+                "checked for a response"
+            ]
+        if top is not None and checked is not None and checked > top:
+            errors["response_min_w"] = [
+                f"must not exceed max_discharge_w ({top:g}): no change would be checked"
+            ]
         if errors:
             raise ValidationError(errors)
 
@@ -443,6 +486,10 @@ class ExportGuardSchema(ConfigSchema):
             min_change_w=data["min_change_w"],
             request_debounce_s=data["request_debounce_s"],
             lease_min=None if actuators["duration"] is None else data["lease_min"],
+            timer_from_start=(
+                actuators["duration"] is not None
+                and actuators["duration"].counts_from is TimerCounts.FROM_START
+            ),
             response_min_w=data["response_min_w"],
             response_fraction=data["response_fraction"],
         )

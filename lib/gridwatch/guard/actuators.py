@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from gridwatch.guard.decisions import Action, ActionKind
@@ -49,6 +50,28 @@ class ValueActuator:
     entity: str
     service: str
     tolerance: float = 1.0
+
+
+class TimerCounts(StrEnum):
+    """How the inverter's discharge timer counts its minutes."""
+
+    # The remaining time restarts at each write (most remote-control timeouts).
+    FROM_WRITE = "write"
+    # The minutes count from when the discharge started.
+    FROM_START = "start"
+
+
+@dataclass(frozen=True)
+class DurationActuator(ValueActuator):
+    """The discharge duration control (minutes): carries the dead-man lease.
+
+    Attributes:
+        counts_from: whether the inverter counts its minutes from each write
+            or from the start of the discharge (the lease is written so
+            that a guard that dies leaves at most one lease either way).
+    """
+
+    counts_from: TimerCounts = TimerCounts.FROM_WRITE
 
 
 class ActuatorPort(ServiceCaller, StateReader, FreshStateReader, Protocol):

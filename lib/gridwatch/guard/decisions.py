@@ -392,14 +392,18 @@ def _follow(
 def _lease_minutes(
     state: GuardState, settings: GuardSettings, now: float, *, since: float
 ) -> float:
-    """The duration control's value: time since the discharge started plus
-    one lease, ending no later than the request."""
+    """The duration control's value: what lets the discharge run one lease
+    from now (no later than the request's end). A timer that counts from
+    the start needs the time since the start added; one that restarts at
+    each write (the default) gets the remaining time only, else a guard that
+    dies leaves it running for as long as the discharge had already run."""
     lease = settings.lease_min if settings.lease_min is not None else math.inf
     end = now + lease * 60.0
     request = state.request
     if request is not None and request.until is not None:
         end = min(end, request.until)
-    return max((end - since) / 60.0, 0.0)
+    origin = since if settings.timer_from_start else now
+    return max((end - origin) / 60.0, 0.0)
 
 
 def _power_action(

@@ -48,6 +48,8 @@ class GuardSettings:
         request_debounce_s: a start request must stand this long.
         lease_min: dead-man lease on the inverter's duration control
             (minutes); ``None`` without one.
+        timer_from_start: the inverter's duration timer counts from the
+            start of the discharge (else from each write of it).
         response_min_w: changes at least this big are checked for a response.
         response_fraction: share of a change the measurements must show.
     """
@@ -69,6 +71,7 @@ class GuardSettings:
     min_change_w: float = 50.0
     request_debounce_s: float = 1.0
     lease_min: float | None = None
+    timer_from_start: bool = False
     response_min_w: float = 300.0
     response_fraction: float = 0.5
 
