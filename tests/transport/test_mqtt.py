@@ -292,8 +292,8 @@ async def test_disconnect_during_connect_raises_promptly_without_leaking(
 async def test_disconnect_during_blocking_tcp_connect_leaves_no_socket(
     make_link: LinkFactory,
 ) -> None:
-    # A listener whose accept queue is full drops SYNs, so paho's blocking
-    # connect() hangs in the executor until we make room.
+    # A listener whose accept queue is full drops SYNs, so the link's TCP
+    # connect hangs until we make room.
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(0)
@@ -580,3 +580,54 @@ async def test_a_slow_subscriber_cannot_stretch_one_read_pass(
     # READ_PASS_BUDGET_S (2 ms) of 1 ms subscribers: a few per pass, then the
     # loop gets its turn; without the budget a pass took up to 100.
     assert max(per_pass) <= 1 + mqtt_module.READ_PASS_BUDGET_S / 0.001
+
+
+# ---------------------------------------------------------------------------
+# Connects that hang must not hold up other links (issue 22, fault run: links
+# retrying a broker that drops packets delayed a healthy link's connect by 4 s
+# while paho's blocking connect ran in the shared default executor).
+
+
+@contextlib.contextmanager
+def syn_dropping_listener() -> Any:
+    """A port whose accept queue is full: the kernel drops further SYNs, so a
+    TCP connect to it hangs, like a broker behind a path that drops packets."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for sock in [*fillers, server]:
+            sock.close()
+
+
+async def test_connects_hanging_on_a_dead_path_do_not_delay_a_healthy_link(
+    mosquitto: Mosquitto, make_link: LinkFactory
+) -> None:
+    # A small shared pool makes the old failure certain (the default one has
+    # min(32, cores + 4) threads; the fault run filled it with more links).
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=2))
+    with syn_dropping_listener() as dead_port:
+        dead = [
+            make_link("127.0.0.1", dead_port, name=f"dead{i}", socket_connect_timeout_s=3.0)
+            for i in range(4)
+        ]
+        for link in dead:
+            link.start()
+        await asyncio.sleep(0.2)  # every dead link is inside its TCP connect
+        healthy = make_link(mosquitto.host, mosquitto.port, name="healthy")
+        await healthy.connect(timeout=10)
+        # Ordering, not a stopwatch: the healthy link got through while every
+        # dead link was still in its first (3 s) attempt.
+        assert [link.health.attempts for link in dead] == [0, 0, 0, 0]
+        assert healthy.connected

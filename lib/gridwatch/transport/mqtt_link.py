@@ -3,10 +3,12 @@
 There is no paho network thread. As aiomqtt and Home Assistant's MQTT client
 do, the socket is registered with the loop (``add_reader`` / ``add_writer``)
 and a small task calls ``loop_misc`` for keepalives, so every paho callback
-runs on the loop thread. Only paho's blocking ``connect()`` (DNS, TCP and TLS
-handshake) runs in the default executor; a ``disconnect()`` during it makes
-the pending ``connect()`` raise at once, and the socket the thread may still
-produce is closed by that thread (see :class:`_Session`).
+runs on the loop thread. Unlike them, the connect uses no thread either: the
+TCP connect and TLS handshake are awaited on the loop
+(:mod:`gridwatch.transport.async_socket`) and paho is handed the connected
+socket, so links stuck connecting to a dead path hold no executor thread
+that a healthy link's connect would queue behind. A ``disconnect()`` during
+a connect cancels it, which closes its socket at once.
 
 Each connection gets a fresh paho ``Client``: per-connection state (message
 ids, pending acks) starts clean, and the base class replays subscriptions.
@@ -24,7 +26,6 @@ import asyncio
 import contextlib
 import socket
 import ssl
-import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from gridwatch.transport.async_socket import open_client_socket
 from gridwatch.transport.errors import (
     AuthError,
     ConnectError,
@@ -117,8 +119,8 @@ def _connack_error(reason: ReasonCode, what: str) -> TransportError:
 
 
 class _NullLock:
-    """Stands in for paho's locks: a loop-driven client is used by one thread
-    at a time (the executor during connect, then only the loop)."""
+    """Stands in for paho's locks: a loop-driven client is used by the loop
+    thread only."""
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         return True
@@ -142,15 +144,18 @@ class _LoopClient(mqtt.Client):
       a wake-up handles every packet that has arrived.
     - Locks: paho's mutexes guard against its own network thread, which a
       loop-driven client does not have (Home Assistant does the same).
+    - Socket: paho's ``connect()`` would open it with blocking calls; here
+      it takes :attr:`prepared`, connected (and TLS-wrapped) on the loop.
 
-    Both rely on paho 2.1 internals (``_sock_recv``, the ``*_mutex``
-    attributes); AppDaemon 4.5 pins that version and the broker tests
-    exercise both paths.
+    These rely on paho 2.1 internals (``_sock_recv``, ``_create_socket``,
+    the ``*_mutex`` attributes); AppDaemon 4.5 pins that version and the
+    broker tests exercise every path.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._rbuf = bytearray()
+        self.prepared: socket.socket | None = None
         for name in _PAHO_LOCKS:
             setattr(self, name, _NullLock())
 
@@ -159,24 +164,13 @@ class _LoopClient(mqtt.Client):
         """Bytes received from the socket that paho has not parsed yet."""
         return len(self._rbuf)
 
-    def _ssl_wrap_socket(self, tcp_sock: socket.socket) -> ssl.SSLSocket:
-        # Paho's version leaks the SSL socket when the handshake fails (an
-        # untrusted broker): it is never assigned, so nothing closes it.
-        # Verification is the context's job (check_hostname is on unless the
-        # user opted out), so paho's extra match_hostname is not needed.
-        context = self._ssl_context
-        if context is None:
-            raise ConnectError("TLS requested without a TLS context")
-        ssl_sock = context.wrap_socket(
-            tcp_sock, server_hostname=self._host, do_handshake_on_connect=False
-        )
-        try:
-            ssl_sock.settimeout(self._connect_timeout)
-            ssl_sock.do_handshake()
-        except BaseException:
-            ssl_sock.close()
-            raise
-        return ssl_sock
+    def _create_socket(self) -> socket.socket:
+        # Called by paho's connect(): the socket the loop connected (paho
+        # sets it non-blocking and sends CONNECT on it).
+        sock, self.prepared = self.prepared, None
+        if sock is None:
+            raise ConnectError("no connected socket to hand to paho")
+        return sock
 
     def _packet_write(self) -> MQTTErrorCode:
         # Paho sends each queued packet with its own send(): at QoS 1 that is
@@ -250,19 +244,11 @@ _PAHO_LOCKS = (
 
 
 class _Session:
-    """One paho client and its connection: made per connect, dropped on close.
-
-    The executor thread running paho's blocking ``connect()`` and the loop
-    share only ``lock``, ``finished`` and ``abandoned``: whichever side comes
-    second closes the socket, so an abandoned connect never leaves one open.
-    """
+    """One paho client and its connection: made per connect, dropped on close."""
 
     def __init__(self, client: _LoopClient, loop: asyncio.AbstractEventLoop) -> None:
         self.client = client
         self.loop = loop
-        self.lock = threading.Lock()
-        self.finished = False  # the blocking connect returned (loop owns the socket)
-        self.abandoned = False  # the loop gave up on this session
         self.installed = False  # socket registered with the loop
         self.up = False  # CONNACK accepted and socket still open
         self.connack: asyncio.Future[None] = loop.create_future()
@@ -368,9 +354,15 @@ class MqttLink(Link):
         session = _Session(self._make_client(), loop)
         session.client.user_data_set(session)
         self._session = session
-        what = f"link {self.name}: connect to {self.settings.host}:{self.settings.port}"
+        s = self.settings
+        what = f"link {self.name}: connect to {s.host}:{s.port}"
         try:
-            await loop.run_in_executor(None, self._blocking_connect, session)
+            if s.tls and self._tls is None:
+                # Reads CA files: once per link, off the loop.
+                self._tls = await loop.run_in_executor(None, build_tls_context, s)
+            async with asyncio.timeout(s.socket_connect_timeout_s):
+                sock = await open_client_socket(s.host, s.port, self._tls)
+            self._send_connect(session, sock)
         except TransportError:
             raise
         except Exception as err:
@@ -394,19 +386,12 @@ class MqttLink(Link):
         if session is None:
             return
         session.up = False
-        with session.lock:
-            session.abandoned = True
-            finished = session.finished
         session.fail_pending(LinkClosedError(f"link {self.name}: closed"))
         helpers = {t for t in (session.misc, *session.watchers) if t is not None}
         for task in helpers:
             task.cancel()
         if helpers:
             await asyncio.wait(helpers, timeout=GRACEFUL_CLOSE_S)
-        if not finished:
-            # The executor thread is still in paho's connect(); it closes the
-            # socket itself when it returns (see _blocking_connect).
-            return
         client = session.client
         if session.installed and client.socket() is not None and client.is_connected():
             self._say_goodbye(session)
@@ -515,19 +500,19 @@ class MqttLink(Link):
             )
         return client
 
-    def _blocking_connect(self, session: _Session) -> None:
-        """Runs in the executor: TCP (+TLS) connect and send CONNECT.
+    def _send_connect(self, session: _Session, sock: socket.socket) -> None:
+        """Hand paho the connected socket and queue CONNECT, on the loop.
 
-        No socket callbacks are set yet, so paho writes CONNECT from here and
-        calls nothing on the loop; :meth:`_install` wires the socket after.
+        No socket callbacks are set yet, so paho writes CONNECT at once
+        (non-blocking) and calls nothing else; :meth:`_install` wires the
+        socket after.
         """
         s = self.settings
         client = session.client
+        client.prepared = sock
         try:
-            if s.tls:
-                if self._tls is None:
-                    self._tls = build_tls_context(s)
-                # Verification lives in the context (see build_tls_context).
+            if self._tls is not None:
+                # Paho's own TLS bookkeeping; the handshake is already done.
                 client.tls_set_context(self._tls)
             if s.protocol == "5":
                 # paho's Properties.__init__ carries no annotations.
@@ -540,14 +525,12 @@ class MqttLink(Link):
             else:
                 client.connect(s.host, s.port, s.keepalive_s)
         except BaseException:
-            # Paho keeps the socket if sending CONNECT failed after the TCP
-            # connect: close it here, nobody else will.
+            # Paho keeps the socket if sending CONNECT failed: close it here.
+            if client.prepared is not None:
+                client.prepared.close()
+                client.prepared = None
             _force_close(client)
             raise
-        with session.lock:
-            session.finished = True
-            if session.abandoned:
-                _force_close(client)
 
     def _install(self, session: _Session) -> None:
         """Register the new socket with the loop and set paho's callbacks."""
