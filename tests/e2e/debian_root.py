@@ -3,7 +3,9 @@
 HA 2026.2 needs Python >= 3.13.2, Debian 12 has 3.11; HA 2024.1 cannot
 install on Debian 13's 3.13. So the HA version the host's python3 does not
 fit gets a minimal Debian root of the suite whose python3 does (``ha_matrix``),
-cached under ``$GRIDWATCH_CACHE/<suite>-root``, and runs there with chroot.
+cached under ``$GRIDWATCH_CACHE/<suite>-root-<recipe>``, and runs there with
+chroot. The recipe digest covers the suite, the package list and the code
+that bootstraps: a changed recipe bootstraps a new root beside the old one.
 
 Commands in the root run through ``unshare --mount``: /proc, /dev, a fresh
 /tmp and the bind mounts of the test's own directories (at the same path, so
@@ -18,6 +20,9 @@ Root only (chroot, mount); ``./run`` and CI run as root.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
 import os
 import shutil
 import subprocess
@@ -25,6 +30,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.e2e.progress import run_with_progress
 
 # Packages beyond minbase: a venv with headers and compilers for the sdists
 # without a wheel for the root's Python (HA 2026.2's pymicro-vad and
@@ -74,7 +81,7 @@ class DebianRoot:
     """One cached Debian root.
 
     Attributes:
-        path: where it lives (``$GRIDWATCH_CACHE/<suite>-root``).
+        path: where it lives (``$GRIDWATCH_CACHE/<suite>-root-<recipe>``).
         suite: Debian suite (``trixie``, ``bookworm``).
     """
 
@@ -96,10 +103,10 @@ class DebianRoot:
             RuntimeError: not root, or no debootstrap.
             subprocess.CalledProcessError: debootstrap failed.
         """
+        check_private_mounts()
         if not self.ready:
             self._bootstrap()
         self._copy_host_files()
-        self._add_missing_packages()
 
     def host_path(self, inside: Path) -> Path:
         """The host's path of a path inside the root."""
@@ -143,7 +150,7 @@ class DebianRoot:
         shutil.rmtree(self.path, ignore_errors=True)
         partial.parent.mkdir(parents=True, exist_ok=True)
         mirror = os.environ.get("GRIDWATCH_DEBIAN_MIRROR", DEFAULT_MIRROR)
-        subprocess.run(
+        run_with_progress(
             [
                 "debootstrap",
                 "--variant=minbase",
@@ -152,31 +159,13 @@ class DebianRoot:
                 str(partial),
                 mirror,
             ],
-            check=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            f"debootstrap: building a Debian {self.suite} root in {self.path} "
+            "(once per recipe, ~1-2 min)",
             timeout=DEBOOTSTRAP_TIMEOUT_S,
+            quiet=True,
         )
         (partial / READY_STAMP).write_text(" ".join(INCLUDE) + "\n")
         partial.rename(self.path)
-
-    def _add_missing_packages(self) -> None:
-        # A root cached by an older INCLUDE gets the new packages from apt
-        # (seconds) instead of a new debootstrap (a minute).
-        stamp = self.path / READY_STAMP
-        have = set(stamp.read_text().split())
-        missing = [name for name in INCLUDE if name not in have]
-        if not missing:
-            return
-        for args in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *missing]):
-            subprocess.run(
-                self.command(args, env=["DEBIAN_FRONTEND=noninteractive"]),
-                check=True,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                timeout=DEBOOTSTRAP_TIMEOUT_S,
-            )
-        stamp.write_text(" ".join(sorted(have | set(missing))) + "\n")
 
     def _copy_host_files(self) -> None:
         # pip in the root needs to resolve names and trust what the host's
@@ -194,6 +183,47 @@ class DebianRoot:
         if self.host_path(Path(ROOT_PIP_CERT)).is_file():
             env.append(f"PIP_CERT={ROOT_PIP_CERT}")
         return env
+
+
+@functools.cache
+def root_recipe_digest(suite: str) -> str:
+    """The key of a cached root: suite, packages and the bootstrap code (12 hex)."""
+    recipe = hashlib.sha256()
+    recipe.update(f"{suite}\0{' '.join(INCLUDE)}\0".encode())
+    recipe.update(inspect.getsource(DebianRoot._bootstrap).encode())
+    return recipe.hexdigest()[:12]
+
+
+class NoPrivateMounts(RuntimeError):
+    """This host cannot give a process its own mount namespace."""
+
+
+@functools.cache
+def check_private_mounts() -> None:
+    """Fail with one clear sentence where ``unshare --mount`` cannot work.
+
+    Raises:
+        NoPrivateMounts: in a container or chroot where "/" is not a mount
+            point (or without CAP_SYS_ADMIN), a private mount namespace
+            cannot be made, so the root's /proc and bind mounts cannot be.
+    """
+    probe = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    if probe.returncode != 0:
+        why = (probe.stderr.strip().splitlines() or ["no reason given"])[-1]
+        raise NoPrivateMounts(
+            "This Home Assistant version runs in a Debian root, which needs a private mount "
+            f"namespace, and this host cannot make one ({why}): run ./run on a machine or VM "
+            "as root, or in a container started with --privileged (where '/' is a mount "
+            "point), or on a Debian release whose python3 fits this HA (./run test --ha "
+            "VERSION picks one version)."
+        )
 
 
 def host_pip_cert() -> Path | None:

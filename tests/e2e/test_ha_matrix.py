@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.debian_root import DebianRoot, parse_pip_cert
-from tests.e2e.ha_install import HaInstall, install_for
+from tests.e2e.debian_root import DebianRoot, parse_pip_cert, root_recipe_digest
+from tests.e2e.ha_install import RECIPE_FILE, HaInstall, install_for
 from tests.e2e.ha_matrix import (
     NEWEST_HA,
     OLDEST_HA,
@@ -81,21 +81,33 @@ def test_install_paths_on_a_debian_12_host(tmp_path: Path) -> None:
     old = install_for(OLDEST_HA, tmp_path, DEBIAN_12)
     new = install_for(NEWEST_HA, tmp_path, DEBIAN_12)
 
-    assert old == HaInstall(tmp_path / f"ha-{OLDEST_HA}", OLDEST_HA)
+    # Each install's directory carries the digest of the recipe that made it.
+    assert old == HaInstall(tmp_path / f"ha-{OLDEST_HA}-{old.recipe}", OLDEST_HA, None, old.recipe)
+    assert len(old.recipe) == 12
     assert old.command(["/x/hass", "-c", "/cfg"]) == ["/x/hass", "-c", "/cfg"]
-    assert new.root == DebianRoot(tmp_path / "trixie-root", "trixie")
-    assert new.venv == Path(f"/opt/ha-{NEWEST_HA}")
+    root_recipe = root_recipe_digest("trixie")
+    assert new.root == DebianRoot(tmp_path / f"trixie-root-{root_recipe}", "trixie")
+    assert new.venv == Path(f"/opt/ha-{NEWEST_HA}-{new.recipe}")
     # Stamps and the components dir are read on the host side of the root.
-    assert new.stamp == tmp_path / "trixie-root" / "opt" / f"ha-{NEWEST_HA}" / ".installed"
+    assert new.stamp == new.root.path / "opt" / f"ha-{NEWEST_HA}-{new.recipe}" / RECIPE_FILE
 
 
 def test_install_paths_on_a_debian_13_host(tmp_path: Path) -> None:
     old = install_for(OLDEST_HA, tmp_path, DEBIAN_13)
     new = install_for(NEWEST_HA, tmp_path, DEBIAN_13)
 
-    assert old.root == DebianRoot(tmp_path / "bookworm-root", "bookworm")
-    assert old.host_venv == tmp_path / "bookworm-root" / "opt" / f"ha-{OLDEST_HA}"
-    assert new == HaInstall(tmp_path / f"ha-{NEWEST_HA}", NEWEST_HA)
+    root_recipe = root_recipe_digest("bookworm")
+    assert old.root == DebianRoot(tmp_path / f"bookworm-root-{root_recipe}", "bookworm")
+    assert old.host_venv == old.root.path / "opt" / f"ha-{OLDEST_HA}-{old.recipe}"
+    assert new == HaInstall(tmp_path / f"ha-{NEWEST_HA}-{new.recipe}", NEWEST_HA, None, new.recipe)
+
+
+def test_the_same_version_on_another_python_is_another_install(tmp_path: Path) -> None:
+    on_311 = install_for(OLDEST_HA, tmp_path, (3, 11, 2))
+    on_312 = install_for(OLDEST_HA, tmp_path, (3, 12, 1))
+
+    assert on_311.recipe != on_312.recipe
+    assert on_311.host_venv != on_312.host_venv
 
 
 def test_a_command_in_the_root_binds_dirs_and_execs_the_program(tmp_path: Path) -> None:

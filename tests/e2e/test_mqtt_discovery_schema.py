@@ -3,8 +3,9 @@
 Every kind of entity the apps publish is rendered by
 :func:`gridwatch.runtime.mqtt_discovery.discovery_config` and validated by
 the ``DISCOVERY_SCHEMA`` of HA's MQTT sensor / binary_sensor platforms, in
-each HA install of the test matrix found on this machine: 2024.1 (its venv)
-and 2026.2 (its Debian 13 root, entered with chroot). No HA is booted; the
+the HA version of the running leg (each leg of ./run test runs it against
+its own: 2024.1.6, then 2026.2.3), wherever ./run installed it (a venv of
+the host's Python, or one in a Debian root). No HA is booted; the
 schema is the part of HA that accepts or refuses a config (the e2e module
 test_mqtt_discovery_e2e.py shows the whole path on a running HA).
 """
@@ -12,20 +13,17 @@ test_mqtt_discovery_e2e.py shows the whole path on a running HA).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gridwatch.runtime.mqtt_discovery import DiscoveryDevice, DiscoveryLayout, discovery_config
-from tests.e2e.ha_install import install_from_env
+from tests.e2e.ha_install import HaInstall, ensure_installed, install_from_env
+from tests.e2e.ha_matrix import parse_version
 
 pytestmark = pytest.mark.e2e
 
-CACHE = Path(os.environ.get("GRIDWATCH_CACHE", Path.home() / ".cache" / "gridwatch"))
-TRIXIE_ROOT = CACHE / "trixie-root"
 RUN_TIMEOUT_S = 180
 
 # One of each kind of entity the apps publish (attributes as the apps write them).
@@ -82,22 +80,23 @@ asyncio.run(main())
 """
 
 
-def installs() -> list[Any]:
-    found: list[Any] = []
-    venv = install_from_env().venv / "bin" / "python"
-    if venv.is_file():
-        found.append(pytest.param([str(venv)], "object_id", id="ha-2024.1"))
-    roots = sorted(TRIXIE_ROOT.glob("opt/ha-2026.2*/bin/python"))
-    if roots and os.geteuid() == 0:
-        inside = "/" + str(roots[-1].relative_to(TRIXIE_ROOT))
-        found.append(
-            pytest.param(["chroot", str(TRIXIE_ROOT), inside], "default_entity_id", id="ha-2026.2")
-        )
-    return found or [pytest.param(None, None, marks=pytest.mark.skip(reason="no HA install"))]
+# The release whose MQTT discovery names an entity by ``default_entity_id``
+# (``object_id`` before it, deprecated from then on).
+DEFAULT_ENTITY_ID_SINCE = (2025, 10)
 
 
-@pytest.mark.parametrize(("python", "id_key"), installs())
-def test_ha_accepts_every_kind_of_entity(python: list[str], id_key: str) -> None:
+def _leg_install() -> HaInstall:
+    # The HA this leg runs against (./run test: 2024.1.6 in the first leg,
+    # 2026.2.3 in the second), wherever ./run put it: the host's venv or a
+    # Debian root, on Debian 12 and 13 alike.
+    return install_from_env()
+
+
+@pytest.mark.parametrize("install", [_leg_install()], ids=lambda i: f"ha-{i.version}")
+def test_ha_accepts_every_kind_of_entity(install: HaInstall) -> None:
+    ensure_installed(install)
+    since = parse_version(install.version)[:2] >= DEFAULT_ENTITY_ID_SINCE
+    id_key = "default_entity_id" if since else "object_id"
     device = DiscoveryDevice("gridwatch_app", "app")
     layout = DiscoveryLayout(app="app")
     configs = {
@@ -105,7 +104,7 @@ def test_ha_accepts_every_kind_of_entity(python: list[str], id_key: str) -> None
         for entity_id, attrs in ENTITIES.items()
     }
     done = subprocess.run(
-        [*python, "-c", VALIDATE],
+        install.command([str(install.python), "-c", VALIDATE]),
         input=json.dumps(configs),
         capture_output=True,
         text=True,
