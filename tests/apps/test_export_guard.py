@@ -36,9 +36,12 @@ ARGS = {
     "grid_sign": "export_positive",
     "settle_s": 2,
     # These tests write the grid reading by hand, with no plant behind it:
-    # the response check would (rightly) see a battery that does nothing.
-    # tests/guard/test_plant.py drives a plant and checks it.
-    "response_min_w": 1e6,
+    # the response checks would (rightly) see a battery that does nothing.
+    # Only changes of the whole max_discharge_w are checked here (the most
+    # the schema lets them be raised to); tests/guard/test_plant.py drives
+    # a plant and checks every change.
+    "response_min_w": 5000,
+    "max_raise_step_w": 5000,
 }
 # Past the start-up stop's settle time and the request's debounce.
 WARM_UP_S = 3

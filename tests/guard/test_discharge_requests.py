@@ -8,8 +8,10 @@ from gridwatch.guard.discharge_requests import (
     StopCommand,
     parse_event,
     parse_request_state,
+    standing_request,
 )
 from gridwatch.guard.readings import Sample, sample_since
+from gridwatch.hass.ports import EntityState
 
 
 @pytest.mark.parametrize(
@@ -82,3 +84,29 @@ def test_the_duration_bound_is_the_configured_one():
     assert parse_event({"action": "start", "duration_min": 600}, max_duration_min=600)
     with pytest.raises(RequestError):
         parse_event({"action": "start", "duration_min": 601}, max_duration_min=600)
+
+
+_NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def _fact(state, **attributes):
+    return EntityState("sensor.export_guard_request", state, attributes, _NOW, _NOW)
+
+
+@pytest.mark.parametrize(
+    ("fact", "resumed"),
+    [
+        (None, None),
+        (_fact("off", power_w=None, until=None), None),
+        (_fact("unavailable"), None),
+        (_fact("on", power_w=1500, until=None), (1500.0, None)),
+        (_fact("on", power_w=None, until="2026-06-01T12:10:00+00:00"), (None, 10.0)),
+        # Its end passed while the guard was down: nothing to resume.
+        (_fact("on", power_w=None, until="2026-06-01T11:59:00+00:00"), None),
+        # An end it cannot read (or without a zone) could run past it.
+        (_fact("on", power_w=None, until="soon"), None),
+        (_fact("on", power_w=None, until="2026-06-01T12:10:00"), None),
+    ],
+)
+def test_a_restart_resumes_only_a_request_that_still_stands(fact, resumed):
+    assert standing_request(fact, _NOW) == resumed

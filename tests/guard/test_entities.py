@@ -32,6 +32,7 @@ def test_every_entity_of_the_issue_is_published_with_the_prefix():
             "sensor.eg_export_headroom_energy",
             "sensor.eg_last_action",
             "sensor.eg_heartbeat",
+            "sensor.eg_request",
         }
     )
     assert items["sensor.eg_export_headroom_power"].state == 1900

@@ -21,7 +21,12 @@ from gridwatch.guard.actuators import ActuatorSet, GuardActuators, read_past_cac
 from gridwatch.guard.cap_estimate import UnmeteredExport
 from gridwatch.guard.config import GuardConfig
 from gridwatch.guard.decisions import Action, ActionKind, GuardState, Outcome
-from gridwatch.guard.discharge_requests import Command, RequestError, StartCommand
+from gridwatch.guard.discharge_requests import (
+    Command,
+    RequestError,
+    StartCommand,
+    standing_request,
+)
 from gridwatch.guard.publisher import GuardPublisher
 from gridwatch.guard.quiet_readings import RECHECK_SHARE, is_quiet, redate
 from gridwatch.guard.readings import GridSign, Readings, Sample, sample_since
@@ -235,10 +240,13 @@ class GuardController:
             now = self._hass.monotonic()
             if isinstance(command, StartCommand):
                 self._state = guard.request_start(
-                    self._state, command.power_w, command.duration_min, now
+                    self._state, command.power_w, command.duration_min, now, self._hass.now()
                 )
             else:
                 self._state = guard.request_stop(self._state)
+            # The request is a fact before it is acted on: a guard restarted
+            # after this point resumes exactly it (or nothing, after a stop).
+            await self._publisher.write_request(self._state.request)
             await self._decide_and_act()
 
     async def _cycle(self, *, reconcile_first: bool = False) -> None:
@@ -354,20 +362,19 @@ class GuardController:
         return value if self._cfg.guard.grid_sign is GridSign.EXPORT_POSITIVE else -value
 
     async def _resume_event_request(self) -> None:
-        """A request made by event survives a restart through the guard's own
-        health entity (it shows the request standing)."""
+        """A request made by event survives a restart through the guard's
+        request entity: resumed only if it still stands, and only until its
+        wall-clock end."""
         with contextlib.suppress(Exception):  # nothing to resume is the safe answer
-            health = await self._hass.get_state(self._publisher.health_entity)
-            if health is None or health.attributes.get("requested") is not True:
+            fact = await self._hass.get_state(self._publisher.request_entity)
+            resumed = standing_request(fact, self._hass.now())
+            if resumed is None:
                 return
-            power = parse_float(health.attributes.get("request_power_w")).value
-            left = parse_float(health.attributes.get("request_minutes_left")).value
-            if left is not None and left <= 0:
-                return
+            power, minutes = resumed
             now = self._hass.monotonic()
-            self._state = guard.request_start(self._state, power, left, now)
+            self._state = guard.request_start(self._state, power, minutes, now, self._hass.now())
             self._log.info(
-                "resuming the standing request (power %s W, minutes left %s)", power, left
+                "resuming the standing request (power %s W, minutes left %s)", power, minutes
             )
 
 

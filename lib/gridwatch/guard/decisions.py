@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from gridwatch.guard.estimate import Expectation, fold_reading, response_problem, widen
 from gridwatch.guard.outcomes import apply_result, mark_unknown
@@ -78,7 +79,11 @@ __all__ = [
 
 
 def request_start(
-    state: GuardState, power_w: float | None, duration_min: float | None, now: float
+    state: GuardState,
+    power_w: float | None,
+    duration_min: float | None,
+    now: float,
+    now_wall: datetime | None = None,
 ) -> GuardState:
     """Record a start request (replacing an active one).
 
@@ -87,14 +92,18 @@ def request_start(
         power_w: wanted power (W), or ``None`` for the most allowed.
         duration_min: minutes to discharge, or ``None`` until stopped.
         now: monotonic time.
+        now_wall: wall-clock now, to date the end for publishing.
 
     Returns:
         The new state; the next :func:`decide` acts on it.
     """
     until = None if duration_min is None else now + duration_min * 60.0
+    until_wall = None
+    if duration_min is not None and now_wall is not None:
+        until_wall = now_wall + timedelta(minutes=duration_min)
     # A repeated start keeps its debounce clock: only the first counts.
     since = now if state.request is None else state.request.since
-    return replace(state, request=DischargeRequest(power_w, until, since))
+    return replace(state, request=DischargeRequest(power_w, until, since, until_wall))
 
 
 def request_stop(state: GuardState) -> GuardState:

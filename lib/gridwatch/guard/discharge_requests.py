@@ -6,8 +6,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from gridwatch.hass.ports import EntityState
 from gridwatch.hass.states import parse_bool, parse_float
 
 
@@ -82,6 +84,37 @@ def parse_request_state(raw: object) -> Command | None:
     if value is None:
         return None
     return StartCommand() if value else StopCommand()
+
+
+def standing_request(
+    fact: EntityState | None, now_wall: datetime
+) -> tuple[float | None, float | None] | None:
+    """The request a restarted guard resumes, from its published request
+    entity (see :func:`gridwatch.guard.entities.render_request`).
+
+    Args:
+        fact: the request entity as HA holds it (``None``: never written).
+        now_wall: wall-clock now (tz-aware).
+
+    Returns:
+        ``(power_w, minutes_left)`` (each ``None``: the most allowed / until
+        stopped), or ``None`` when nothing stands: off, missing, unreadable,
+        or its end has passed.
+    """
+    if fact is None or parse_bool(fact.raw) is not True:
+        return None
+    power = parse_float(fact.attributes.get("power_w")).value
+    until = fact.attributes.get("until")
+    if until is None:
+        return power, None
+    try:
+        end = datetime.fromisoformat(str(until))
+    except ValueError:
+        return None  # an end it cannot read: resuming could run past it
+    if end.tzinfo is None:
+        return None
+    left = (end - now_wall).total_seconds() / 60.0
+    return (power, left) if left > 0 else None
 
 
 def _optional_positive(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from gridwatch.guard.decisions import GuardState
+from gridwatch.guard.decisions import DischargeRequest, GuardState
 from gridwatch.guard.readings import Evaluation
 from gridwatch.guard.status import Status
 from gridwatch.hass.entity_update import EntityUpdate
@@ -31,7 +31,33 @@ def entity_ids(prefix: str) -> dict[str, str]:
         "headroom_energy": f"sensor.{prefix}_export_headroom_energy",
         "last_action": f"sensor.{prefix}_last_action",
         "heartbeat": f"sensor.{prefix}_heartbeat",
+        "request": f"sensor.{prefix}_request",
     }
+
+
+def render_request(prefix: str, request: DischargeRequest | None) -> EntityUpdate:
+    """The standing request as a fact a restarted guard reads back: ``on``
+    with its power and wall-clock end (``until``: ``None`` until stopped),
+    or ``off``. Written before the guard acts on a change of it.
+
+    Args:
+        prefix: entity id prefix (the app's name, slugged).
+        request: the request standing now, if any.
+    """
+    name = prefix.replace("_", " ").title()
+    until = None
+    if request is not None and request.until_wall is not None:
+        until = request.until_wall.isoformat(timespec="seconds")
+    return EntityUpdate(
+        entity_ids(prefix)["request"],
+        "off" if request is None else "on",
+        {
+            "friendly_name": f"{name} request",
+            "icon": "mdi:battery-clock",
+            "power_w": None if request is None else request.power_w,
+            "until": until,
+        },
+    )
 
 
 def render(
@@ -164,6 +190,7 @@ def render(
                 "dry_run": dry_run,
             },
         ),
+        render_request(prefix, request),
         EntityUpdate(
             ids["heartbeat"],
             beat.isoformat(timespec="seconds"),

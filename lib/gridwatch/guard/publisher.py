@@ -14,8 +14,8 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 
-from gridwatch.guard.decisions import GuardState
-from gridwatch.guard.entities import entity_ids, render
+from gridwatch.guard.decisions import DischargeRequest, GuardState
+from gridwatch.guard.entities import entity_ids, render, render_request
 from gridwatch.guard.readings import Evaluation
 from gridwatch.guard.status import Condition, Status, notice_text, status
 from gridwatch.hass.entity_update import ChangedOnlyWriter
@@ -67,6 +67,17 @@ class GuardPublisher:
     def health_entity(self) -> str:
         """The health entity's id (it also carries the standing request)."""
         return entity_ids(self._prefix)["health"]
+
+    @property
+    def request_entity(self) -> str:
+        """The entity carrying the standing request (a restart resumes it)."""
+        return entity_ids(self._prefix)["request"]
+
+    async def write_request(self, request: DischargeRequest | None) -> None:
+        """Write the standing request now (awaited, bounded by the writer's
+        timeout): a request change is published before the guard acts on
+        it. A failed write is logged; the next publish retries it."""
+        await self._writer.write(render_request(self._prefix, request))
 
     def submit(
         self,

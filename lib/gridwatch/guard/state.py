@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 from gridwatch.guard.estimate import Estimate, Expectation
@@ -185,11 +186,14 @@ class DischargeRequest:
         power_w: wanted power (W); ``None`` means the most allowed.
         until: monotonic end time; ``None`` means until stopped.
         since: when it was made (a start waits out the debounce).
+        until_wall: the same end on the wall clock: what is published, so
+            a restarted guard resumes it only until then.
     """
 
     power_w: float | None = None
     until: float | None = None
     since: float = -math.inf
+    until_wall: datetime | None = None
 
 
 @dataclass(frozen=True)
