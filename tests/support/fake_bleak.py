@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from bleak.args import SizedBuffer
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.client import BaseBleakClient, NotifyCallback
 from bleak.backends.descriptor import BleakGATTDescriptor
 from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakError
 from bleak.uuids import normalize_uuid_str
@@ -38,6 +39,11 @@ COMMAND_UUID = "0000ff03-0000-1000-8000-00805f9b34fb"
 DEFAULT_CHARACTERISTICS = (TELEMETRY_UUID, STATUS_UUID, COMMAND_UUID)
 # BLE 4.0's minimum ATT MTU, what BlueZ reports too.
 DEFAULT_MTU = 23
+# A reply step that drops the connection (the device walked away mid-answer).
+DROP: Final = "drop"
+# One step of a device's answer to a write: a notification (uuid, bytes), or DROP.
+Reply = tuple[str, bytes] | str
+Responder = Callable[[str, bytes], Sequence[Reply]]
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,9 @@ class FakePeripheral:
         refused_notify: characteristics whose start_notify fails (BleakError).
         connect_calls / disconnect_calls: counted in the coroutines' bodies, so
             they only count calls that were actually awaited.
+        responder: a request/response device: called with every write
+            (uuid, data); its replies are sent after the write completes,
+            one notification per loop turn, as a radio delivers them.
     """
 
     address: str = "AA:BB:CC:DD:EE:01"
@@ -103,6 +112,7 @@ class FakePeripheral:
     connect_calls: int = 0
     disconnect_calls: int = 0
     clients: list[FakeBleakBackend] = field(default_factory=list)
+    responder: Responder | None = None
 
     def __post_init__(self) -> None:
         self.characteristics = tuple(normalize_uuid_str(u) for u in self.characteristics)
@@ -125,6 +135,19 @@ class FakePeripheral:
     def device(self) -> BLEDevice:
         """A BLEDevice for this peripheral (no BlueZ path: nothing asks D-Bus)."""
         return BLEDevice(self.address, self.name, details=None)
+
+    def advertisement(self, rssi: int = -60) -> AdvertisementData:
+        """What the device advertises: its name and its vendor service."""
+        service = SERVICE_UUID
+        return AdvertisementData(
+            local_name=self.name,
+            manufacturer_data={},
+            service_data={},
+            service_uuids=[service],
+            tx_power=None,
+            rssi=rssi,
+            platform_data=(),
+        )
 
     def set_value(self, uuid: str, value: bytes) -> None:
         self.values[normalize_uuid_str(uuid)] = value
@@ -204,9 +227,15 @@ class FakeBleakBackend(BaseBleakClient):
         self._gone: asyncio.Event | None = None
         self._drop_after: int | None = None
         self._delivered = 0
+        self._replies: set[asyncio.Task[None]] = set()
         # Only live clients are kept, so a long demo run does not grow a list.
         live = [c for c in self.peripheral.clients if c.is_connected]
         self.peripheral.clients = [*live, self]
+
+    @classmethod
+    def advertisement(cls) -> AdvertisementData:
+        """The bound peripheral's advertisement (the radio's scan of it)."""
+        return cls.peripheral.advertisement()
 
     @property
     def name(self) -> str:
@@ -278,6 +307,24 @@ class FakeBleakBackend(BaseBleakClient):
     ) -> None:
         await self._answer(characteristic.uuid)
         self.peripheral.writes.append((characteristic.uuid, bytes(data), response))
+        responder = self.peripheral.responder
+        if responder is not None:
+            replies = responder(characteristic.uuid, bytes(data))
+            if replies:
+                task = asyncio.get_running_loop().create_task(self._reply(replies))
+                self._replies.add(task)
+                task.add_done_callback(self._replies.discard)
+
+    async def _reply(self, replies: Sequence[Reply]) -> None:
+        for step in replies:
+            await asyncio.sleep(0)  # after the write returns, one per loop turn
+            if not self._connected:
+                return
+            if step == DROP:
+                self.lose_connection()
+                return
+            assert isinstance(step, tuple)
+            self.push(normalize_uuid_str(step[0]), step[1])
 
     async def write_gatt_descriptor(
         self, descriptor: BleakGATTDescriptor, data: SizedBuffer
@@ -319,6 +366,9 @@ class FakeBleakBackend(BaseBleakClient):
     def _set_disconnected(self) -> None:
         self._connected = False
         self._notify.clear()
+        for task in self._replies:
+            if task is not asyncio.current_task():
+                task.cancel()
         if self._gone is not None:
             self._gone.set()
 

@@ -37,12 +37,27 @@ Example::
               device_class: battery
               min: 0
               max: 100
+        - name: house_battery           # a BMS read through aiobmsble
+          ble:
+            address: "A4:C1:37:00:00:01"
+            device: jbd
+          values:                       # optional: default is the profile's set
+            - name: pack_voltage
+              source: voltage           # the library's value name
+              max: 60
+            - name: cell_1
+              source: cell_voltages[0]
+        - name: shunt                   # a Victron advertising its readings
+          ble:
+            address: "C4:4F:33:00:00:02"
+            device: victron
+            key: !secret victron_shunt_key
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
@@ -50,9 +65,10 @@ from marshmallow import ValidationError, fields, post_load, validate, validates_
 from gridwatch.config.base import ConfigSchema, DecimalFloat, DecimalInteger, bounded_int
 from gridwatch.links.availability import AvailabilityPolicy
 from gridwatch.links.entities import RESERVED_VALUE_NAMES, link_entity_ids
+from gridwatch.links.profiles import PROFILES, UnknownValueError, profile_for
 from gridwatch.links.values import ValueKind, ValueSpec
 from gridwatch.transport.backoff_policy import TimeoutPolicy
-from gridwatch.transport.ble_settings import BleSettings
+from gridwatch.transport.ble_settings import DEVICE_KEY, BleSettings
 from gridwatch.transport.health import HealthPolicy
 from gridwatch.transport.http_settings import (
     HttpPollSettings,
@@ -85,6 +101,9 @@ _SLUG_ERROR = "use lowercase letters, digits and _ (starting with a letter)"
 _MQTT_CLIENT_ID_MAX = 65535
 # MQTT 5's session expiry is a 32-bit count of seconds (0xFFFFFFFF: never).
 _MQTT_SESSION_EXPIRY_MAX = 0xFFFFFFFF
+# Victron's advertisement key: 16 bytes, shown as 32 hex digits in VictronConnect.
+_VICTRON_KEY = re.compile(r"^[0-9A-Fa-f]{32}$")
+_MODULE_ATTRIBUTE = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 # BLE: a MAC address (Linux/BlueZ) or a CoreBluetooth UUID (macOS).
 _BLE_ADDRESS = re.compile(
     r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$"
@@ -386,12 +405,63 @@ class BleSchema(ConfigSchema):
     request_timeout_s = _seconds(10.0, 1, 120, 10, "limit for notify setup, reads, writes")
     backend = fields.String(
         load_default=None,
-        validate=validate.Regexp(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", error="not module:attribute"),
+        validate=validate.Regexp(_MODULE_ATTRIBUTE, error="not module:attribute"),
         metadata={
             "example": "demo.ble_battery:BACKEND",
             "description": "bleak backend class instead of the host's Bluetooth (simulators)",
         },
     )
+    device = fields.String(
+        load_default=None,
+        validate=validate.OneOf(sorted(PROFILES)),
+        metadata={
+            "example": "jbd",
+            "description": "device profile: read the device through its library "
+            "(jbd, jk, daly ... or auto: aiobmsble; renogy; victron) instead of offsets",
+        },
+    )
+    key = fields.String(
+        load_default=None,
+        metadata={
+            "example": "!secret victron_shunt_key",
+            "description": "the device's encryption key (victron: its advertisement key, "
+            "32 hex digits from VictronConnect); use !secret",
+            "secret": True,
+        },
+    )
+    poll_interval_s = _seconds(30.0, 1, 3600, 30, "seconds between polls of a device profile")
+    failures_before_offline = bounded_int(
+        3, 1, 100, example=3, description="failed polls in a row before reconnecting"
+    )
+    advertisement_timeout_s = _seconds(
+        120.0, 5, 86400, 120, "an advertising device not heard for this long is offline"
+    )
+    scanner = fields.String(
+        load_default=None,
+        validate=validate.Regexp(_MODULE_ATTRIBUTE, error="not module:attribute"),
+        metadata={
+            "example": "demo.ble_victron:ADVERTISER",
+            "description": "advertisement source instead of a scan (simulators)",
+        },
+    )
+
+    @validates_schema
+    def _profile(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        kind, key = data.get("device"), data.get("key")
+        if kind is None:
+            if key is not None:
+                raise ValidationError("key is for a device profile (device: victron)", "key")
+            return
+        profile = profile_for(kind)
+        if profile.needs_key and key is None:
+            raise ValidationError(
+                f"device: {kind} needs the device's key (32 hex digits; use !secret)", "key"
+            )
+        if profile.needs_key and key is not None and not _VICTRON_KEY.match(key):
+            # Never echo the key itself: it is a secret.
+            raise ValidationError("the key is 32 hex digits (16 bytes)", "key")
+        if not profile.needs_key and key is not None:
+            raise ValidationError(f"device: {kind} takes no key", "key")
 
 
 class ValueSchema(ConfigSchema):
@@ -559,11 +629,12 @@ class LinkSchema(ConfigSchema):
     )
     values = fields.List(
         fields.Nested(ValueSchema),
-        required=True,
+        load_default=None,
         validate=validate.Length(min=1, error="list at least one value"),
         metadata={
             "example": [{"name": "grid_power", "source": "gateway/meter/state", "path": "power"}],
-            "description": "values the link carries",
+            "description": "values the link carries (a BLE device profile: optional, "
+            "source is the library's value name)",
         },
     )
 
@@ -587,6 +658,11 @@ class LinkSchema(ConfigSchema):
                 "must be at least no_data_degraded_after_s"
             )
         values: list[ValueSpec] = data.get("values") or []
+        profile_errors = _profile_values(data)
+        if profile_errors:
+            errors.setdefault("values", []).extend(profile_errors)
+        elif not values and not _device_of(data):
+            errors.setdefault("values", []).append("list at least one value")
         names = [v.name for v in values]
         for dup in sorted({n for n in names if names.count(n) > 1}):
             errors.setdefault("values", []).append(f"value {dup!r} is listed twice")
@@ -624,7 +700,7 @@ class LinkSchema(ConfigSchema):
             name=data["name"],
             transport=transport,
             settings=data[transport],
-            values=tuple(data["values"]),
+            values=_link_values(data),
             policy=AvailabilityPolicy(
                 grace_period_s=data["grace_period_s"],
                 stale_after_s=data["stale_after_s"],
@@ -640,6 +716,44 @@ class LinkSchema(ConfigSchema):
                 ),
             ),
         )
+
+
+def _device_of(data: dict[str, Any]) -> str | None:
+    ble = data.get("ble")
+    return ble.device if isinstance(ble, BleSettings) else None
+
+
+def _profile_values(data: dict[str, Any]) -> list[str]:
+    """What is wrong with a device profile link's values (empty: nothing)."""
+    kind = _device_of(data)
+    if kind is None:
+        return []
+    problems = []
+    for spec in data.get("values") or []:
+        if spec.path or spec.binary:
+            problems.append(
+                f"{spec.name}: a device profile's value is picked by source "
+                "(the library's value name, e.g. voltage or cell_voltages[0]), "
+                "not by path/offset/format"
+            )
+            continue
+        try:
+            profile_for(kind).spec(replace(spec, key=DEVICE_KEY), spec.key)
+        except (UnknownValueError, ValueError) as err:
+            problems.append(f"{spec.name}: {err}")
+    return problems
+
+
+def _link_values(data: dict[str, Any]) -> tuple[ValueSpec, ...]:
+    """The link's values; a device profile's completed from the profile."""
+    values: list[ValueSpec] = data.get("values") or []
+    kind = _device_of(data)
+    if kind is None:
+        return tuple(values)
+    profile = profile_for(kind)
+    if not values:
+        return profile.default_specs(DEVICE_KEY)
+    return tuple(profile.spec(replace(v, key=DEVICE_KEY), v.key) for v in values)
 
 
 class LinkMonitorSchema(ConfigSchema):

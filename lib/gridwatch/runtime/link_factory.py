@@ -135,18 +135,25 @@ def _http(name: str, settings: HttpPollSettings, options: dict[str, Any]) -> Lin
 
 
 def _ble(name: str, settings: BleSettings, options: dict[str, Any]) -> Link:
+    if settings.backend is not None and "backend" not in options:
+        options["backend"] = _backend_class(settings.backend)
+    if settings.device is not None:
+        from gridwatch.runtime.ble_profiles import device_link
+
+        return device_link(name, settings, options)
     from gridwatch.transport.ble_link import BleLink
 
-    if settings.backend is not None and "backend" not in options:
-        from bleak.backends.client import BaseBleakClient
-
-        backend = _import_attribute(settings.backend)
-        if not (isinstance(backend, type) and issubclass(backend, BaseBleakClient)):
-            raise ValueError(
-                f"BLE backend {settings.backend!r} is not a bleak client backend class"
-            )
-        options["backend"] = backend
     return BleLink(name, settings, **options)
+
+
+def _backend_class(spec: str) -> Any:
+    from bleak.backends.client import BaseBleakClient
+
+    backend = _import_attribute(spec)
+    if not (isinstance(backend, type) and issubclass(backend, BaseBleakClient)):
+        # A config problem like the others the factory reports (ValueError).
+        raise ValueError(f"BLE backend {spec!r} is not a bleak client backend class")  # noqa: TRY004
+    return backend
 
 
 def _import_attribute(spec: str) -> Any:

@@ -46,7 +46,7 @@ from gridwatch.transport.errors import (
 from gridwatch.transport.link import CANCEL_GRACE_S, Link, Subscription
 
 # The settings live in a pure module; callers may import them from here.
-__all__ = ["DISCONNECT_TIMEOUT_S", "BleLink", "BleSettings"]
+__all__ = ["DISCONNECT_TIMEOUT_S", "BleLink", "BleSettings", "translate_bleak_error"]
 
 T = TypeVar("T")
 
@@ -335,6 +335,10 @@ def _translate(err: BaseException, link: str, what: str) -> TransportError:
     if isinstance(err, TimeoutError):
         return RequestTimeout(f"link {link}: {what}: {detail}")
     return RequestError(f"link {link}: {what} failed: {detail}")
+
+
+# The device-profile and advertisement links share the translation.
+translate_bleak_error = _translate
 
 
 def _no_bluetooth_stack(err: BaseException) -> bool:

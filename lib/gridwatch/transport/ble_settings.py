@@ -6,7 +6,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["BleSettings"]
+__all__ = ["DEVICE_KEY", "BleSettings"]
+
+# The one subscription key of a link with a device profile: each poll (or
+# advertisement) delivers the library's whole sample, a dict, on it, and the
+# link's values are JSON paths into that dict (``voltage``, ``cell_voltages[0]``).
+DEVICE_KEY = "device"
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,19 @@ class BleSettings:
         backend: ``"module:attribute"`` of a bleak backend class used instead
             of the host's Bluetooth stack: for simulated devices (tests, the
             demo), not for users. Resolved by the link factory.
+        device: a device profile (``jbd``, ``auto``, ``renogy``, ``victron``
+            ...): the link talks through that profile's library instead of
+            notifications the user maps by offset. ``None``: a custom device.
+        key: the device's encryption key, for profiles that need one (Victron
+            Instant Readout's advertisement key, 32 hex digits).
+        poll_interval_s: seconds between polls of a request/response device.
+        failures_before_offline: failed polls in a row before the connection
+            is dropped and made again.
+        advertisement_timeout_s: an advertising device not heard for this
+            long counts as gone (its link goes down until the next one).
+        scanner: ``"module:attribute"`` of an advertisement source used
+            instead of a bleak scan (simulated advertisers). Resolved by the
+            link factory.
     """
 
     address: str
@@ -29,6 +47,12 @@ class BleSettings:
     scan_timeout_s: float = 10.0
     request_timeout_s: float = 10.0
     backend: str | None = None
+    device: str | None = None
+    key: str | None = None
+    poll_interval_s: float = 30.0
+    failures_before_offline: int = 3
+    advertisement_timeout_s: float = 120.0
+    scanner: str | None = None
 
     def __post_init__(self) -> None:
         if not self.address:
@@ -36,11 +60,27 @@ class BleSettings:
         if self.connect_attempts < 1:
             raise ValueError("connect_attempts must be >= 1")
         # "not (valid)" so a NaN is refused as well.
-        if not all(
-            t > 0 and math.isfinite(t) for t in (self.scan_timeout_s, self.request_timeout_s)
-        ):
-            raise ValueError("BLE timeouts must be > 0")
+        timeouts = (
+            self.scan_timeout_s,
+            self.request_timeout_s,
+            self.poll_interval_s,
+            self.advertisement_timeout_s,
+        )
+        if not all(t > 0 and math.isfinite(t) for t in timeouts):
+            raise ValueError("BLE timeouts and intervals must be > 0")
+        if self.failures_before_offline < 1:
+            raise ValueError("failures_before_offline must be >= 1")
 
     def target(self) -> str:
-        """Where the link points."""
-        return self.address
+        """Where the link points (and through which profile)."""
+        if self.device is None:
+            return self.address
+        return f"{self.address} ({self.device})"
+
+    def __repr__(self) -> str:
+        # The key is a secret: never in a log line or a traceback.
+        key = None if self.key is None else "***"
+        return (
+            f"BleSettings(address={self.address!r}, device={self.device!r}, key={key}, "
+            f"poll_interval_s={self.poll_interval_s:g})"
+        )

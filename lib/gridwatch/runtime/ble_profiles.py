@@ -1,0 +1,85 @@
+"""Build the links of BLE device profiles (``ble: {device: ...}``).
+
+The profile (pure data, :mod:`gridwatch.links.profiles`) names the library;
+the library is imported here, when the link is built, so a missing one stops
+that link at start with one error naming the library and the Python it
+needs, and every other link runs.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from bleak import BleakScanner
+from bleak.backends.client import BaseBleakClient
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+
+from gridwatch.links.profiles import DeviceProfile, profile_for
+from gridwatch.links.profiles.registry import BMS_KINDS
+from gridwatch.transport.ble_device_link import BleDeviceLink, DriverFactory, Locate
+from gridwatch.transport.ble_drivers import bms_driver, require_library
+from gridwatch.transport.ble_radio import RadioDetails, radio_device
+from gridwatch.transport.ble_settings import BleSettings
+from gridwatch.transport.link import Link
+
+__all__ = ["device_link"]
+
+
+def device_link(name: str, settings: BleSettings, options: dict[str, Any]) -> Link:
+    """The link of a BLE device profile.
+
+    Raises:
+        MissingLibraryError: the profile's library is not installed here.
+        ValueError: a profile this build does not drive.
+    """
+    assert settings.device is not None
+    profile = profile_for(settings.device)
+    require_library(profile.module, profile.library, profile.python, profile.kind)
+    backend: type[BaseBleakClient] | None = options.pop("backend", None)
+    locate = _simulated(backend) if backend is not None else _scan
+    return BleDeviceLink(
+        name, settings, locate=locate, make_driver=_driver_factory(profile, name), **options
+    )
+
+
+def _driver_factory(profile: DeviceProfile, link: str) -> DriverFactory:
+    if profile.library == "aiobmsble":
+        return functools.partial(
+            bms_driver,
+            bms_module=BMS_KINDS[profile.kind],
+            kind=profile.kind,
+            python=profile.python,
+            logger_name=f"gridwatch.link.{link}",
+        )
+    raise ValueError(f"device: {profile.kind} cannot be polled by this build")
+
+
+def _simulated(backend: type[BaseBleakClient]) -> Locate:
+    """A device behind a simulated radio: always in range, as it advertises."""
+
+    async def locate(
+        address: str, _timeout: float
+    ) -> tuple[BLEDevice, AdvertisementData | None] | None:
+        advertise = getattr(backend, "advertisement", None)
+        advertisement = advertise() if callable(advertise) else None
+        name = advertisement.local_name if advertisement is not None else None
+        return radio_device(address, name, RadioDetails(backend)), advertisement
+
+    return locate
+
+
+async def _scan(address: str, timeout: float) -> tuple[BLEDevice, AdvertisementData | None] | None:
+    """Find the device with the host's radio, keeping its advertisement."""
+    seen: dict[str, AdvertisementData] = {}
+    wanted = address.upper()
+
+    def match(device: BLEDevice, advertisement: AdvertisementData) -> bool:
+        if device.address.upper() != wanted:
+            return False
+        seen["last"] = advertisement
+        return True
+
+    device = await BleakScanner.find_device_by_filter(match, timeout=timeout)
+    return None if device is None else (device, seen.get("last"))

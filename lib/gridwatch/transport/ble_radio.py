@@ -1,0 +1,82 @@
+"""Which radio a device library's BLE client talks through.
+
+The device libraries (aiobmsble, renogy-ble) build their own bleak clients
+and take no backend argument. Home Assistant solves the same problem by
+replacing ``bleak.BleakClient`` for the whole process (habluetooth); here
+only the libraries the suite drives get a client class that reads the radio
+from the :class:`BLEDevice` it is given: a device found through a simulated
+backend or an ESPHome proxy carries a :class:`RadioDetails` naming the bleak
+backend to use; any other device goes to the host's own stack, exactly as
+plain bleak would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from bleak import BleakClient
+from bleak.backends.client import BaseBleakClient
+from bleak.backends.device import BLEDevice
+from bleak_retry_connector import BleakClientWithServiceCache
+
+__all__ = ["RadioBleakClient", "RadioDetails", "RadioServiceCacheClient", "route_library"]
+
+
+@dataclass(frozen=True)
+class RadioDetails:
+    """``BLEDevice.details`` of a device reached through a non-host radio.
+
+    Attributes:
+        backend: the bleak backend class that reaches it.
+        source: which radio saw it (a proxy's name, ``simulated`` ...).
+    """
+
+    backend: type[BaseBleakClient]
+    source: str = "simulated"
+
+
+def radio_device(address: str, name: str | None, details: RadioDetails) -> BLEDevice:
+    """A device reached through ``details``' radio."""
+    return BLEDevice(address, name, details=details)
+
+
+def _with_radio(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    device = args[0] if args else kwargs.get("address_or_ble_device")
+    if kwargs.get("backend") is None and isinstance(device, BLEDevice):
+        details = device.details
+        if isinstance(details, RadioDetails):
+            kwargs["backend"] = details.backend
+    return kwargs
+
+
+class RadioBleakClient(BleakClient):
+    """A ``BleakClient`` that uses the radio a :class:`RadioDetails` device names."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **_with_radio(args, kwargs))
+
+
+class RadioServiceCacheClient(BleakClientWithServiceCache):
+    """bleak-retry-connector's caching client, routed like :class:`RadioBleakClient`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **_with_radio(args, kwargs))
+
+
+def route_library(module: ModuleType) -> None:
+    """Make a device library module build its clients through the radio classes.
+
+    Only names the module already binds are replaced, so a library that
+    changes how it imports bleak is left as it is (and still works on the
+    host's own adapter).
+    """
+    replacements = {
+        "BleakClient": RadioBleakClient,
+        "BleakClientWithServiceCache": RadioServiceCacheClient,
+    }
+    for name, cls in replacements.items():
+        current = getattr(module, name, None)
+        if isinstance(current, type) and issubclass(cls, current):
+            setattr(module, name, cls)
