@@ -268,6 +268,10 @@ class _Session:
         for fut in acks.values():
             if not fut.done():
                 fut.set_exception(error)
+                # Marked retrieved: a waiter still gets the error, but an
+                # ack whose waiter never started (a SUBACK watcher cancelled
+                # by a close right after the connect) must not log it.
+                fut.exception()
 
 
 class MqttLink(Link):

@@ -98,6 +98,9 @@ class _Connection:
         for method, future in pending.values():
             if not future.done():
                 future.set_exception(error_type(f"{method}: {reason}"))
+                # Marked retrieved: its request may have stopped waiting
+                # (cancelled while sending) and must not log it.
+                future.exception()
 
 
 class WebSocketLink(DeviceHttpLink[WebSocketSettings]):
