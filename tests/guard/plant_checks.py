@@ -74,14 +74,19 @@ async def guarded_site(
     lag_s: float = 1.0,
     ramp_s: float = 1.0,
     battery_sensor: bool = False,
+    battery_period_s: float = 1.0,
+    battery_lag_s: float = 0.5,
     meter_sign: float = -1.0,
+    inverter: Inverter | None = None,
     **options: Any,
 ) -> GuardSim:
     """A site with a started guard on the fake HA (not yet requested)."""
     hass = FakeHass()
-    site = Site(pv, load, Inverter(ramp_w_per_s=5000.0 / max(ramp_s, 0.01)))
+    site = Site(pv, load, inverter or Inverter(ramp_w_per_s=5000.0 / max(ramp_s, 0.01)))
     meter = LaggedSensor(period_s, lag_s)
-    sensor = LaggedSensor(1.0, 0.5, average=False) if battery_sensor else None
+    sensor = (
+        LaggedSensor(battery_period_s, battery_lag_s, average=False) if battery_sensor else None
+    )
     sim = GuardSim(hass, site, meter, battery_sensor=sensor, meter_sign=meter_sign)
     args = guard_args(meter_period_s=period_s, settle_s=2 * period_s + lag_s + ramp_s, **options)
     if battery_sensor:

@@ -72,13 +72,24 @@ def test_rises_and_falls_outside_the_change_are_flagged():
 )
 def test_response_check(delta, before, after, followed):
     expect = Expectation(delta, before, 0.0, "a change")
-    problem = response_problem(expect, after, fraction=0.5)
+    problem = response_problem(expect, after, fraction=0.5).problem
     assert (problem is None) is followed
     if problem is not None:
         assert "grid_sign" in problem
 
 
-def test_response_check_prefers_the_measured_battery_power():
+def test_a_measured_battery_power_explains_a_grid_reading_a_step_kept_still():
     expect = Expectation(2000.0, 900.0, 0.0, "a change", battery_before_w=0.0)
-    # A cloud ate the grid's move, the battery's own reading shows it ran.
-    assert response_problem(expect, 900.0, fraction=0.5, measured_delta_w=1990.0) is None
+    # A load step ate the grid's move, the battery's own reading shows it ran.
+    assert response_problem(expect, 900.0, fraction=0.5, measured_delta_w=1990.0).problem is None
+
+
+@pytest.mark.parametrize("measured", [None, 1990.0])
+def test_a_grid_reading_that_moved_against_the_change_names_the_grid_sign(measured):
+    # A start of 2 kW: the battery ran (its own sensor says so), but the
+    # grid reading fell by 2 kW -- the battery reading must not hide that.
+    expect = Expectation(2000.0, 900.0, 0.0, "start 2000 W", battery_before_w=0.0)
+    verdict = response_problem(expect, -1100.0, fraction=0.5, measured_delta_w=measured)
+    assert verdict.wrong_way
+    assert verdict.problem is not None
+    assert "grid_sign" in verdict.problem

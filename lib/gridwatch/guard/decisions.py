@@ -38,7 +38,7 @@ import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from gridwatch.guard.estimate import Expectation, fold_reading, response_problem, widen
+from gridwatch.guard.estimate import fold_reading, response_problem, widen
 from gridwatch.guard.outcomes import apply_result, mark_unknown
 from gridwatch.guard.readings import Evaluation
 from gridwatch.guard.state import (
@@ -119,10 +119,13 @@ class Miss:
         text: what was commanded and what the measurements showed.
         hard: a fault (reported, counted by the breaker); else a strike in
             a disturbed window (the guard only stops, to be safe).
+        wrong_way: the grid moved against the change: the likely cause is
+            the grid sensor's sign, not a stop that failed.
     """
 
     text: str
     hard: bool
+    wrong_way: bool = False
 
 
 def note_grid_sample(
@@ -161,7 +164,7 @@ def note_grid_sample(
         settled=settled,
         believed_w=state.believed_w,
         latest_w=latest,
-        measured_w=ev.battery_w,
+        measured_w=_battery_since(ev, state.settle_until),
         tolerance_w=settings.deadband_w,
     )
     state = replace(state, estimate=est)
@@ -171,26 +174,34 @@ def note_grid_sample(
     # The next window starts clean.
     state = replace(state, estimate=replace(est, rose=False, fell=False), expect=None)
     measured = None
-    if expect.battery_before_w is not None and ev.battery_w is not None:
-        measured = ev.battery_w - expect.battery_before_w
-    problem = response_problem(
+    battery = _battery_since(ev, expect.due)
+    if expect.battery_before_w is not None and battery is not None:
+        measured = battery - expect.battery_before_w
+    verdict = response_problem(
         expect, ev.export_w, fraction=settings.response_fraction, measured_delta_w=measured
     )
-    if problem is None:
+    if verdict.problem is None:
         stop_failed = None if state.actuator is Actuator.OFF else state.stop_failed
-        return replace(state, plant_error=None, stop_failed=stop_failed, strikes=0), None
+        return replace(
+            state, plant_error=None, wrong_way=False, stop_failed=stop_failed, strikes=0
+        ), None
     # On the grid alone a PV or load step in the window can mask a change:
     # one miss is a strike (the guard stops, to be safe); two in a row --
     # a start and the stop after it, say -- are a fault. A wrong sign or a
-    # stuck inverter misses every time; a cloud rarely twice in a row.
+    # stuck inverter misses every time; a cloud rarely twice in a row. A
+    # battery reading newer than the change makes one miss a fault.
     strikes = state.strikes + 1
     state = replace(state, strikes=strikes)
-    return state, Miss(problem, hard=not _grid_only(expect, ev) or strikes >= 2)
+    return state, Miss(verdict.problem, measured is not None or strikes >= 2, verdict.wrong_way)
 
 
-def _grid_only(expect: Expectation, ev: Evaluation) -> bool:
-    """No measured battery power to judge a change by (the grid alone)."""
-    return expect.battery_before_w is None or ev.battery_w is None
+def _battery_since(ev: Evaluation, since: float) -> float | None:
+    """The measured battery power, if its reading arrived at or after
+    ``since``: an older one (a sensor polled every few seconds, or late)
+    shows the battery before the change it would be judged against."""
+    if ev.battery_at is None or ev.battery_at < since:
+        return None
+    return ev.battery_w
 
 
 def decide(
@@ -225,6 +236,16 @@ def decide(
                 return Decision(state)
             # Not checked itself: the same step would likely mask it too.
             return _stop(state, "plant response unclear")
+        if miss.wrong_way and state.actuator is Actuator.OFF:
+            # A stop that moved the grid the wrong way worked: the reading's
+            # sign is wrong, not the stop. Off it stays; no start for a while.
+            state = replace(
+                state,
+                plant_error=miss.text,
+                wrong_way=True,
+                hold_until=now + PLANT_HOLD_S,
+            )
+            return Decision(state, failures=(miss.text,))
         ignored_stop = state.actuator is Actuator.OFF
         state = replace(
             state,
@@ -233,6 +254,7 @@ def decide(
             # ignored (a stop it ignored leaves the battery running).
             power_w=max(state.power_w, expect.power_before_w),
             plant_error=miss.text,
+            wrong_way=miss.wrong_way,
             # A stop the plant did not follow is a stop that did not work.
             stop_failed=miss.text if ignored_stop else state.stop_failed,
             hold_until=now + (settings.retry_after_s if ignored_stop else PLANT_HOLD_S),

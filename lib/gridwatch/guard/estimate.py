@@ -151,44 +151,69 @@ class Expectation:
     power_before_w: float = 0.0
 
 
+@dataclass(frozen=True)
+class Response:
+    """How the plant answered a change.
+
+    Attributes:
+        problem: ``None`` when it followed; else what the measurements
+            showed, naming the likely cause.
+        wrong_way: the grid reading moved clearly *against* the change (a
+            start that lowered export, a stop that raised it): the sign of
+            the grid sensor is the likely cause, not the inverter.
+    """
+
+    problem: str | None = None
+    wrong_way: bool = False
+
+
 def response_problem(
     expect: Expectation,
     export_after_w: float,
     *,
     fraction: float,
     measured_delta_w: float | None = None,
-) -> str | None:
+) -> Response:
     """Whether the plant followed a change, from the first settled reading.
 
     A change the battery followed moves the grid reading by about the
     change; one it did not follow leaves it where it was; a wrong sign
-    moves it the other way.
+    moves it the other way. The grid reading always counts: a measured
+    battery power may explain a grid reading that a PV or load step kept
+    from moving, but never one that moved against the change (a battery
+    that follows while the grid sign is wrong looks just like that).
 
     Args:
         expect: the change and the reading before it.
         export_after_w: the first settled reading after it (W, export positive).
         fraction: share of the change the measurement must show (0-1).
-        measured_delta_w: change of a measured battery power, if configured
-            (preferred: a PV or load step does not disturb it).
+        measured_delta_w: change of a measured battery power, from a reading
+            newer than the change, if configured.
 
     Returns:
-        ``None`` when it followed; else why not, naming the likely causes.
+        The verdict, naming the likely causes.
     """
     delta = expect.delta_w
     sign = 1.0 if delta > 0 else -1.0
-    if measured_delta_w is not None:
-        moved, source = measured_delta_w, "battery power"
-    else:
-        moved = export_after_w - expect.export_before_w
-        source = "grid export"
+    moved = export_after_w - expect.export_before_w
     # A lowering or stop is the safe direction: a quarter of it showing is
     # enough (a stuck inverter shows none; a PV step in the window eats
     # part of it).
     needed = fraction * abs(delta) * (1.0 if delta > 0 else 0.5)
     if moved * sign >= needed:
-        return None
-    return (
-        f"the plant did not follow {expect.what}: commanded {delta:+.0f} W, "
-        f"{source} moved {moved:+.0f} W. Likely a stuck or slow inverter, a wrong "
-        "grid_sign, or the wrong entity configured"
+        return Response()
+    battery = "" if measured_delta_w is None else f", battery power {measured_delta_w:+.0f} W"
+    shown = f"commanded {delta:+.0f} W, grid export moved {moved:+.0f} W{battery}"
+    if -moved * sign >= needed:
+        return Response(
+            f"the grid reading moved against {expect.what} ({shown}): the grid sensor's "
+            "sign is likely the other way round -- check grid_sign (import_positive / "
+            "export_positive)",
+            wrong_way=True,
+        )
+    if measured_delta_w is not None and measured_delta_w * sign >= needed:
+        return Response()  # the battery followed; a PV or load step hid it
+    return Response(
+        f"the plant did not follow {expect.what}: {shown}. Likely a stuck or slow "
+        "inverter, a wrong grid_sign, or the wrong entity configured"
     )

@@ -219,6 +219,8 @@ class GuardState:
             verified start or power change (or stop, after a failed stop).
         plant_error: why the plant did not follow a change; cleared when a
             later change is followed.
+        wrong_way: that change moved the grid reading against it (the grid
+            sensor's sign is the likely cause).
         strikes: changes in a row the plant did not visibly follow.
         stop_failed: why the last stop failed; cleared by a verified stop.
         switched_back_at: when the discharge last came back on right after
@@ -241,6 +243,7 @@ class GuardState:
     hold_until: float = -math.inf
     actuator_error: str | None = None
     plant_error: str | None = None
+    wrong_way: bool = False
     strikes: int = 0
     stop_failed: str | None = None
     switched_back_at: float = -math.inf

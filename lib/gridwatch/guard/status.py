@@ -172,6 +172,21 @@ def notice_text(
                 "this notice clears when a call succeeds.",
             ),
         )
+    if condition is Condition.ACTUATOR_FAILURE and state.wrong_way and state.plant_error:
+        grid = entities.get("grid_power", "the grid power sensor")
+        return NoticeText(
+            Severity.WARNING,
+            "Export guard: the grid sensor's sign looks wrong",
+            f"{app}: {state.plant_error}. The discharge was stopped, and each stop "
+            "worked: the battery follows, but the grid reading moves the other way.",
+            (
+                f"Open {grid} while the battery discharges: if export shows as a "
+                "positive number, set grid_sign: export_positive in apps.yaml; if it "
+                "shows as negative, set grid_sign: import_positive.",
+                "Check that grid_power is the grid connection's meter, not a load or PV sensor.",
+                "This notice clears when a change shows on the grid as expected.",
+            ),
+        )
     if condition is Condition.ACTUATOR_FAILURE:
         return NoticeText(
             Severity.WARNING,
