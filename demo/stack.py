@@ -23,7 +23,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
@@ -35,6 +35,8 @@ from demo import config_files
 from demo.config_files import Addresses
 from demo.ha_mqtt import configure_mqtt
 from demo.ha_rest import HaRest, HaRestError
+from demo.history import GAP_DAYS_AGO, HISTORY_DAYS, RESET_DAYS_AGO
+from demo.history_import import import_history
 from demo.sandbox import (
     DEMO_DOMAINS,
     MQTT_DOMAINS,
@@ -49,6 +51,7 @@ from demo.site_store import load_site, save_site
 from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
 from tests.e2e.appdaemon_proc import AppDaemon, AppDaemonConfig
 from tests.e2e.ha import OWNER_PASSWORD, OWNER_USERNAME, HomeAssistant
+from tests.e2e.ha_client import HaClient, HaCommandError
 from tests.e2e.ha_config import TIME_ZONE
 from tests.e2e.ha_install import ensure_installed, install_for
 from tests.e2e.ha_matrix import OLDEST_HA
@@ -70,6 +73,8 @@ STATUS_INTERVAL_S = 60.0
 PROCESS_CHECK_S = 1.0
 # HA's exit code when its restart service was called (homeassistant.const).
 HA_RESTART_EXIT_CODE = 100
+# The simulator's counters between runs (demo.site_store).
+SITE_FILE = "site.json"
 
 
 class StartError(RuntimeError):
@@ -240,6 +245,8 @@ async def _start(stack: Stack, exits: contextlib.AsyncExitStack) -> None:
         stack.say("==> adding Home Assistant's MQTT integration (the apps' entities go there)")
         await _setup_ha_mqtt(ha, addresses)
 
+    await _import_history(stack, ha)
+
     stack.say("==> starting the site simulator")
     stack.simulator = await _start_simulator(stack, exits, ha, addresses, controller)
 
@@ -263,6 +270,32 @@ async def _start(stack: Stack, exits: contextlib.AsyncExitStack) -> None:
     )
     stack.appdaemon = appdaemon
     await _wait_entities(stack, ha)
+
+
+async def _import_history(stack: Stack, ha: HomeAssistant) -> None:
+    """Give the meters their past before the simulator's first reading (see demo.history)."""
+    counters = load_site(stack.options.state_dir.resolve() / SITE_FILE, INITIAL_SITE)
+    began = time.monotonic()
+    try:
+        async with HaClient(ha.url, ha.token) as client:
+            imported = await import_history(
+                client, datetime.now(UTC), ZoneInfo(TIME_ZONE), counters
+            )
+    except (HaCommandError, aiohttp.ClientError, TimeoutError) as err:
+        stack.say(
+            f"==> warning: the meters' past was not imported ({err}); the energy tiles "
+            "read unknown until HA compiles its first statistics"
+        )
+        return
+    if imported is None:
+        stack.say("==> the meters' past is in Home Assistant's recorder (from an earlier run)")
+        return
+    rows = sum(len(h.rows) for h in imported)
+    stack.say(
+        f"==> gave the meters {HISTORY_DAYS} days of past: {rows} hourly statistics rows "
+        f"imported into Home Assistant's recorder in {time.monotonic() - began:.1f} s "
+        f"(a gap {GAP_DAYS_AGO} days ago, a replaced grid import meter {RESET_DAYS_AGO} days ago)"
+    )
 
 
 async def _setup_ha_mqtt(ha: HomeAssistant, addresses: Addresses) -> None:
@@ -321,7 +354,7 @@ async def _start_simulator(
     )
     zone = ZoneInfo(TIME_ZONE)
     clock = SimClock(origin_at_hour(datetime.now(zone), opts.start_hour), opts.speed)
-    site_file = opts.state_dir.resolve() / "site.json"
+    site_file = opts.state_dir.resolve() / SITE_FILE
     simulator = Simulator(
         ha=rest,
         clock=clock,
