@@ -9,6 +9,7 @@ needs, and every other link runs.
 from __future__ import annotations
 
 import functools
+import importlib
 from typing import Any
 
 from bleak import BleakScanner
@@ -18,9 +19,11 @@ from bleak.backends.scanner import AdvertisementData
 
 from gridwatch.links.profiles import DeviceProfile, profile_for
 from gridwatch.links.profiles.registry import BMS_KINDS
+from gridwatch.transport.ble_advert_link import BleAdvertLink
 from gridwatch.transport.ble_device_link import BleDeviceLink, DriverFactory, Locate
-from gridwatch.transport.ble_drivers import bms_driver, require_library
+from gridwatch.transport.ble_drivers import bms_driver, require_library, victron_decoder
 from gridwatch.transport.ble_radio import RadioDetails, radio_device
+from gridwatch.transport.ble_scanner import SourceFactory, bleak_source, shared_hub
 from gridwatch.transport.ble_settings import BleSettings
 from gridwatch.transport.link import Link
 
@@ -38,10 +41,37 @@ def device_link(name: str, settings: BleSettings, options: dict[str, Any]) -> Li
     profile = profile_for(settings.device)
     require_library(profile.module, profile.library, profile.python, profile.kind)
     backend: type[BaseBleakClient] | None = options.pop("backend", None)
+    if profile.passive:
+        return _advert_link(name, settings, profile, options)
     locate = _simulated(backend) if backend is not None else _scan
     return BleDeviceLink(
         name, settings, locate=locate, make_driver=_driver_factory(profile, name), **options
     )
+
+
+def _advert_link(
+    name: str, settings: BleSettings, profile: DeviceProfile, options: dict[str, Any]
+) -> Link:
+    assert settings.key is not None  # the schema requires it for this profile
+    source: SourceFactory = bleak_source
+    if settings.scanner is not None:
+        source = _scanner(settings.scanner)
+    decode = victron_decoder(settings.key, python=profile.python)
+    # The hub is per event loop: looked up when the link first connects.
+    return BleAdvertLink(
+        name, settings, hub=functools.partial(shared_hub, source), decode=decode, **options
+    )
+
+
+def _scanner(spec: str) -> SourceFactory:
+    module_name, _, attribute = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot load BLE scanner {spec!r}: {err}") from err
+    if not callable(factory):
+        raise ValueError(f"BLE scanner {spec!r} is not callable")  # noqa: TRY004 - config
+    return factory  # type: ignore[no-any-return]
 
 
 def _driver_factory(profile: DeviceProfile, link: str) -> DriverFactory:

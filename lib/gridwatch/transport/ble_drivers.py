@@ -14,8 +14,9 @@ import asyncio
 import enum
 import importlib
 import logging
+import struct
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, Protocol
 
@@ -27,6 +28,7 @@ from gridwatch.transport.ble_radio import route_library
 from gridwatch.transport.errors import (
     AuthError,
     ConnectionLost,
+    PayloadError,
     RequestError,
     RequestTimeout,
     TransportError,
@@ -41,6 +43,7 @@ __all__ = [
     "plain",
     "require_library",
     "translate_device_error",
+    "victron_decoder",
 ]
 
 _LOGGER = logging.getLogger(__name__)
@@ -188,3 +191,63 @@ async def bounded(coro: Any, timeout: float) -> Any:
     """Await a library call with a bound (the libraries' own may be minutes)."""
     async with asyncio.timeout(timeout):
         return await coro
+
+
+# Victron Energy's Bluetooth SIG company id: Instant Readout lives in its
+# manufacturer data, starting with 0x10.
+VICTRON_COMPANY_ID = 0x02E1
+_VICTRON_READOUT = 0x10
+
+AdvertisementDecoder = Callable[[AdvertisementData], dict[str, Any] | None]
+
+
+def victron_decoder(key: str, *, python: tuple[int, int]) -> AdvertisementDecoder:
+    """Decode a Victron's Instant Readout with its advertisement key (victron-ble).
+
+    The decoder returns None for an advertisement that carries no readout
+    (Victron devices also advertise without one) and raises
+    :class:`~gridwatch.transport.errors.PayloadError` for one it cannot read
+    (wrong key, unknown model, cut short).
+
+    Raises:
+        MissingLibraryError: victron-ble is not installed.
+    """
+    require_library("victron_ble", "victron-ble", python, "victron")
+    devices = importlib.import_module("victron_ble.devices")
+    exceptions = importlib.import_module("victron_ble.exceptions")
+    key_mismatch = exceptions.AdvertisementKeyMismatchError
+
+    def decode(advertisement: AdvertisementData) -> dict[str, Any] | None:
+        data = advertisement.manufacturer_data.get(VICTRON_COMPANY_ID)
+        if not data or data[0] != _VICTRON_READOUT:
+            return None
+        parser = devices.detect_device_type(data)
+        if parser is None:
+            raise PayloadError("unknown_model", f"no victron-ble parser for {data[:5].hex()}")
+        try:
+            parsed = parser(key).parse(data)
+        except key_mismatch as err:
+            raise PayloadError(
+                "wrong_key", "the advertisement key does not match this device"
+            ) from err
+        except (ValueError, IndexError, KeyError, struct.error) as err:
+            raise PayloadError("undecodable", f"{type(err).__name__}: {err}") from err
+        return _readings(parsed)
+
+    return decode
+
+
+def _readings(parsed: Any) -> dict[str, Any]:
+    """Every ``get_<name>()`` of a victron-ble reading; a getter that fails
+    (a field this model does not send) is left out, not fatal."""
+    result: dict[str, Any] = {}
+    for name in dir(parsed):
+        if not name.startswith("get_"):
+            continue
+        try:
+            value = getattr(parsed, name)()
+        except (KeyError, ValueError, TypeError, AttributeError):
+            continue
+        if value is not None:
+            result["model" if name == "get_model_name" else name[4:]] = plain(value)
+    return result
