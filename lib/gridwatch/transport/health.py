@@ -108,9 +108,9 @@ class HealthTracker:
         self.connected = False
         self.last_error = reason
 
-    def problem(self, reason: str) -> None:
+    def problem(self, reason: str | None) -> None:
         """Note a problem on a working connection (a path the device refuses):
-        shown as ``last_error`` without changing the state."""
+        shown as ``last_error`` without changing the state (None: it is over)."""
         self.last_error = reason
 
     def silent_for(self, now: float) -> float | None:

@@ -159,6 +159,16 @@ class Link(ABC):
     def _on_lost(self, error: TransportError) -> None:  # noqa: B027 - optional hook
         """Fail per-connection state (pending requests) with ``error``."""
 
+    def _on_connected(self) -> None:  # noqa: B027 - optional hook
+        """Called once a connect has been counted (``last_error`` cleared):
+        a transport may note a problem that outlives connections here."""
+
+    def _loss_counts_as_failure(self) -> bool:
+        """Whether the last loss was a failure however long the connection
+        lasted or whatever it carried (the backoff then keeps climbing instead
+        of starting over); e.g. another client taking the MQTT session."""
+        return False
+
     # ------------------------------------------------------------------
     # For subclasses
 
@@ -401,6 +411,7 @@ class Link(ABC):
             self._connected_at = self._clock()
             self._connected.set()
             self._logger.debug("link %s: connected in %.3f s", self.name, duration)
+            self._on_connected()
             return
         finished = work in done
         await self._abandon(work)
@@ -545,13 +556,16 @@ class Link(ABC):
                 return
             connected_at = self._connected_at or self._clock()
             up_for = self._clock() - connected_at
-            attempt = next_attempt(attempt, up_for, self.backoff)
             last_message = self._health.last_message_at
-            if last_message is not None and last_message >= connected_at:
+            if self._loss_counts_as_failure():
+                pass  # e.g. pushed out by another client: keep climbing
+            elif last_message is not None and last_message >= connected_at:
                 # The connection carried data: it was no failure, however short
                 # (a broker reset while a backlog drains), so the schedule
                 # starts over instead of climbing to its cap.
                 attempt = 0
+            else:
+                attempt = next_attempt(attempt, up_for, self.backoff)
             await self._safe_close()
             delay = backoff_delay(attempt, self._rand(), self.backoff)
             attempt += 1

@@ -51,6 +51,11 @@ from gridwatch.transport.errors import (
 )
 from gridwatch.transport.link import Link, MessageCallback, Subscription
 from gridwatch.transport.mqtt_settings import MqttProtocol, MqttSettings, build_tls_context
+from gridwatch.transport.mqtt_takeover import (
+    FIGHT_OVER_AFTER_S,
+    SESSION_TAKEN_OVER,
+    TakeoverWatch,
+)
 from gridwatch.transport.mqtt_topics import validate_filter
 
 # The pure names are re-exported: callers import everything MQTT from here.
@@ -156,6 +161,9 @@ class _LoopClient(mqtt.Client):
         super().__init__(*args, **kwargs)
         self._rbuf = bytearray()
         self.prepared: socket.socket | None = None
+        # The broker closed the socket in order (EOF), as it does to hand the
+        # client id's session to another connection; a reset path does not.
+        self.eof_seen = False
         for name in _PAHO_LOCKS:
             setattr(self, name, _NullLock())
 
@@ -195,6 +203,8 @@ class _LoopClient(mqtt.Client):
     def _sock_recv(self, bufsize: int) -> bytes:
         if not self._rbuf:
             data = super()._sock_recv(READ_CHUNK_BYTES)
+            if not data:
+                self.eof_seen = True
             if len(data) <= bufsize:
                 return data  # includes b"" (EOF)
             self._rbuf += data
@@ -249,7 +259,9 @@ class _Session:
     def __init__(self, client: _LoopClient, loop: asyncio.AbstractEventLoop) -> None:
         self.client = client
         self.loop = loop
-        self.installed = False  # socket registered with the loop
+        self.installed = False
+        self.connected_at: float | None = None  # link clock time of the CONNACK
+        self.fight_timer: asyncio.TimerHandle | None = None  # socket registered with the loop
         self.up = False  # CONNACK accepted and socket still open
         self.connack: asyncio.Future[None] = loop.create_future()
         self.acks: dict[int, asyncio.Future[Any]] = {}
@@ -295,6 +307,7 @@ class MqttLink(Link):
         self._session: _Session | None = None
         self._tls: ssl.SSLContext | None = None
         self._routes: dict[str, tuple[Subscription, ...]] = {}
+        self._takeover = TakeoverWatch()
 
     # ------------------------------------------------------------------
     # Public surface
@@ -390,6 +403,8 @@ class MqttLink(Link):
         if session is None:
             return
         session.up = False
+        if session.fight_timer is not None:
+            session.fight_timer.cancel()
         session.fail_pending(LinkClosedError(f"link {self.name}: closed"))
         helpers = {t for t in (session.misc, *session.watchers) if t is not None}
         for task in helpers:
@@ -478,6 +493,32 @@ class MqttLink(Link):
     def _on_lost(self, error: TransportError) -> None:
         if self._session is not None:
             self._session.fail_pending(error)
+
+    def _on_connected(self) -> None:
+        session = self._session
+        if self._takeover.fighting and session is not None:
+            # Connected for now, but the other client will take it back;
+            # a connection that holds long enough says it has gone.
+            self._health.problem(self._fight_text())
+            session.fight_timer = session.loop.call_later(
+                FIGHT_OVER_AFTER_S, self._fight_over, session
+            )
+
+    def _fight_over(self, session: _Session) -> None:
+        if session is self._session and session.up and self._takeover.fighting:
+            self._takeover.held()
+            self._health.problem(None)
+            self._logger.info("link %s: client_id %r is no longer taken", self.name, self.client_id)
+
+    def _loss_counts_as_failure(self) -> bool:
+        return self._takeover.fighting
+
+    def _fight_text(self) -> str:
+        return (
+            f"another client uses client_id {self.client_id!r}: the broker keeps closing this "
+            "link's connection right after accepting it (session taken over); give each link "
+            "and each install its own client_id, or leave it empty for a random one"
+        )
 
     # ------------------------------------------------------------------
     # Connection internals
@@ -727,6 +768,7 @@ class MqttLink(Link):
             session.connack.set_exception(_connack_error(reason, f"link {self.name}"))
         else:
             session.up = True
+            session.connected_at = self._clock()
             session.connack.set_result(None)
 
     def _on_disconnect(
@@ -739,6 +781,8 @@ class MqttLink(Link):
     ) -> None:
         was_up, session.up = session.up, False
         why = _loss_reason(flags, reason)
+        if was_up and session is self._session and self._pushed_out(session, flags, reason):
+            why = self._fight_text()
         error: TransportError
         if was_up:
             error = ConnectionLost(f"link {self.name}: connection lost: {why}")
@@ -747,6 +791,24 @@ class MqttLink(Link):
         session.fail_pending(error)
         if was_up and session is self._session:
             self._connection_lost(why)
+
+    def _pushed_out(self, session: _Session, flags: Any, reason: ReasonCode) -> bool:
+        """Note how a connection ended; True if another client seems to
+        use this link's client id (see :mod:`gridwatch.transport.mqtt_takeover`)."""
+        was_fighting = self._takeover.fighting
+        up_for = self._clock() - (session.connected_at or self._clock())
+        from_server = bool(getattr(flags, "is_disconnect_packet_from_server", False))
+        fighting = self._takeover.closed(
+            up_for,
+            by_broker=from_server
+            or (session.client.eof_seen and reason.value != _KEEPALIVE_TIMEOUT),
+            taken_over=from_server and reason.value == SESSION_TAKEN_OVER,
+        )
+        if fighting and not was_fighting:
+            self._logger.warning("link %s: %s", self.name, self._fight_text())
+        elif was_fighting and not fighting:
+            self._logger.info("link %s: client_id %r is no longer taken", self.name, self.client_id)
+        return fighting
 
     def _on_ack(
         self, client: mqtt.Client, session: _Session, mid: int, reason: Any, properties: Any
