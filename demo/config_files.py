@@ -7,6 +7,7 @@ the apps.yaml a user copies is the very file the demo runs.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,9 @@ DASHBOARD_DIR = REPO / "dashboards"
 DASHBOARD_NAME = "gridwatch"
 # The simulated battery monitor plugged into bleak in place of a radio.
 BLE_BACKEND = "demo.ble_battery:BACKEND"
+# The device profiles' simulated devices (the device_monitor app).
+JBD_BACKEND = "demo.ble_jbd:BACKEND"
+VICTRON_SCANNER = "demo.ble_victron:ADVERTISER"
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,11 @@ def secrets(addresses: Addresses) -> dict[str, Any]:
         "controller_username": addresses.controller_username,
         "controller_password": addresses.controller_password,
         "ble_backend": BLE_BACKEND,
+        "jbd_backend": JBD_BACKEND,
+        "victron_scanner": VICTRON_SCANNER,
+        "victron_key": "5e5d7a3c9b1f40e2a6c88d0f13b7e294",  # demo.ble_victron.KEY
+        # aiobmsble (the JBD BMS) installs on Python >= 3.12 only.
+        "bms_link_disabled": importlib.util.find_spec("aiobmsble") is None,
     }
 
 

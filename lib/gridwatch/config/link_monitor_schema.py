@@ -78,7 +78,7 @@ from gridwatch.transport.http_settings import (
 )
 from gridwatch.transport.mqtt_settings import MqttSettings
 from gridwatch.transport.mqtt_topics import validate_filter
-from gridwatch.transport.watchdog import DataWatchdog
+from gridwatch.transport.watchdog import DataWatchdog, default_reconnect_after
 
 __all__ = [
     "TRANSPORTS",
@@ -622,10 +622,12 @@ class LinkSchema(ConfigSchema):
     )
     no_data_reconnect_after_s = _seconds(
         None,
-        1,
+        0,
         86400,
         900,
-        "connected but no message for this long: drop the connection and reconnect (default: off)",
+        "connected but no message for this long: drop the connection and reconnect "
+        "(default: 3 x stale_after_s on an MQTT or WebSocket link that sets stale_after_s, "
+        "else off; 0: off)",
     )
     values = fields.List(
         fields.Nested(ValueSchema),
@@ -653,7 +655,7 @@ class LinkSchema(ConfigSchema):
             )
         degraded = data.get("no_data_degraded_after_s")
         reconnect = data.get("no_data_reconnect_after_s")
-        if degraded is not None and reconnect is not None and reconnect < degraded:
+        if degraded is not None and reconnect and reconnect < degraded:
             errors.setdefault("no_data_reconnect_after_s", []).append(
                 "must be at least no_data_degraded_after_s"
             )
@@ -678,7 +680,7 @@ class LinkSchema(ConfigSchema):
                 errors.setdefault("values", []).append(
                     f"{', '.join(binary)}: offset/format are for BLE; use path for {transport}"
                 )
-            poll = getattr(data[transport], "poll_interval_s", None)
+            poll = _poll_interval(data[transport])
             if poll is not None:
                 # A single failed poll must never exhaust the grace period.
                 if data["grace_period_s"] < 2 * poll:
@@ -710,12 +712,37 @@ class LinkSchema(ConfigSchema):
                 timeouts=TimeoutPolicy(
                     base_s=data["connect_timeout_s"], max_s=data["connect_timeout_max_s"]
                 ),
-                watchdog=DataWatchdog(
-                    degraded_after_s=data["no_data_degraded_after_s"],
-                    reconnect_after_s=data["no_data_reconnect_after_s"],
-                ),
+                watchdog=_watchdog(data, transport),
             ),
         )
+
+
+def _poll_interval(settings: TransportSettings) -> float | None:
+    """Seconds between polls of a link that polls (HTTP, a polled BLE device)."""
+    if isinstance(settings, HttpPollSettings):
+        return settings.poll_interval_s
+    if isinstance(settings, BleSettings) and settings.device is not None:
+        return None if profile_for(settings.device).passive else settings.poll_interval_s
+    return None
+
+
+# Links that wait for what the peer pushes: a path that loses it while
+# keepalives pass shows only as silence. (An HTTP link asks, and counts the
+# rounds that get no answer.)
+_PUSH_TRANSPORTS = frozenset({"mqtt", "websocket"})
+
+
+def _watchdog(data: dict[str, Any], transport: str) -> DataWatchdog:
+    """The data watchdog: as configured, else (for a push link with a known
+    rate, its ``stale_after_s``) one that reconnects after a few silent
+    intervals; ``no_data_reconnect_after_s: 0`` turns that off."""
+    degraded = data["no_data_degraded_after_s"]
+    reconnect = data["no_data_reconnect_after_s"]
+    if reconnect is None and transport in _PUSH_TRANSPORTS:
+        reconnect = default_reconnect_after(data["stale_after_s"])
+        if reconnect is not None and degraded is not None:
+            reconnect = max(reconnect, degraded)
+    return DataWatchdog(degraded_after_s=degraded, reconnect_after_s=reconnect or None)
 
 
 def _device_of(data: dict[str, Any]) -> str | None:
