@@ -332,3 +332,37 @@ def test_each_transport_block_is_its_settings_class(schema_name, settings_class)
     left_out = {name for cls, name in NOT_IN_APPS_YAML if cls is settings_class}
     assert schema_fields <= settings_fields
     assert settings_fields - schema_fields == left_out
+
+
+def test_a_push_link_with_a_known_rate_gets_a_data_watchdog_by_default():
+    # Issue 22: a path that loses the data while keepalives pass left such a
+    # link connected and silent for ever unless the watchdog was configured.
+    gateway, controller, meter = load(GOOD).links[:3]
+    assert gateway.policy.stale_after_s == 120
+    assert gateway.health.watchdog.reconnect_after_s == 3 * 120
+    assert gateway.health.watchdog.degraded_after_s is None
+    # No known rate (no stale_after_s): only the user knows how often it sends.
+    assert not controller.health.watchdog.enabled
+    # An HTTP link asks and counts the rounds that get no answer instead.
+    args = copy.deepcopy(GOOD)
+    args["links"][2]["stale_after_s"] = 120
+    assert not load(args).links[2].health.watchdog.enabled
+    assert meter.transport == "http"
+
+
+@pytest.mark.parametrize(
+    ("options", "reconnect"),
+    [
+        ({"no_data_reconnect_after_s": 0}, None),
+        ({"no_data_reconnect_after_s": 200}, 200),
+        ({"no_data_degraded_after_s": 500}, 500),
+        ({"stale_after_s": 30, "websocket_link": True}, 90),
+    ],
+    ids=["0 turns it off", "a given value wins", "never below degraded", "websocket too"],
+)
+def test_the_default_data_watchdog_follows_what_is_given(options, reconnect):
+    args = copy.deepcopy(GOOD)
+    index = 1 if options.pop("websocket_link", False) else 0
+    args["links"][index].update(options)
+    link = load(args).links[index]
+    assert link.health.watchdog.reconnect_after_s == reconnect

@@ -60,3 +60,20 @@ class DataWatchdog:
             if limit is not None and limit > silent_for_s
         ]
         return min(limits) if limits else None
+
+
+# A link whose data is expected at least every ``interval`` (its
+# ``stale_after_s``) and that has been silent three times that long while its
+# connection looks fine is not slow: its path loses what the peer sends (a
+# broker path that drops bytes, a bridge that stopped forwarding) while
+# keepalives still pass. Three intervals ride out a late or missed report or
+# two; a reconnect is cheap next to hours of silently missing data.
+DEFAULT_RECONNECT_INTERVALS = 3.0
+
+
+def default_reconnect_after(expected_interval_s: float | None) -> float | None:
+    """The reconnect limit for a link whose data is expected at least every
+    ``expected_interval_s`` (None: no known rate, no default)."""
+    if expected_interval_s is None:
+        return None
+    return DEFAULT_RECONNECT_INTERVALS * expected_interval_s
