@@ -9,8 +9,9 @@ import pytest
 
 from gridwatch.notices.client import NOTICE_EVENT
 from tests.guard.plant_checks import guarded_site, request
-from tests.support.plant import Steps
-from tests.support.plant_sim import GuardSim
+from tests.support.fake_hass import Succeed
+from tests.support.plant import Inverter, Steps
+from tests.support.plant_sim import DURATION, ENABLE, POWER, GuardSim
 
 # PV 4 kW, house 1.1 kW: 2.9 kW of export before the battery; limit 3 kW.
 PV, LOAD = Steps((), 4000.0), Steps((), 1100.0)
@@ -84,5 +85,108 @@ async def test_a_wrong_grid_sign_is_caught_and_named(battery_sensor, step):
         assert "grid_sign" in named[-1]
         # Every stop worked: it must not read as a stop that failed.
         assert notice_messages(sim, "stop_failed") == []
+    finally:
+        await stop_guard(sim)
+
+
+async def watch_health(sim: GuardSim, seconds: float) -> list[str | None]:
+    """The health state once a second for ``seconds``."""
+    seen: list[str | None] = []
+    for _ in range(int(seconds)):
+        await sim.run(1.0)
+        seen.append(health(sim)[0])
+    return seen
+
+
+@pytest.mark.parametrize("why", ["requested", "min_soc"])
+async def test_a_stop_the_plant_ignores_is_critical_until_the_plant_stops(why):
+    # Grid meter only: the grid reading alone must show the failed stop.
+    sim = await guarded_site(PV, ROOMY_LOAD)
+    try:
+        await request(sim)
+        await sim.run(30)
+        assert sim.record.battery[-1] > 1000
+        sim.site.inverter.ignores_stop = True
+        if why == "requested":
+            await sim.hass.fire_event("gridwatch_export_guard", {"action": "stop"})
+        else:
+            await sim.hass.set_device_state("sensor.battery_soc", "19")  # min is 20
+        # Settle time (4 s) plus one retry (2 s), and a meter period.
+        await sim.run(8)
+        raised = notice_log(sim, "stop_failed")
+        assert ("raise", "critical") in raised, raised
+        seen = await watch_health(sim, 60)
+        assert set(seen) == {"error"}, seen
+        assert health(sim)[1]["discharge"] == "unknown"
+        # No flapping: raised once, never resolved while the plant runs.
+        assert notice_log(sim, "stop_failed") == [("resolve", ""), ("raise", "critical")]
+        # The stop is re-sent meanwhile (the retry schedule).
+        assert len(sim.hass.calls_to("input_boolean/turn_off")) >= 5
+        # The plant follows again: the notice clears, health comes back.
+        sim.site.inverter.ignores_stop = False
+        await sim.run(15)
+        assert notice_log(sim, "stop_failed")[-1][0] == "resolve"
+        # Each stop it ignored counted against the actuator: the breaker may
+        # still be open (it closes after a probe), but nothing is an error.
+        assert health(sim)[0] in {"healthy", "breaker_open"}
+        assert sim.record.battery[-1] == 0.0
+    finally:
+        await stop_guard(sim)
+
+
+async def test_a_quantised_actuator_gets_at_most_one_lowering_per_grid_reading():
+    # The inverter applies 100 W steps and its entity shows the step applied
+    # (1700 W for 1662 W); tolerance 50 W accepts that as set.
+    sim = await guarded_site(
+        Steps(((40.0, 4700.0), (80.0, 4000.0)), 4000.0),
+        ROOMY_LOAD,
+        inverter=Inverter(step_w=100.0),
+        actuators={
+            "enable": {"entity": ENABLE},
+            "power": {"entity": POWER, "tolerance": 50},
+            "duration": {"entity": DURATION},
+        },
+    )
+    real_call = sim.hass.call_service
+
+    async def shows_the_step(service, data=None, **kw):
+        if data and data.get("entity_id") == POWER:
+            data = {**data, "value": round(float(data["value"]) / 100.0) * 100.0}
+        return await real_call(service, data, **kw)
+
+    sim.hass.call_service = shows_the_step
+    try:
+        await request(sim)
+        await sim.run(120)
+        writes = [c.at for c in sim.hass.calls if c.data.get("entity_id") == POWER]
+        per_second: dict[int, int] = {}
+        for at in writes:
+            per_second[int(at)] = per_second.get(int(at), 0) + 1
+        # One grid reading a second: at most one lowering each (a raise may
+        # follow on the same reading once the settle time has passed).
+        assert max(per_second.values()) <= 2, sorted(per_second.items())[:5]
+        assert len(writes) < 40, f"{len(writes)} power writes in two minutes"
+    finally:
+        await stop_guard(sim)
+
+
+async def test_actuator_entities_that_vanish_while_discharging_are_not_healthy():
+    sim = await guarded_site(PV, ROOMY_LOAD)
+    try:
+        await request(sim)
+        await sim.run(30)
+        assert sim.record.battery[-1] > 1000
+        assert health(sim)[0] == "healthy"
+        # HA answers a call for an entity it no longer has, and does nothing.
+        for service in ("input_boolean/turn_off", "input_boolean/turn_on"):
+            sim.hass.script_service(service, *[Succeed()] * 20)
+        sim.hass.script_service("input_number/set_value", *[Succeed()] * 20)
+        for entity in (ENABLE, POWER):
+            await sim.hass.remove_entity(entity)
+        seen = await watch_health(sim, 10)
+        assert "healthy" not in seen[1:], seen
+        # It cannot see the stop work: critical, not "off".
+        assert health(sim)[1]["discharge"] == "unknown"
+        assert ("raise", "critical") in notice_log(sim, "stop_failed")
     finally:
         await stop_guard(sim)

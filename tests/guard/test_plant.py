@@ -153,7 +153,6 @@ async def test_a_stuck_inverter_is_caught_by_the_response_check_and_reported_cri
         assert running > 1000
         sim.site.inverter.stuck_w = running
         await sim.run(60)
-        assert "did not follow" in (sim.guard.controller.state.plant_error or "")
         action, severity = notices(sim)["export_guard_stop_failed"]
         assert (action, severity) == ("raise", "critical")
         raw, attrs = health(sim)

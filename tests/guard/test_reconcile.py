@@ -78,5 +78,17 @@ def test_nothing_is_judged_while_an_action_is_in_flight():
     assert check(state, True, 900.0) == (state, None)
 
 
-def test_an_unavailable_enable_is_not_a_change():
-    assert check(discharging(2000.0), None, None)[1] is None
+def test_missing_actuator_entities_while_discharging_make_the_belief_unknown():
+    state, problem = check(discharging(2000.0), None, 2000.0)
+    assert state.actuator is Actuator.UNKNOWN
+    assert "switch entity is missing" in problem
+
+
+def test_missing_actuator_entities_while_off_are_an_error_not_a_breaker_failure():
+    state, problem = check(idle(), False, None)
+    assert problem is None
+    assert state.actuator is Actuator.OFF
+    assert "power entity is missing" in (state.actuator_error or "")
+    # Back again: the error clears by itself.
+    back, _ = check(state, False, 0.0)
+    assert back.actuator_error is None

@@ -269,10 +269,15 @@ class GuardSim:
             self.site.inverter.timer_written_at = t
         states = {e: self.hass.state_of(e) for e in (ENABLE, POWER, DURATION)}
         raw = {e: (None if s is None else s.raw) for e, s in states.items()}
+        # An entity gone from HA (a removed integration) does not stop the
+        # inverter: it keeps what it was last told.
+        enabled = parse_bool(raw[ENABLE])
+        power = parse_float(raw[POWER]).value
+        minutes = parse_float(raw[DURATION]).value
         shown = Controls(
-            bool(parse_bool(raw[ENABLE])),
-            parse_float(raw[POWER]).value or 0.0,
-            parse_float(raw[DURATION]).value or 0.0,
+            self.real.enabled if enabled is None and raw[ENABLE] is None else bool(enabled),
+            self.real.power_w if power is None and raw[POWER] is None else power or 0.0,
+            self.real.duration_min if minutes is None and raw[DURATION] is None else minutes or 0.0,
         )
         if not self.refuse:
             return shown

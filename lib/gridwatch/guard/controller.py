@@ -13,14 +13,23 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from gridwatch.guard import decisions as guard
 from gridwatch.guard import discharge_requests as guard_requests
+from gridwatch.guard import supervisor
 from gridwatch.guard.actuators import ActuatorSet, GuardActuators, read_past_cache
 from gridwatch.guard.cap_estimate import UnmeteredExport
 from gridwatch.guard.config import GuardConfig
-from gridwatch.guard.decisions import Action, ActionKind, GuardState, Outcome
+from gridwatch.guard.decisions import (
+    Action,
+    ActionKind,
+    Actuator,
+    Decision,
+    GuardState,
+    Outcome,
+)
 from gridwatch.guard.discharge_requests import (
     Command,
     RequestError,
@@ -29,9 +38,10 @@ from gridwatch.guard.discharge_requests import (
 )
 from gridwatch.guard.publisher import GuardPublisher
 from gridwatch.guard.quiet_readings import RECHECK_SHARE, is_quiet, redate
-from gridwatch.guard.readings import GridSign, Readings, Sample, sample_since
+from gridwatch.guard.readings import Evaluation, GridSign, Readings, Sample, sample_since
 from gridwatch.guard.reconcile import reconcile
 from gridwatch.guard.runner import ActionRunner
+from gridwatch.guard.supervisor import Measured, Proposal, Published
 from gridwatch.hass.ports import EntityState, HassPort
 from gridwatch.hass.states import parse_bool, parse_float
 from gridwatch.notices.client import NoticeClient
@@ -97,6 +107,18 @@ class GuardController:
         self._ha_lacks_report_times = False
         self._closing = False
         self._wake: float | None = None
+        g = config.guard
+        self._limits = supervisor.Limits(
+            g.export_limit_w,
+            g.deadband_w,
+            g.min_discharge_w,
+            g.settle_s,
+            g.retry_after_s,
+            g.response_fraction,
+            g.response_min_w,
+        )
+        self._watch = supervisor.Watch()
+        self._enable_on: bool | None = None  # the enable entity, as last seen
 
     @property
     def state(self) -> GuardState:
@@ -210,7 +232,11 @@ class GuardController:
                 # A value AppDaemon's cache missed (it lost the entity).
                 self._take_reading(name, fresh)
 
-    async def _on_actuator(self, _e: str, _o: EntityState | None, _n: EntityState | None) -> None:
+    async def _on_actuator(
+        self, entity: str, _o: EntityState | None, new: EntityState | None
+    ) -> None:
+        if entity == self._cfg.enable.entity:
+            self._enable_on = parse_bool(new and new.raw)
         await self._cycle(reconcile_first=True)
 
     async def _on_event(self, _event: str, data: Mapping[str, Any]) -> None:
@@ -265,6 +291,7 @@ class GuardController:
             return
         enable = await self._read(self._cfg.enable.entity)
         power = await self._read(self._cfg.power.entity)
+        self._enable_on = parse_bool(enable)
         async with self._lock:
             if self._in_flight_busy():
                 return
@@ -296,7 +323,9 @@ class GuardController:
             s["grid_power"], s["soc"], s["export_today"], s.get("pv_power"), s.get("battery_power")
         )
         ev = guard.evaluate_for(readings, settings, now, self._unmetered.value(now))
-        decision = guard.decide(self._state, ev, self._runner.breaker.snapshot(), settings, now)
+        before = self._state
+        decision = guard.decide(before, ev, self._runner.breaker.snapshot(), settings, now)
+        decision = self._supervise(before, decision, ev, now)
         self._state = decision.state
         for failure in decision.failures:
             self._log.error("%s", failure)
@@ -320,6 +349,36 @@ class GuardController:
         snapshot = self._runner.breaker.snapshot()
         self._publisher.submit(self._state, ev, snapshot, now, self._hass.now())
         await self._wake_at(guard.next_due(self._state, settings, now), now)
+
+    def _supervise(
+        self, before: GuardState, decision: Decision, ev: Evaluation, now: float
+    ) -> Decision:
+        """The supervisor's word on the controller's decision: it sees the
+        measurements and what the guard said before this decision, and may
+        veto the action or order its own (see :mod:`gridwatch.guard.supervisor`)."""
+        pending = before.pending
+        on = before.actuator is Actuator.ON
+        published = Published(on, before.power_w if on else 0.0, changing=pending is not None)
+        measured = Measured(ev.export_w, ev.grid_at, ev.battery_w, ev.battery_at, self._enable_on)
+        proposal = guard.proposal_of(before, decision)
+        verdict = supervisor.judge(self._watch, measured, published, proposal, self._limits, now)
+        self._watch = verdict.watch
+        state = decision.state
+        failures = decision.failures + ((verdict.missed,) if verdict.missed else ())
+        actions = decision.actions
+        overruled = verdict.veto or (verdict.order is not None and proposal is not Proposal.STOP)
+        if actions and overruled:
+            why = "refused by the safety supervisor"
+            state = guard.apply_result(
+                state, actions[0], Outcome.REFUSED, why, self._cfg.guard, now
+            )
+            actions = ()
+        if verdict.order is not None and not actions:
+            self._log.warning("%s", verdict.order.reason)
+            ordered = guard.supervised(state, verdict.order, ev.export_w)
+            state, actions = ordered.state, ordered.actions
+        state = replace(state, supervision=verdict.supervision)
+        return Decision(state, actions, failures)
 
     async def _wake_at(self, due: float | None, now: float) -> None:
         """Decide again when a time-gated rule falls due (one timer per time)."""

@@ -53,6 +53,7 @@ from gridwatch.guard.state import (
     Outcome,
     evaluate_for,
 )
+from gridwatch.guard.supervisor import Order, OrderKind, Proposal
 from gridwatch.safety.breaker import BreakerSnapshot, BreakerState
 
 # Re-exported: callers import the guard's vocabulary from here too.
@@ -73,8 +74,10 @@ __all__ = [
     "mark_unknown",
     "next_due",
     "note_grid_sample",
+    "proposal_of",
     "request_start",
     "request_stop",
+    "supervised",
 ]
 
 
@@ -286,6 +289,45 @@ def decide(
         return _follow(state, ev, breaker, settings, now)
 
     return _maybe_start(state, ev, breaker, settings, now)
+
+
+def supervised(state: GuardState, order: Order, export_w: float | None) -> Decision:
+    """Launch what the safety supervisor orders (it has the last word).
+
+    Args:
+        state: the state after the controller's decision was undone.
+        order: a stop, or a lower power.
+        export_w: the grid reading it was ordered on.
+    """
+    if order.kind is OrderKind.STOP:
+        return _stop(state, order.reason, export_w)
+    action = Action(
+        ActionKind.SET_POWER, state.seq + 1, order.power_w, order.reason, export_w=export_w
+    )
+    return _launch(state, action)
+
+
+def proposal_of(state: GuardState, decision: Decision) -> Proposal | None:
+    """What the decision's action would do, in the supervisor's words.
+
+    Args:
+        state: the state before the decision (what the guard has published).
+        decision: the controller's decision.
+    """
+    if not decision.actions:
+        return None
+    action = decision.actions[0]
+    if action.kind is ActionKind.STOP:
+        return Proposal.STOP
+    if action.kind is ActionKind.RENEW:
+        return Proposal.OTHER
+    pending = state.pending
+    now_w = state.believed_w
+    if pending is not None and pending.kind in (ActionKind.START, ActionKind.SET_POWER):
+        now_w = pending.power_w
+    if action.power_w < now_w:
+        return Proposal.LOWER
+    return Proposal.RAISE
 
 
 def next_due(state: GuardState, settings: GuardSettings, now: float) -> float | None:

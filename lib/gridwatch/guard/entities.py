@@ -113,7 +113,11 @@ def render(
                 "conditions": sorted(c.value for c in status.conditions),
                 "dry_run": dry_run,
                 # A stop the plant has not been seen to follow is not "off".
-                "discharge": "unknown" if state.stop_failed else state.actuator.value,
+                "discharge": (
+                    "unknown"
+                    if state.stop_failed or state.supervision.alarm
+                    else state.actuator.value
+                ),
                 "discharge_power_w": round(state.power_w),
                 "requested": request is not None,
                 "request_power_w": None if request is None else request.power_w,
@@ -133,7 +137,8 @@ def render(
                 "readings": reasons,
                 "actuator_error": state.actuator_error,
                 "plant_error": state.plant_error,
-                "stop_failed": state.stop_failed,
+                "stop_failed": state.supervision.alarm or state.stop_failed,
+                "supervisor_fault": state.supervision.fault,
             },
         ),
         EntityUpdate(

@@ -14,6 +14,8 @@ from dataclasses import replace
 from gridwatch.guard.decisions import Actuator, GuardSettings, GuardState, mark_unknown
 from gridwatch.guard.state import PLANT_HOLD_S
 
+_MISSING = "entity is missing or unavailable"
+
 
 def reconcile(
     state: GuardState,
@@ -38,8 +40,20 @@ def reconcile(
         The new state and what did not match (``None`` if all did); the
         caller counts it as an actuator failure.
     """
-    if state.pending is not None or enable_on is None:
+    if state.pending is not None:
         return state, None  # the action's own read-back judges it
+    missing = [name for name, value in (("switch", enable_on), ("power", power_w)) if value is None]
+    if missing:
+        # Gone from HA (a reloaded or removed integration) or unavailable:
+        # the guard cannot see, nor verify, what the inverter does.
+        problem = f"the discharge {' and '.join(missing)} {_MISSING}"
+        if state.actuator is Actuator.ON:
+            return mark_unknown(state, problem, settings), problem
+        # Off: nothing to stop, but not healthy either (and not a breaker
+        # failure each tick).
+        return replace(state, actuator_error=problem), None
+    if state.actuator_error is not None and state.actuator_error.endswith(_MISSING):
+        state = replace(state, actuator_error=None)  # back
     if state.actuator is Actuator.OFF and enable_on:
         # It runs at what the power entity shows: the stop that follows is
         # then checked against the plant like any other.

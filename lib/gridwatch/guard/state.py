@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from gridwatch.guard.estimate import Estimate, Expectation
 from gridwatch.guard.readings import Evaluation, GridSign, Readings, ReadingSpecs, evaluate
+from gridwatch.guard.supervisor import Supervision
 
 # After the plant ignored a start or raise, wait this long before trying
 # again: each try runs the battery against a plant that may not follow (a
@@ -227,6 +228,8 @@ class GuardState:
             a verified stop (a late-landing command, a stop that did not hold).
         last_action: text of the last action and its outcome.
         last_stop_reason: why the guard last stopped.
+        supervision: what the safety supervisor found (published with the
+            guard's own conditions; the supervisor keeps its own memory).
     """
 
     actuator: Actuator = Actuator.UNKNOWN
@@ -249,6 +252,7 @@ class GuardState:
     switched_back_at: float = -math.inf
     last_action: str = "none"
     last_stop_reason: str | None = None
+    supervision: Supervision = field(default_factory=Supervision)
 
     @property
     def believed_w(self) -> float:

@@ -75,11 +75,15 @@ def conditions(state: GuardState, ev: Evaluation, breaker: BreakerSnapshot) -> f
         The set of active conditions (empty when all is well).
     """
     active: set[Condition] = set()
-    if state.stop_failed is not None:
+    if state.stop_failed is not None or state.supervision.alarm is not None:
         active.add(Condition.STOP_FAILED)
     if breaker.state is not BreakerState.CLOSED:
         active.add(Condition.BREAKER_OPEN)
-    if state.actuator_error is not None or state.plant_error is not None:
+    sup = state.supervision
+    # While a failed stop stands the actuator is failing, whatever the last
+    # read-back said: one steady notice, not one raised and resolved with
+    # each retry.
+    if state.actuator_error or state.plant_error or sup.fault or sup.alarm:
         active.add(Condition.ACTUATOR_FAILURE)
     if ev.invalid:
         active.add(Condition.INVALID_READING)
@@ -139,11 +143,14 @@ def notice_text(
     """
     enable = entities.get("enable", "the discharge switch")
     if condition is Condition.STOP_FAILED:
+        # The supervisor's finding first: it stands (one text) until the
+        # plant shows the stop, while the controller's own may come and go.
+        why = state.supervision.alarm or state.stop_failed
         return NoticeText(
             Severity.CRITICAL,
             "Battery discharge could NOT be stopped",
             f"{app} tried to stop the battery discharge and could not verify it "
-            f"stopped: {state.stop_failed}. The battery may still be exporting to the "
+            f"stopped: {why}. The battery may still be exporting to the "
             "grid, and the export limit may be exceeded. The guard keeps retrying.",
             (
                 f"Check {enable} in Home Assistant and turn it off by hand.",
@@ -172,12 +179,16 @@ def notice_text(
                 "this notice clears when a call succeeds.",
             ),
         )
-    if condition is Condition.ACTUATOR_FAILURE and state.wrong_way and state.plant_error:
+    sup = state.supervision
+    sign_text = (state.plant_error if state.wrong_way else None) or (
+        sup.fault if sup.wrong_way else None
+    )
+    if condition is Condition.ACTUATOR_FAILURE and sign_text:
         grid = entities.get("grid_power", "the grid power sensor")
         return NoticeText(
             Severity.WARNING,
             "Export guard: the grid sensor's sign looks wrong",
-            f"{app}: {state.plant_error}. The discharge was stopped, and each stop "
+            f"{app}: {sign_text}. The discharge was stopped, and each stop "
             "worked: the battery follows, but the grid reading moves the other way.",
             (
                 f"Open {grid} while the battery discharges: if export shows as a "
@@ -191,7 +202,7 @@ def notice_text(
         return NoticeText(
             Severity.WARNING,
             "Battery actuator did not respond as expected",
-            f"{app}: {state.plant_error or state.actuator_error}. "
+            f"{app}: {sup.alarm or state.plant_error or sup.fault or state.actuator_error}. "
             "The discharge was stopped to stay safe.",
             (
                 f"Check that {enable} and the discharge power entity can be changed "
