@@ -17,6 +17,7 @@ from gridwatch.hass.ports import HassPort
 from gridwatch.hass.states import slugify
 from gridwatch.notices.client import NoticeClient
 from gridwatch.runtime.app_base import GridwatchApp
+from gridwatch.runtime.chart_route import ExportChartRoute
 
 
 class ExportGuard(GridwatchApp[ExportGuardConfig]):
@@ -28,6 +29,8 @@ class ExportGuard(GridwatchApp[ExportGuardConfig]):
     async def setup(self, config: ExportGuardConfig, hass: HassPort, notices: NoticeClient) -> None:
         self.controller = GuardController(config, hass, notices, self.name, self.logger)
         await self.controller.start()
+        # The panel's chart of export against the limit: /app/<name>_chart.
+        await ExportChartRoute(self, config, slugify(self.name), self.logger).register(self.name)
 
     def expected_entities(self, config: ExportGuardConfig) -> Iterable[str]:
         """Written by the publisher's task, maybe after setup returned: kept."""

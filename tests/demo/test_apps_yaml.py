@@ -179,11 +179,17 @@ def test_the_panel_shows_only_entities_the_demo_has(apps):
     dash = yaml.safe_load((DASHBOARD_DIR / "gridwatch.dash").read_text())
     widgets = {k: v for k, v in dash.items() if isinstance(v, dict) and "widget_type" in v}
     # sensor.x.attribute shows an attribute of sensor.x
-    shown = {".".join(w["entity"].split(".")[:2]) for w in widgets.values()}
+    shown = {".".join(w["entity"].split(".")[:2]) for w in widgets.values() if "entity" in w}
     assert shown - _known_entities(apps) == set()
+    # The chart is the export guard app's route, /app/<app name>_chart
+    # (gridwatch.runtime.chart_route; apps.yaml names the app).
+    chart = widgets["export_chart"]
+    assert "export_guard" in apps
+    assert chart["img_list"][0].split("?")[0] == "/app/export_guard_chart"
     placed = {
         name.split("(")[0].strip()
         for row in dash["layout"]
+        if isinstance(row, str)  # {empty: N} rows hold no widget
         for name in row.split(",")
         if name.strip() != "spacer"
     }
