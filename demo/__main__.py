@@ -104,6 +104,15 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
             "is older than 3.13.2)"
         ),
     )
+    parser.add_argument(
+        "--no-story",
+        action="store_true",
+        help=(
+            "do not play the scripted story (a discharge request, a cloud, a load spike, "
+            "a grid meter fault and its recovery, announced here); the panel's tiles work "
+            "either way"
+        ),
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug lines")
     args = parser.parse_args(argv)
     if not 0 <= args.start_hour < 24:
@@ -125,6 +134,7 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
         check_apps=not args.no_apps_check,
         entities=args.entities,
         ha_version=args.ha,
+        story=not args.no_story,
     )
 
 

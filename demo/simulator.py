@@ -127,6 +127,9 @@ class Simulator:
         self._today = DailyCounter(self.clock.origin.date(), self.site.exported_kwh)
         self._started: float | None = None
         self.grid_meter_offline = False
+        # The demo's story (demo.story) passes a cloud and switches a load on.
+        self.story_cloud = 0.0
+        self.story_load_w = 0.0
         self._previous: float | None = None
         self.health = {
             name: ChannelHealth(name)
@@ -167,6 +170,7 @@ class Simulator:
         if setpoint.timer_expired:
             await self._guarded("HA controls", self._switch_off())
         sim_s = (sim_now - self.clock.origin).total_seconds()
+        cloud = max(cloud_cover(sim_s), self.story_cloud)
         if dt_sim > 0:
             self.site, readings = step(
                 self.site,
@@ -174,7 +178,8 @@ class Simulator:
                 dt_s=dt_sim,
                 discharge_w=setpoint.discharge_w,
                 params=self.params,
-                cloud=cloud_cover(sim_s),
+                cloud=cloud,
+                extra_load_w=self.story_load_w,
             )
         else:  # the first tick: no time has passed, publish the starting point
             _, readings = step(
@@ -183,7 +188,8 @@ class Simulator:
                 dt_s=1e-3,
                 discharge_w=setpoint.discharge_w,
                 params=self.params,
-                cloud=cloud_cover(sim_s),
+                cloud=cloud,
+                extra_load_w=self.story_load_w,
             )
         self._today = self._today.advance(sim_now, self.site.exported_kwh)
         snap = feeds.Snapshot(

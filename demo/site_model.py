@@ -71,11 +71,13 @@ def step(
     discharge_w: float,
     params: SiteParams = SiteParams(),
     cloud: float = 0.0,
+    extra_load_w: float = 0.0,
 ) -> tuple[SiteState, SiteReadings]:
     """Advance the site by ``dt_s`` seconds with the battery told to discharge
-    ``discharge_w`` (0 when the discharge switch is off)."""
+    ``discharge_w`` (0 when the discharge switch is off); ``extra_load_w`` is
+    a load switched on over the house's usual one (the demo's load spike)."""
     pv = pv_power(hour, params, cloud)
-    load = house_load(hour, params)
+    load = house_load(hour, params) + max(extra_load_w, 0.0)
     battery = min(max(discharge_w, 0.0), params.max_discharge_w)
     energy_left_kwh = (state.soc_pct - params.bms_floor_pct) / 100 * params.battery_capacity_kwh
     # Never draw more than is left above the BMS floor within this step.

@@ -48,6 +48,7 @@ from demo.sim_clock import SimClock, origin_at_hour
 from demo.simulator import INITIAL_SITE, Simulator
 from demo.site_model import SiteParams
 from demo.site_store import load_site, save_site
+from demo.story import Storyteller
 from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
 from tests.e2e.appdaemon_proc import AppDaemon, AppDaemonConfig
 from tests.e2e.ha import OWNER_PASSWORD, OWNER_USERNAME, HomeAssistant
@@ -102,6 +103,7 @@ class DemoOptions:
             discovery through the demo's broker; HA's MQTT integration is
             set up for it).
         ha_version: the Home Assistant version to run (one of the tested).
+        story: play the scripted story (demo.story) once the demo is up.
     """
 
     duration_s: float | None = None
@@ -113,6 +115,7 @@ class DemoOptions:
     check_apps: bool = True
     entities: str = "rest"
     ha_version: str = OLDEST_HA
+    story: bool = True
 
 
 @dataclass
@@ -123,7 +126,7 @@ class Stack:
     out: TextIO
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     ha: HomeAssistant | None = None
-    appdaemon: AppDaemon | None = None
+    appdaemon: DemoAppDaemon | None = None
     simulator: Simulator | None = None
     broker: Mosquitto | None = None
     starting: bool = True
@@ -164,6 +167,8 @@ async def run_demo(options: DemoOptions, out: TextIO) -> int:
                 return 1
             stack.starting = False
             _print_urls(stack)
+            if stack.options.story:
+                _start_story(stack, exits)
             await _run_until_stopped(stack)
             stack.say("==> stopping every part of the demo")
         stack.say("==> stopped cleanly")
@@ -260,6 +265,7 @@ async def _start(stack: Stack, exits: contextlib.AsyncExitStack) -> None:
         ),
         secret_values,
         apps_yaml,
+        http_password=secrets.token_urlsafe(9),
     )
     exits.push_async_callback(asyncio.to_thread, appdaemon.stop)
     await _step(
@@ -270,6 +276,24 @@ async def _start(stack: Stack, exits: contextlib.AsyncExitStack) -> None:
     )
     stack.appdaemon = appdaemon
     await _wait_entities(stack, ha)
+
+
+def _start_story(stack: Stack, exits: contextlib.AsyncExitStack) -> None:
+    """Play the story (demo.story) beside the running demo; stopped with it."""
+    sim = stack.simulator
+    assert sim is not None  # started before the story
+    teller = Storyteller(sim.ha, sim, stack.say)
+    story_stop = asyncio.Event()
+    task = asyncio.create_task(teller.run(story_stop), name="demo-story")
+
+    async def stop_story() -> None:
+        story_stop.set()
+        try:
+            await asyncio.wait_for(task, 10.0)
+        except Exception:
+            _LOGGER.exception("the story did not stop cleanly")
+
+    exits.push_async_callback(stop_story)
 
 
 async def _import_history(stack: Stack, ha: HomeAssistant) -> None:
@@ -391,6 +415,11 @@ class DemoAppDaemon(AppDaemon):
     as it is, and AppDaemon reloads an app when its entry is edited) and
     AppDaemon's config dir a secrets.yaml with the sandbox's addresses;
     AppDaemon finds it next to appdaemon.yaml.
+
+    With ``http_password`` the panel, AppDaemon's API and admin ask for it
+    (``http: password:``); the export guard's chart checks it itself
+    (gridwatch.runtime.chart_route: AppDaemon 4.5.13 leaves ``/app/``
+    routes open).
     """
 
     def __init__(
@@ -399,10 +428,12 @@ class DemoAppDaemon(AppDaemon):
         config: AppDaemonConfig,
         secret_values: dict[str, Any],
         apps_yaml: Path = config_files.DEMO_APPS_YAML,
+        http_password: str | None = None,
     ) -> None:
         super().__init__(config_dir, config)
         self.secret_values = secret_values
         self.apps_yaml = apps_yaml
+        self.http_password = http_password
         # The repository on AppDaemon's import path: a BLE link of the demo
         # names its simulated device's backend as demo.ble_battery:BACKEND.
         self.process = ManagedProcess(
@@ -413,8 +444,15 @@ class DemoAppDaemon(AppDaemon):
             cwd=config_dir,
         )
 
+    def _appdaemon_yaml(self) -> dict[str, Any]:
+        config = super()._appdaemon_yaml()
+        if self.http_password is not None:
+            config["http"]["password"] = self.http_password
+        return config
+
     def write(self) -> None:
         super().write()
+        os.chmod(self.config_dir / "appdaemon.yaml", 0o600)  # it holds the password
         apps_yaml = self.app_dir / "apps.yaml"
         apps_yaml.unlink(missing_ok=True)
         apps_yaml.symlink_to(self.apps_yaml)
@@ -459,6 +497,11 @@ def _print_urls(stack: Stack) -> None:
     )
     stack.say(f"  Gridwatch panel:     {appdaemon.url}/{config_files.DASHBOARD_NAME}")
     stack.say(f"  AppDaemon admin:     {appdaemon.url}/")
+    if appdaemon.http_password is not None:
+        stack.say(
+            f"  AppDaemon password:  {appdaemon.http_password}   (the panel asks for it once "
+            "per browser: whoever can open the panel can start a discharge)"
+        )
     if stack.broker is not None:
         stack.say(f"  MQTT broker:         mqtt://127.0.0.1:{stack.broker.port}")
     stack.say(f"  Logs:                {state}")

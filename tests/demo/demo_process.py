@@ -17,12 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import bcrypt
+
 REPO = Path(__file__).resolve().parents[2]
 # Fresh state dir: HA onboards once (~10 s), AppDaemon starts (~5 s); both
 # on a shared 2-core box.
 START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 60.0
-_URL = re.compile(r"^\s+(Home Assistant|Gridwatch panel|AppDaemon admin):\s+(\S+)")
+_URL = re.compile(
+    r"^\s+(Home Assistant|Gridwatch panel|AppDaemon admin|AppDaemon password):\s+(\S+)"
+)
 
 
 def processes_under(path: Path) -> list[int]:
@@ -66,7 +70,7 @@ class DemoRun:
             stderr=self._stderr,
         )
         async with asyncio.timeout(START_TIMEOUT_S):
-            while "AppDaemon admin" not in self.urls:
+            while "AppDaemon password" not in self.urls:
                 line = await self.readline()
                 if line is None:
                     raise RuntimeError("the demo exited early:\n" + self.output())
@@ -107,6 +111,21 @@ class DemoRun:
         stderr = self.state_dir.parent / "demo-stderr.log"
         err = stderr.read_text(errors="replace")[-3000:] if stderr.exists() else ""
         return "\n".join(self.lines) + "\n--- stderr (tail) ---\n" + err
+
+    @property
+    def ad_password(self) -> str:
+        """AppDaemon's ``http: password`` the demo printed."""
+        return self.urls["AppDaemon password"]
+
+    def ad_cookies(self) -> dict[str, str]:
+        """The cookie AppDaemon sets after its login form: a bcrypt hash of the password."""
+        hashed = bcrypt.hashpw(self.ad_password.encode(), bcrypt.gensalt(4))
+        return {"adcreds": hashed.decode()}
+
+    @property
+    def ad_headers(self) -> dict[str, str]:
+        """The header AppDaemon's API takes the password in."""
+        return {"x-ad-access": self.ad_password}
 
     @property
     def token(self) -> str:

@@ -69,7 +69,8 @@ async def test_demo_with_mqtt_entities(tmp_path):
                 assert registry[entity_id]["device_id"], entity_id
             base = run.urls["AppDaemon admin"].rstrip("/")
             for entity_id in PANEL:
-                async with session.get(f"{base}/api/appdaemon/state/default/{entity_id}") as resp:
+                url = f"{base}/api/appdaemon/state/default/{entity_id}"
+                async with session.get(url, headers=run.ad_headers) as resp:
                     shown = ((await resp.json())["state"] or {}).get("state")
                 states = await _states(session, ha_url)
                 assert shown == states[entity_id], entity_id

@@ -65,14 +65,15 @@ async def test_demo_runs_shows_live_entities_and_stops_cleanly(tmp_path):
             await wait_live(session, ha_url)
             pages = {}
             for name in ("Gridwatch panel", "AppDaemon admin"):
-                async with session.get(run.urls[name]) as resp:
+                async with session.get(run.urls[name], cookies=run.ad_cookies()) as resp:
                     assert resp.status == 200, name
                     pages[name] = await resp.text()
             assert "gridwatch_init.js" in pages["Gridwatch panel"]
             assert "/aui/" in pages["AppDaemon admin"]  # AppDaemon's admin UI
             # The panel's widgets are compiled into its init script.
             base = run.urls["AppDaemon admin"].rstrip("/")
-            async with session.get(f"{base}/compiled_javascript/default/gridwatch_init.js") as resp:
+            init = f"{base}/compiled_javascript/default/gridwatch_init.js"
+            async with session.get(init, cookies=run.ad_cookies()) as resp:
                 script = await resp.text()
             for widget in ("guard-health", "battery-soc", "gateway-status", "site-pv-month"):
                 assert f'id="default-{widget}"' in script
