@@ -1,9 +1,11 @@
-"""MQTT figures (issues 2 and 12): ingest rate through MqttLink vs raw paho,
-recovery after a broker restart, resubscribe cost, event-loop lag under load
-at QoS 0 and 1 (MqttLink vs paho's own network thread).
+"""MQTT figures (issues 2, 12 and 22): ingest rate through MqttLink vs raw
+paho, recovery after a broker restart, resubscribe cost, event-loop lag under
+load at QoS 0 and 1 (MqttLink vs paho's own network thread), a healthy
+link's connect time while other links hang connecting to a dead path.
 
 ``python -m bench mqtt`` runs it all; ``GRIDWATCH_BENCH_MQTT=lag`` (or
-``ingest``, ``recovery``, ``resets``, comma-separated) runs only those parts.
+``ingest``, ``recovery``, ``resets``, ``stuck``, comma-separated) runs only
+those parts.
 
 Everything runs against one mosquitto started here on a free loopback port.
 
@@ -653,6 +655,76 @@ async def _with_deep_broker(workdir: str, bench: Any) -> list[Row]:
     return rows
 
 
+STUCK_LINKS = 12  # more than the default executor's threads on a small box
+STUCK_CONNECT_TIMEOUT_S = 4.0  # the fault run's short socket connect timeout
+
+
+async def stuck_connect_rows(host: str, port: int) -> list[Row]:
+    """A healthy link's connect, alone and while ``STUCK_LINKS`` links hang
+    in their TCP connect to a port that drops SYNs (issue 22: with paho's
+    blocking connect in the shared executor it waited for them, ~4 s)."""
+    from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
+
+    progress("stuck connects")
+
+    async def healthy_connect_ms() -> float:
+        link = MqttLink("healthy", MqttSettings(host=host, port=port))
+        started = time.perf_counter()
+        await link.connect(timeout=30)
+        took = time.perf_counter() - started
+        await link.disconnect()
+        return took * 1000
+
+    alone = statistics.median([await healthy_connect_ms() for _ in range(5)])
+    server, fillers, dead_port = _syn_dropping_port()
+    dead = [
+        MqttLink(
+            f"dead{i}",
+            MqttSettings(
+                host="127.0.0.1", port=dead_port, socket_connect_timeout_s=STUCK_CONNECT_TIMEOUT_S
+            ),
+        )
+        for i in range(STUCK_LINKS)
+    ]
+    try:
+        for link in dead:
+            link.start()
+        await asyncio.sleep(0.2)
+        crowded = statistics.median([await healthy_connect_ms() for _ in range(5)])
+    finally:
+        for link in dead:
+            await link.disconnect()
+        for sock in [*fillers, server]:
+            sock.close()
+    return [
+        row("healthy connect, alone (median of 5)", alone, "ms"),
+        row(
+            f"healthy connect, {STUCK_LINKS} links hanging in connect (median of 5)",
+            crowded,
+            "ms",
+            note=f"was ~{STUCK_CONNECT_TIMEOUT_S:g} s with connects in the shared executor",
+        ),
+    ]
+
+
+def _syn_dropping_port() -> tuple[Any, list[Any], int]:
+    """A listener whose accept queue is full: connects to it hang."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    return server, fillers, port
+
+
 async def run() -> list[Row]:
     """All MQTT figures, against a mosquitto started (and stopped) here."""
     from tests.support.mosquitto import Mosquitto
@@ -661,7 +733,9 @@ async def run() -> list[Row]:
         broker = Mosquitto(Path(workdir), extra_config=BROKER_CONFIG)
         await broker.astart()
         try:
-            parts = os.environ.get("GRIDWATCH_BENCH_MQTT", "ingest,lag,recovery,resets").split(",")
+            parts = os.environ.get(
+                "GRIDWATCH_BENCH_MQTT", "ingest,lag,recovery,resets,stuck"
+            ).split(",")
             rows = []
             if "ingest" in parts:
                 rows += await ingest_rows(broker.host, broker.port)
@@ -671,6 +745,8 @@ async def run() -> list[Row]:
                 rows += await recovery_rows(broker)
             if "resets" in parts:
                 rows += await _with_deep_broker(workdir, reset_drain_rows)
+            if "stuck" in parts:
+                rows += await stuck_connect_rows(broker.host, broker.port)
         finally:
             await broker.astop()
     return rows
