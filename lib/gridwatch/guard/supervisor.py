@@ -236,20 +236,25 @@ def judge(
     order = order or alarm_order
     if order is None:
         watch, order = _check_over(watch, measured, published, limits, now)
-    veto = False
-    if proposal is Proposal.RAISE:
-        veto = watch.alarm is not None or now < watch.hold_until or order is not None
-    elif proposal is Proposal.LOWER:
-        # One lowering per grid reading: a quantised actuator that shows a
-        # step above the one asked must not be lowered again and again.
-        veto = order is not None or (
-            measured.grid_at is not None and watch.cut_for == measured.grid_at
-        )
-        if not veto:
-            watch = replace(watch, cut_for=measured.grid_at)
+    watch, veto = _limit_writes(watch, measured, proposal, order, now)
+    return Verdict(watch, order, veto, missed)
+
+
+def _limit_writes(
+    watch: Watch, measured: Measured, proposal: Proposal | None, order: Order | None, now: float
+) -> tuple[Watch, bool]:
+    """Rule 4: whether the controller's action is vetoed."""
     if order is not None and order.kind is OrderKind.LOWER:
         watch = replace(watch, cut_for=measured.grid_at)
-    return Verdict(watch, order, veto, missed)
+    if proposal is Proposal.RAISE:
+        return watch, watch.alarm is not None or now < watch.hold_until or order is not None
+    if proposal is not Proposal.LOWER:
+        return watch, False
+    # One lowering per grid reading: a quantised actuator that shows a
+    # step above the one asked must not be lowered again and again.
+    if order is not None or (measured.grid_at is not None and watch.cut_for == measured.grid_at):
+        return watch, True
+    return replace(watch, cut_for=measured.grid_at), False
 
 
 # --- rule bookkeeping ------------------------------------------------------------
