@@ -664,6 +664,7 @@ async def stuck_connect_rows(host: str, port: int) -> list[Row]:
     in their TCP connect to a port that drops SYNs (issue 22: with paho's
     blocking connect in the shared executor it waited for them, ~4 s)."""
     from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
+    from tests.transport.mqtt_helpers import syn_dropping_listener
 
     progress("stuck connects")
 
@@ -676,7 +677,23 @@ async def stuck_connect_rows(host: str, port: int) -> list[Row]:
         return took * 1000
 
     alone = statistics.median([await healthy_connect_ms() for _ in range(5)])
-    server, fillers, dead_port = _syn_dropping_port()
+    with syn_dropping_listener() as server:
+        dead_port = server.getsockname()[1]
+        crowded = await _connect_ms_among_stuck(dead_port, healthy_connect_ms)
+    return [
+        row("healthy connect, alone (median of 5)", alone, "ms"),
+        row(
+            f"healthy connect, {STUCK_LINKS} links hanging in connect (median of 5)",
+            crowded,
+            "ms",
+            note=f"was ~{STUCK_CONNECT_TIMEOUT_S:g} s with connects in the shared executor",
+        ),
+    ]
+
+
+async def _connect_ms_among_stuck(dead_port: int, healthy_connect_ms: Any) -> float:
+    from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
+
     dead = [
         MqttLink(
             f"dead{i}",
@@ -690,39 +707,10 @@ async def stuck_connect_rows(host: str, port: int) -> list[Row]:
         for link in dead:
             link.start()
         await asyncio.sleep(0.2)
-        crowded = statistics.median([await healthy_connect_ms() for _ in range(5)])
+        return float(statistics.median([await healthy_connect_ms() for _ in range(5)]))
     finally:
         for link in dead:
             await link.disconnect()
-        for sock in [*fillers, server]:
-            sock.close()
-    return [
-        row("healthy connect, alone (median of 5)", alone, "ms"),
-        row(
-            f"healthy connect, {STUCK_LINKS} links hanging in connect (median of 5)",
-            crowded,
-            "ms",
-            note=f"was ~{STUCK_CONNECT_TIMEOUT_S:g} s with connects in the shared executor",
-        ),
-    ]
-
-
-def _syn_dropping_port() -> tuple[Any, list[Any], int]:
-    """A listener whose accept queue is full: connects to it hang."""
-    import socket
-
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(0)
-    port = server.getsockname()[1]
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            filler.connect(("127.0.0.1", port))
-        fillers.append(filler)
-    return server, fillers, port
 
 
 async def run() -> list[Row]:

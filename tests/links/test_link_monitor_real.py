@@ -191,6 +191,14 @@ async def test_mqtt_and_websocket_links_through_the_app(
     assert retained[-1].payload == b"offline"
 
 
+def _poll_every(seconds: float, config: LinkMonitorConfig) -> LinkMonitorConfig:
+    """The first link polling every ``seconds`` (the schema's floor of 1 s is
+    for real devices)."""
+    cfg = config.links[0]
+    settings = dataclasses.replace(cfg.settings, poll_interval_s=seconds)
+    return dataclasses.replace(config, links=(dataclasses.replace(cfg, settings=settings),))
+
+
 def _runner_for(
     args, clock: FakeClock, configure=None, **link_options
 ) -> tuple[LinkMonitorRunner, FakeHass]:
@@ -226,14 +234,7 @@ async def test_http_link_rides_out_a_failed_poll(device_server: DeviceServer):
         ]
     }
     clock = FakeClock()
-
-    def poll_fast(config):
-        # The schema's floor of 1 s is for real devices.
-        cfg = config.links[0]
-        settings = dataclasses.replace(cfg.settings, poll_interval_s=0.1)
-        return dataclasses.replace(config, links=(dataclasses.replace(cfg, settings=settings),))
-
-    runner, hass = _runner_for(args, clock, poll_fast)
+    runner, hass = _runner_for(args, clock, functools.partial(_poll_every, 0.1))
     await runner.start()
     meter = runner.links["meter"]
     try:
@@ -287,13 +288,7 @@ async def test_http_path_the_user_may_not_read_is_that_values_problem(device_ser
         ]
     }
     clock = FakeClock()
-
-    def poll_fast(config):
-        cfg = config.links[0]
-        settings = dataclasses.replace(cfg.settings, poll_interval_s=0.05)
-        return dataclasses.replace(config, links=(dataclasses.replace(cfg, settings=settings),))
-
-    runner, hass = _runner_for(args, clock, poll_fast)
+    runner, hass = _runner_for(args, clock, functools.partial(_poll_every, 0.05))
     await runner.start()
     try:
         await eventually(lambda: state(hass, "sensor.meter_power") == "1200", WAIT_S)

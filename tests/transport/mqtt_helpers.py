@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from gridwatch.transport.backoff_policy import BackoffPolicy
 from gridwatch.transport.link import Message
@@ -70,3 +72,26 @@ class Inbox:
             while not predicate(self):
                 self._arrived.clear()
                 await self._arrived.wait()
+
+
+@contextlib.contextmanager
+def syn_dropping_listener() -> Iterator[socket.socket]:
+    """A loopback listener whose accept queue is full: the kernel drops
+    further SYNs, so a TCP connect to it hangs, like a broker behind a path
+    that drops packets. Yields the listening socket (accept() makes room)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):  # completes in the background
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield server
+    finally:
+        for sock in [*fillers, server]:
+            sock.close()

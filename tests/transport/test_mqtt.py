@@ -4,7 +4,6 @@ scenario needs a broken network."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import threading
 import time
@@ -33,6 +32,7 @@ from tests.transport.mqtt_helpers import (
     FAST_BACKOFF,
     Inbox,
     open_fds,
+    syn_dropping_listener,
     unique,
     wait_until,
 )
@@ -292,19 +292,13 @@ async def test_disconnect_during_connect_raises_promptly_without_leaking(
 async def test_disconnect_during_blocking_tcp_connect_leaves_no_socket(
     make_link: LinkFactory,
 ) -> None:
-    # A listener whose accept queue is full drops SYNs, so the link's TCP
-    # connect hangs until we make room.
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(0)
+    # The link's TCP connect hangs until we make room.
+    with syn_dropping_listener() as server:
+        await _disconnect_during_tcp_connect(server, make_link)
+
+
+async def _disconnect_during_tcp_connect(server: socket.socket, make_link: LinkFactory) -> None:
     port = server.getsockname()[1]
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        with contextlib.suppress(BlockingIOError):  # completes in the background
-            filler.connect(("127.0.0.1", port))
-        fillers.append(filler)
     accepted: list[socket.socket] = []
     try:
         # Room is made after the disconnect; the kernel retries the SYN 1, 3,
@@ -320,9 +314,9 @@ async def test_disconnect_during_blocking_tcp_connect_leaves_no_socket(
         with pytest.raises(LinkClosedError):
             async with asyncio.timeout(1.0):
                 await connecting
-        # Make room. Either a SYN retry completes the abandoned connect, and
-        # the thread sends CONNECT and must then close the socket it got (EOF
-        # here), or the connect ends unfinished and its socket is closed.
+        # Make room. The abandoned connect closed its socket at once, so no
+        # SYN retry can complete it; a CONNECT arriving would have to be
+        # followed by EOF (a connect that finished and was then closed).
         server.setblocking(False)
         sent_connect: set[socket.socket] = set()
 
@@ -334,7 +328,7 @@ async def test_disconnect_during_blocking_tcp_connect_leaves_no_socket(
         await wait_until(settled, timeout=25.0)
         assert open_fds() == baseline + len(accepted)
     finally:
-        for sock in [*fillers, *accepted, server]:
+        for sock in accepted:
             sock.close()
 
 
@@ -588,28 +582,6 @@ async def test_a_slow_subscriber_cannot_stretch_one_read_pass(
 # while paho's blocking connect ran in the shared default executor).
 
 
-@contextlib.contextmanager
-def syn_dropping_listener() -> Any:
-    """A port whose accept queue is full: the kernel drops further SYNs, so a
-    TCP connect to it hangs, like a broker behind a path that drops packets."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(0)
-    port = server.getsockname()[1]
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            filler.connect(("127.0.0.1", port))
-        fillers.append(filler)
-    try:
-        yield port
-    finally:
-        for sock in [*fillers, server]:
-            sock.close()
-
-
 async def test_connects_hanging_on_a_dead_path_do_not_delay_a_healthy_link(
     mosquitto: Mosquitto, make_link: LinkFactory
 ) -> None:
@@ -617,7 +589,8 @@ async def test_connects_hanging_on_a_dead_path_do_not_delay_a_healthy_link(
     # min(32, cores + 4) threads; the fault run filled it with more links).
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ThreadPoolExecutor(max_workers=2))
-    with syn_dropping_listener() as dead_port:
+    with syn_dropping_listener() as server:
+        dead_port = server.getsockname()[1]
         dead = [
             make_link("127.0.0.1", dead_port, name=f"dead{i}", socket_connect_timeout_s=3.0)
             for i in range(4)
