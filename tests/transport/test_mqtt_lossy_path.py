@@ -54,10 +54,12 @@ class PublishDroppingProxy:
             self._server.close()
         for writer in self._writers:
             writer.close()
-        for task in self._tasks:
-            task.cancel()
+        # Closed sockets end every handler; cancelling one instead makes
+        # asyncio's stream callback log the cancellation as an error.
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=CLOSE_TIMEOUT_S)
+            _, stuck = await asyncio.wait(self._tasks, timeout=CLOSE_TIMEOUT_S)
+            for task in stuck:
+                task.cancel()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -72,8 +74,7 @@ class PublishDroppingProxy:
                     self._copy(reader, up_writer), self._copy_packets(up_reader, writer)
                 )
         finally:
-            for w in (writer,):
-                w.close()
+            writer.close()
             self._tasks.discard(task)
 
     async def _copy(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
