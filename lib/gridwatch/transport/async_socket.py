@@ -8,13 +8,26 @@ Here each step is a non-blocking socket call awaited on the loop, so a hung
 connect costs nothing but its own timer. The socket returned is
 non-blocking and connected, TLS included; a cancelled or failed open closes
 whatever it made.
+
+Name resolution has no non-blocking form in the standard library: a host
+name is resolved on a small pool of this module's own (an address needs
+none), so a resolver that stops answering can hold up only other
+resolutions, not the loop's shared executor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import ssl
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+# Resolutions that may run at once; more wait their turn (each caller's own
+# timeout still bounds its wait). Threads start on first use only.
+RESOLVER_THREADS = 4
+_RESOLVER = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="gridwatch-resolve")
 
 
 async def open_client_socket(
@@ -30,7 +43,7 @@ async def open_client_socket(
             ``ssl.CertificateError`` for a failed TLS handshake).
     """
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    infos = await _resolve(loop, host, port)
     if not infos:
         raise OSError(f"no address for {host}")
     error: OSError | None = None
@@ -51,6 +64,19 @@ async def open_client_socket(
         return await _handshake(loop, sock, tls, host)
     assert error is not None  # infos was not empty
     raise error
+
+
+async def _resolve(loop: asyncio.AbstractEventLoop, host: str, port: int) -> list[tuple[Any, ...]]:
+    """The addresses of ``host`` (an address literal needs no lookup)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return await loop.run_in_executor(
+            _RESOLVER, socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM
+        )
+    if address.version == 4:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 0, "", (host, port))]
+    return [(socket.AF_INET6, socket.SOCK_STREAM, 0, "", (host, port, 0, 0))]
 
 
 async def _handshake(
