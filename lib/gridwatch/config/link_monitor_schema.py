@@ -57,7 +57,7 @@ Example::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
@@ -68,7 +68,12 @@ from gridwatch.links.entities import RESERVED_VALUE_NAMES, link_entity_ids
 from gridwatch.links.profiles import PROFILES, UnknownValueError, profile_for
 from gridwatch.links.values import ValueKind, ValueSpec
 from gridwatch.transport.backoff_policy import TimeoutPolicy
-from gridwatch.transport.ble_settings import DEVICE_KEY, BleSettings
+from gridwatch.transport.ble_settings import (
+    DEVICE_KEY,
+    BleRadioSettings,
+    BleSettings,
+    EsphomeProxy,
+)
 from gridwatch.transport.health import HealthPolicy
 from gridwatch.transport.http_settings import (
     HttpPollSettings,
@@ -141,6 +146,7 @@ class LinkConfig:
     values: tuple[ValueSpec, ...]
     policy: AvailabilityPolicy
     health: HealthPolicy
+    radio: BleRadioSettings = field(default_factory=BleRadioSettings)
 
     @property
     def timeouts(self) -> TimeoutPolicy:
@@ -166,6 +172,7 @@ class LinkMonitorConfig:
 
     links: tuple[LinkConfig, ...]
     tick_interval_s: float = 5.0
+    ble: BleRadioSettings = field(default_factory=BleRadioSettings)
 
 
 # --- schemas ----------------------------------------------------------------------
@@ -804,6 +811,15 @@ class LinkMonitorSchema(ConfigSchema):
         },
     )
     tick_interval_s = _seconds(5.0, 1, 300, 5, "seconds between availability checks")
+    ble = fields.Nested(
+        lambda: BleRadioSchema(),
+        load_default=None,
+        metadata={
+            "example": {"adapter": "esphome", "proxies": [{"host": "192.168.1.40"}]},
+            "description": "the radio of the BLE links: local (this host's Bluetooth) or "
+            "esphome (ESPHome Bluetooth proxies, for AppDaemon without Bluetooth)",
+        },
+    )
 
     @validates_schema
     def _unique(self, data: dict[str, Any], **_kwargs: Any) -> None:
@@ -826,5 +842,70 @@ class LinkMonitorSchema(ConfigSchema):
 
     @post_load
     def _make_config(self, data: dict[str, Any], **_kwargs: Any) -> Any:
-        data["links"] = tuple(data["links"])
-        return LinkMonitorConfig(**data)
+        radio = data.pop("ble", None) or BleRadioSettings()
+        data["links"] = tuple(
+            replace(link, radio=radio) if link.transport == "ble" else link
+            for link in data["links"]
+        )
+        return LinkMonitorConfig(ble=radio, **data)
+
+
+class EsphomeProxySchema(ConfigSchema):
+    config_class = EsphomeProxy
+
+    host = fields.String(
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={"example": "192.168.1.40", "description": "the proxy's host name or address"},
+    )
+    port = bounded_int(6053, 1, 65535, example=6053, description="its native API port")
+    noise_psk = fields.String(
+        load_default=None,
+        metadata={
+            "example": "!secret proxy_api_key",
+            "description": "its API encryption key (api: encryption: key:); use !secret",
+            "secret": True,
+        },
+    )
+
+
+class BleRadioSchema(ConfigSchema):
+    config_class = BleRadioSettings
+
+    adapter = fields.String(
+        load_default="local",
+        validate=validate.OneOf(["local", "esphome"]),
+        metadata={
+            "example": "esphome",
+            "description": "local: this host's Bluetooth (BlueZ); esphome: the proxies below",
+        },
+    )
+    proxies = fields.List(
+        fields.Nested(EsphomeProxySchema),
+        load_default=list,
+        metadata={
+            "example": [{"host": "192.168.1.40"}, {"host": "192.168.1.41"}],
+            "description": "ESPHome Bluetooth proxies (adapter: esphome): the one hearing a "
+            "device best is used, another when it drops out",
+        },
+    )
+    connect_timeout_s = _seconds(30.0, 1, 300, 30, "how long the first proxy may take to answer")
+
+    @validates_schema
+    def _consistent(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        adapter, proxies = data.get("adapter"), data.get("proxies") or []
+        if adapter == "esphome" and not proxies:
+            raise ValidationError(
+                "adapter: esphome needs at least one proxy, e.g. proxies: [{host: 192.168.1.40}]",
+                "proxies",
+            )
+        if adapter == "local" and proxies:
+            raise ValidationError("proxies are used with adapter: esphome", "adapter")
+
+    @post_load
+    def _make_config(self, data: dict[str, Any], **_kwargs: Any) -> Any:
+        return BleRadioSettings(
+            adapter=data["adapter"],
+            proxies=tuple(data["proxies"]),
+            connect_timeout_s=data["connect_timeout_s"],
+        )

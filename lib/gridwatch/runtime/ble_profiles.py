@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+from dataclasses import dataclass
 from typing import Any
 
 from bleak import BleakScanner
@@ -22,40 +23,95 @@ from gridwatch.links.profiles.registry import BMS_KINDS
 from gridwatch.transport.ble_advert_link import BleAdvertLink
 from gridwatch.transport.ble_device_link import BleDeviceLink, DriverFactory, Locate
 from gridwatch.transport.ble_drivers import bms_driver, require_library, victron_decoder
+from gridwatch.transport.ble_esphome import shared_radio
 from gridwatch.transport.ble_radio import RadioDetails, radio_device
-from gridwatch.transport.ble_scanner import SourceFactory, bleak_source, shared_hub
-from gridwatch.transport.ble_settings import BleSettings
+from gridwatch.transport.ble_scanner import (
+    AdvertisementSource,
+    Detection,
+    SourceFactory,
+    bleak_source,
+    shared_hub,
+)
+from gridwatch.transport.ble_settings import BleRadioSettings, BleSettings
 from gridwatch.transport.link import Link
 
-__all__ = ["device_link"]
+__all__ = ["ProxyAdvertisements", "custom_link", "device_link"]
 
 
-def device_link(name: str, settings: BleSettings, options: dict[str, Any]) -> Link:
+def device_link(
+    name: str,
+    settings: BleSettings,
+    options: dict[str, Any],
+    radio: BleRadioSettings | None = None,
+) -> Link:
     """The link of a BLE device profile.
 
+    Args:
+        name: the link's name.
+        settings: its ``ble:`` block.
+        options: :class:`Link` options; ``backend`` (a simulated radio) too.
+        radio: the app's radio (the host's adapter or ESPHome proxies).
+
     Raises:
-        MissingLibraryError: the profile's library is not installed here.
+        MissingLibraryError: the profile's (or the radio's) library is not
+            installed here.
         ValueError: a profile this build does not drive.
     """
     assert settings.device is not None
+    radio = radio or BleRadioSettings()
     profile = profile_for(settings.device)
     require_library(profile.module, profile.library, profile.python, profile.kind)
     backend: type[BaseBleakClient] | None = options.pop("backend", None)
+    if radio.adapter == "esphome":
+        require_library("bleak_esphome", "bleak-esphome", (3, 11), "adapter: esphome")
     if profile.passive:
-        return _advert_link(name, settings, profile, options)
-    locate = _simulated(backend) if backend is not None else _scan
+        return _advert_link(name, settings, profile, options, radio)
+    if backend is not None:
+        locate = _simulated(backend)
+    elif radio.adapter == "esphome":
+        locate = _proxied(radio)
+    else:
+        locate = _scan
     return BleDeviceLink(
         name, settings, locate=locate, make_driver=_driver_factory(profile, name), **options
     )
 
 
+def custom_link(
+    name: str,
+    settings: BleSettings,
+    options: dict[str, Any],
+    radio: BleRadioSettings | None = None,
+) -> Link:
+    """A BLE link decoding notifications by the user's offsets (a custom device)."""
+    from gridwatch.transport.ble_link import BleLink
+
+    radio = radio or BleRadioSettings()
+    if radio.adapter == "esphome" and "backend" not in options:
+        require_library("bleak_esphome", "bleak-esphome", (3, 11), "adapter: esphome")
+        locate = _proxied(radio)
+
+        async def find(address: str, timeout: float) -> BLEDevice | None:
+            found = await locate(address, timeout)
+            return None if found is None else found[0]
+
+        options["find_device"] = find
+    return BleLink(name, settings, **options)
+
+
 def _advert_link(
-    name: str, settings: BleSettings, profile: DeviceProfile, options: dict[str, Any]
+    name: str,
+    settings: BleSettings,
+    profile: DeviceProfile,
+    options: dict[str, Any],
+    radio: BleRadioSettings,
 ) -> Link:
     assert settings.key is not None  # the schema requires it for this profile
     source: SourceFactory = bleak_source
     if settings.scanner is not None:
         source = _scanner(settings.scanner)
+    elif radio.adapter == "esphome":
+        source = ProxyAdvertisements(radio)
     decode = victron_decoder(settings.key, python=profile.python)
     # The hub is per event loop: looked up when the link first connects.
     return BleAdvertLink(
@@ -84,6 +140,28 @@ def _driver_factory(profile: DeviceProfile, link: str) -> DriverFactory:
             logger_name=f"gridwatch.link.{link}",
         )
     raise ValueError(f"device: {profile.kind} cannot be polled by this build")
+
+
+@dataclass(frozen=True)
+class ProxyAdvertisements:
+    """The proxies' advertisements as a scanner; equal for equal radios, so
+    every passive link of one radio shares one hub."""
+
+    radio: BleRadioSettings
+
+    def __call__(self, detection: Detection) -> AdvertisementSource:
+        return shared_radio(self.radio).advertisements(detection)
+
+
+def _proxied(radio: BleRadioSettings) -> Locate:
+    """A device reached through the ESPHome proxy that hears it best."""
+
+    async def locate(
+        address: str, timeout: float
+    ) -> tuple[BLEDevice, AdvertisementData | None] | None:
+        return await shared_radio(radio).locate(address, timeout)
+
+    return locate
 
 
 def _simulated(backend: type[BaseBleakClient]) -> Locate:

@@ -20,7 +20,7 @@ from typing import Any
 from gridwatch.config.link_monitor_schema import LinkConfig, LinkMonitorConfig
 from gridwatch.links.monitor import LinkPlan
 from gridwatch.links.runner import LinkSetup
-from gridwatch.transport.ble_settings import BleSettings
+from gridwatch.transport.ble_settings import BleRadioSettings, BleSettings
 from gridwatch.transport.http_settings import HttpPollSettings, WebSocketSettings
 from gridwatch.transport.link import Link
 from gridwatch.transport.mqtt_settings import MqttSettings
@@ -69,7 +69,7 @@ def build_link(
         return _websocket(config.name, settings, options)
     if isinstance(settings, HttpPollSettings):
         return _http(config.name, settings, options)
-    return _ble(config.name, settings, options)
+    return _ble(config.name, settings, options, config.radio)
 
 
 def plan_for(config: LinkConfig) -> LinkPlan:
@@ -134,16 +134,16 @@ def _http(name: str, settings: HttpPollSettings, options: dict[str, Any]) -> Lin
     return HttpPollLink(name, settings, **options)
 
 
-def _ble(name: str, settings: BleSettings, options: dict[str, Any]) -> Link:
+def _ble(
+    name: str, settings: BleSettings, options: dict[str, Any], radio: BleRadioSettings
+) -> Link:
     if settings.backend is not None and "backend" not in options:
         options["backend"] = _backend_class(settings.backend)
+    from gridwatch.runtime.ble_profiles import custom_link, device_link
+
     if settings.device is not None:
-        from gridwatch.runtime.ble_profiles import device_link
-
-        return device_link(name, settings, options)
-    from gridwatch.transport.ble_link import BleLink
-
-    return BleLink(name, settings, **options)
+        return device_link(name, settings, options, radio)
+    return custom_link(name, settings, options, radio)
 
 
 def _backend_class(spec: str) -> Any:

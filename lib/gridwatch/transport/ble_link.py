@@ -30,8 +30,9 @@ from bleak.exc import (
     BleakDBusError,
     BleakError,
 )
-from bleak_retry_connector import BleakClientWithServiceCache, establish_connection
+from bleak_retry_connector import establish_connection
 
+from gridwatch.transport.ble_radio import RadioServiceCacheClient
 from gridwatch.transport.ble_settings import BleSettings
 from gridwatch.transport.errors import (
     ConnectError,
@@ -106,8 +107,10 @@ class BleLink(Link):
         if self._backend is not None:
             kwargs["backend"] = self._backend
         try:
+            # The caching client, routed to the radio the device was found
+            # through (an ESPHome proxy), else the host's own stack.
             client = await establish_connection(
-                BleakClientWithServiceCache,
+                RadioServiceCacheClient,
                 device,
                 self.name,
                 disconnected_callback=self._on_disconnected,
@@ -322,8 +325,9 @@ def _translate(err: BaseException, link: str, what: str) -> TransportError:
         return UnsupportedHostError(
             f"link {link}: this host has no usable Bluetooth LE stack "
             f"({type(err).__name__}: {err or 'no detail'}). BLE needs BlueZ on a D-Bus "
-            "system bus and a powered adapter; on Home Assistant OS enable Bluetooth for "
-            "the AppDaemon add-on, or remove this link from apps.yaml."
+            "system bus and a powered adapter. Without one (the Home Assistant add-on), "
+            "reach the devices through ESPHome Bluetooth proxies: ble: {adapter: esphome, "
+            "proxies: [{host: ...}]} in the app's entry; or remove this link from apps.yaml."
         )
     if isinstance(err, BleakCharacteristicNotFoundError):
         return RequestError(f"link {link}: {what}: the device has no such characteristic")

@@ -21,7 +21,14 @@ from bleak.backends.client import BaseBleakClient
 from bleak.backends.device import BLEDevice
 from bleak_retry_connector import BleakClientWithServiceCache
 
-__all__ = ["RadioBleakClient", "RadioDetails", "RadioServiceCacheClient", "route_library"]
+__all__ = [
+    "ProxiedDetails",
+    "RadioBleakClient",
+    "RadioDetails",
+    "RadioServiceCacheClient",
+    "backend_of",
+    "route_library",
+]
 
 
 @dataclass(frozen=True)
@@ -42,12 +49,33 @@ def radio_device(address: str, name: str | None, details: RadioDetails) -> BLEDe
     return BLEDevice(address, name, details=details)
 
 
+class ProxiedDetails(dict[str, Any]):
+    """``BLEDevice.details`` of a device seen by an ESPHome proxy: the dict the
+    proxy's bleak backend reads (source, address_type), plus that backend."""
+
+    def __init__(self, details: dict[str, Any], backend: type[BaseBleakClient]) -> None:
+        super().__init__(details)
+        self.radio_backend = backend
+
+
+def backend_of(device: object) -> type[BaseBleakClient] | None:
+    """The bleak backend a device's radio needs (None: the host's own)."""
+    if not isinstance(device, BLEDevice):
+        return None
+    details = device.details
+    if isinstance(details, RadioDetails):
+        return details.backend
+    if isinstance(details, ProxiedDetails):
+        return details.radio_backend
+    return None
+
+
 def _with_radio(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     device = args[0] if args else kwargs.get("address_or_ble_device")
-    if kwargs.get("backend") is None and isinstance(device, BLEDevice):
-        details = device.details
-        if isinstance(details, RadioDetails):
-            kwargs["backend"] = details.backend
+    if kwargs.get("backend") is None:
+        backend = backend_of(device)
+        if backend is not None:
+            kwargs["backend"] = backend
     return kwargs
 
 

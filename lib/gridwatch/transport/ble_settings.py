@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["DEVICE_KEY", "BleSettings"]
+__all__ = ["DEVICE_KEY", "BleRadioSettings", "BleSettings", "EsphomeProxy"]
 
 # The one subscription key of a link with a device profile: each poll (or
 # advertisement) delivers the library's whole sample, a dict, on it, and the
@@ -84,3 +84,53 @@ class BleSettings:
             f"BleSettings(address={self.address!r}, device={self.device!r}, key={key}, "
             f"poll_interval_s={self.poll_interval_s:g})"
         )
+
+
+@dataclass(frozen=True)
+class EsphomeProxy:
+    """One ESPHome Bluetooth proxy (its native API).
+
+    Attributes:
+        host: its host name or address.
+        port: its native API port.
+        noise_psk: its API encryption key (base64), if it has one.
+    """
+
+    host: str
+    port: int = 6053
+    noise_psk: str | None = None
+
+    def __repr__(self) -> str:
+        # The key is a secret: never in a log line or a traceback.
+        psk = None if self.noise_psk is None else "***"
+        return f"EsphomeProxy(host={self.host!r}, port={self.port}, noise_psk={psk})"
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class BleRadioSettings:
+    """What the BLE links of a process reach their devices through.
+
+    Attributes:
+        adapter: ``local`` (the host's own Bluetooth, BlueZ) or ``esphome``
+            (ESPHome Bluetooth proxies, for an AppDaemon without a radio).
+        proxies: the proxies (``esphome`` only); the one that hears a device
+            best (RSSI) with a free connection slot is used, another when it
+            drops out.
+        connect_timeout_s: how long the first proxy may take to answer.
+    """
+
+    adapter: str = "local"
+    proxies: tuple[EsphomeProxy, ...] = ()
+    connect_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.adapter not in ("local", "esphome"):
+            raise ValueError("adapter is local or esphome")
+        if self.adapter == "esphome" and not self.proxies:
+            raise ValueError("adapter: esphome needs at least one proxy")
+        if self.adapter == "local" and self.proxies:
+            raise ValueError("proxies are for adapter: esphome")
