@@ -14,6 +14,7 @@ import functools
 import importlib
 import logging
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -164,6 +165,10 @@ def _import_attribute(spec: str) -> Any:
     """
     module_name, _, attribute = spec.partition(":")
     try:
-        return getattr(importlib.import_module(module_name), attribute)
+        with warnings.catch_warnings():
+            # A third-party import hook may warn on a failed import: the
+            # module is still missing, and that is what the user must read.
+            warnings.simplefilter("ignore", ImportWarning)
+            return getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as err:
         raise ValueError(f"cannot load BLE backend {spec!r}: {err}") from err

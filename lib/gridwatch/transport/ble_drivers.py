@@ -16,6 +16,7 @@ import importlib
 import logging
 import struct
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, Protocol
@@ -70,7 +71,11 @@ def require_library(module: str, library: str, python: tuple[int, int], kind: st
         MissingLibraryError: not installed (or not installable on this Python).
     """
     try:
-        return importlib.import_module(module)
+        with warnings.catch_warnings():
+            # A third-party import hook (pygal's, for one) warns on every
+            # failed import; a missing library must still read as missing.
+            warnings.simplefilter("ignore", ImportWarning)
+            return importlib.import_module(module)
     except ImportError as err:
         here = f"{sys.version_info.major}.{sys.version_info.minor}"
         floor = f"{python[0]}.{python[1]}"
