@@ -118,3 +118,54 @@ def test_every_profile_value_has_a_unit_ha_accepts_for_its_class(kind):
         # A total_increasing counter never has a range that allows a drop below 0.
         if value.state_class == "total_increasing" and value.minimum is not None:
             assert value.minimum >= 0
+
+
+def _radio(ble: dict) -> LinkMonitorConfig:
+    return load_config(
+        LinkMonitorSchema,
+        {
+            "ble": ble,
+            "links": [{"name": "b", "ble": {"address": "A4:C1:37:00:00:01", "device": "jbd"}}],
+        },
+        into=LinkMonitorConfig,
+    )
+
+
+def test_esphome_proxies_load_and_reach_every_ble_link():
+    psk = "px7tsbK3C7bpXHr2OevEV2ZMg/FrNBw2+O2pNPbedtA="
+    config = _radio(
+        {
+            "adapter": "esphome",
+            "proxies": [{"host": "192.168.1.40", "noise_psk": psk}, {"host": "p2", "port": 6054}],
+        }
+    )
+    radio = config.links[0].radio
+    assert radio is config.ble
+    assert radio.adapter == "esphome"
+    assert [(p.host, p.port) for p in radio.proxies] == [("192.168.1.40", 6053), ("p2", 6054)]
+    assert psk not in repr(config)  # the API key is a secret
+
+
+@pytest.mark.parametrize(
+    ("ble", "words"),
+    [
+        ({"adapter": "esphome"}, "needs at least one proxy"),
+        (
+            {"adapter": "local", "proxies": [{"host": "p"}]},
+            "proxies are used with adapter: esphome",
+        ),
+        ({"adapter": "bluez"}, "Must be one of"),
+        ({"adapter": "esphome", "proxies": [{"port": 6053}]}, "host"),
+    ],
+)
+def test_bad_radio_config_names_the_key(ble, words):
+    with pytest.raises(ConfigError) as info:
+        _radio(ble)
+    assert "ble" in str(info.value)
+    assert words in str(info.value)
+
+
+def test_no_ble_block_is_the_local_adapter():
+    config = load({"name": "b", "ble": {"address": "A4:C1:37:00:00:01", "device": "jbd"}})
+    assert config.ble.adapter == "local"
+    assert config.links[0].radio.adapter == "local"
