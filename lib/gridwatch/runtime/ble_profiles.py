@@ -22,7 +22,12 @@ from gridwatch.links.profiles import DeviceProfile, profile_for
 from gridwatch.links.profiles.registry import BMS_KINDS
 from gridwatch.transport.ble_advert_link import BleAdvertLink
 from gridwatch.transport.ble_device_link import BleDeviceLink, DriverFactory, Locate
-from gridwatch.transport.ble_drivers import bms_driver, require_library, victron_decoder
+from gridwatch.transport.ble_drivers import (
+    bms_driver,
+    renogy_driver,
+    require_library,
+    victron_decoder,
+)
 from gridwatch.transport.ble_esphome import shared_radio
 from gridwatch.transport.ble_radio import RadioDetails, radio_device
 from gridwatch.transport.ble_scanner import (
@@ -139,6 +144,8 @@ def _driver_factory(profile: DeviceProfile, link: str) -> DriverFactory:
             python=profile.python,
             logger_name=f"gridwatch.link.{link}",
         )
+    if profile.library == "renogy-ble":
+        return functools.partial(renogy_driver, python=profile.python)
     raise ValueError(f"device: {profile.kind} cannot be polled by this build")
 
 

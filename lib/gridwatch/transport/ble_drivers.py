@@ -40,8 +40,10 @@ __all__ = [
     "BmsDriver",
     "DeviceDriver",
     "MissingLibraryError",
+    "RenogyDriver",
     "bms_driver",
     "plain",
+    "renogy_driver",
     "require_library",
     "translate_device_error",
     "victron_decoder",
@@ -256,3 +258,57 @@ def _readings(parsed: Any) -> dict[str, Any]:
         if value is not None:
             result["model" if name == "get_model_name" else name[4:]] = plain(value)
     return result
+
+
+# How long renogy-ble waits for each register block's answer (its default:
+# a BT module answers within a few hundred ms; more is a lost answer).
+RENOGY_REPLY_WAIT_S = 2.0
+
+
+class RenogyDriver:
+    """A Renogy charge controller through renogy-ble (BT-1/BT-2 module).
+
+    renogy-ble connects, reads its registers and disconnects on each read,
+    and reports failures in its result instead of raising: they are raised
+    here, so the link counts them like any other failed poll.
+    """
+
+    def __init__(self, client: Any, device: Any) -> None:
+        self._client = client
+        self._device = device
+
+    async def poll(self) -> dict[str, Any]:
+        result = await self._client.read_device(self._device)
+        if not result.success:
+            error = result.error
+            if isinstance(error, BaseException) and not isinstance(error, RuntimeError):
+                raise error
+            # renogy-ble's "No commands completed successfully": nothing valid came back.
+            raise TimeoutError(str(error or "no register answered"))
+        data = plain(dict(result.parsed_data))
+        assert isinstance(data, dict)
+        return data
+
+    async def close(self) -> None:
+        return None  # no connection is kept between reads
+
+
+async def renogy_driver(
+    device: BLEDevice,
+    advertisement: AdvertisementData | None,
+    *,
+    python: tuple[int, int],
+    device_type: str = "controller",
+) -> RenogyDriver:
+    """A renogy-ble driver for ``device``.
+
+    Raises:
+        MissingLibraryError: renogy-ble is not installed.
+    """
+    require_library("renogy_ble", "renogy-ble", python, "renogy")
+    ble = importlib.import_module("renogy_ble.ble")
+    route_library(ble)
+    rssi = None if advertisement is None else advertisement.rssi
+    target = ble.RenogyBLEDevice(device, advertisement_rssi=rssi, device_type=device_type)
+    client = ble.RenogyBleClient(max_notification_wait_time=RENOGY_REPLY_WAIT_S)
+    return RenogyDriver(client, target)
