@@ -23,6 +23,7 @@ from bleak.backends.scanner import AdvertisementData
 
 from gridwatch.transport.ble_drivers import DeviceDriver, translate_device_error
 from gridwatch.transport.ble_link import translate_bleak_error
+from gridwatch.transport.ble_radio import host_radio_turn
 from gridwatch.transport.ble_settings import DEVICE_KEY, BleSettings
 from gridwatch.transport.errors import ConnectError, TransportError, UnsupportedHostError
 from gridwatch.transport.link import CLOSE_TIMEOUT_S, Link, cancel_and_wait
@@ -64,6 +65,7 @@ class BleDeviceLink(Link):
         self._locate = locate
         self._make_driver = make_driver
         self._driver: DeviceDriver | None = None
+        self._device: BLEDevice | None = None
         self._poller: asyncio.Task[None] | None = None
         self._failed_polls = 0
         self.polls = 0  # answered polls, for tests and figures
@@ -76,6 +78,7 @@ class BleDeviceLink(Link):
     async def _open(self) -> None:
         found = await self._find()
         device, advertisement = found
+        self._device = device
         try:
             self._driver = await self._make_driver(device, advertisement)
         except TransportError:
@@ -123,7 +126,10 @@ class BleDeviceLink(Link):
             raise ConnectError(f"link {self.name}: {what}: no device")
         try:
             async with asyncio.timeout(self.settings.request_timeout_s):
-                sample = await driver.poll()
+                # A poll may connect (renogy-ble connects on every read,
+                # aiobmsble after a loss): one at a time on the host's adapter.
+                async with host_radio_turn(self._device):
+                    sample = await driver.poll()
         except Exception as err:
             error = translate_device_error(err, self.name, what)
             if what == "first read" and not isinstance(error, UnsupportedHostError):

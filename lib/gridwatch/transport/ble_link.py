@@ -32,7 +32,7 @@ from bleak.exc import (
 )
 from bleak_retry_connector import establish_connection
 
-from gridwatch.transport.ble_radio import RadioServiceCacheClient
+from gridwatch.transport.ble_radio import RadioServiceCacheClient, host_radio_turn
 from gridwatch.transport.ble_settings import BleSettings
 from gridwatch.transport.errors import (
     ConnectError,
@@ -108,15 +108,18 @@ class BleLink(Link):
             kwargs["backend"] = self._backend
         try:
             # The caching client, routed to the radio the device was found
-            # through (an ESPHome proxy), else the host's own stack.
-            client = await establish_connection(
-                RadioServiceCacheClient,
-                device,
-                self.name,
-                disconnected_callback=self._on_disconnected,
-                max_attempts=self.settings.connect_attempts,
-                **kwargs,
-            )
+            # through (an ESPHome proxy), else the host's own stack (one
+            # connect at a time there).
+            turn = host_radio_turn(device) if self._backend is None else contextlib.nullcontext()
+            async with turn:
+                client = await establish_connection(
+                    RadioServiceCacheClient,
+                    device,
+                    self.name,
+                    disconnected_callback=self._on_disconnected,
+                    max_attempts=self.settings.connect_attempts,
+                    **kwargs,
+                )
         except _CONNECT_FAILURES as err:
             raise _translate(err, self.name, "connect") from err
         self._gone = asyncio.Event()

@@ -12,6 +12,9 @@ plain bleak would.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -27,6 +30,7 @@ __all__ = [
     "RadioDetails",
     "RadioServiceCacheClient",
     "backend_of",
+    "host_radio_turn",
     "route_library",
 ]
 
@@ -91,6 +95,30 @@ class RadioServiceCacheClient(BleakClientWithServiceCache):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **_with_radio(args, kwargs))
+
+
+# One connect at a time on the host's adapter, per event loop: BlueZ runs one
+# LE connection attempt at a time and answers a second with "InProgress".
+_HOST_TURNS: dict[int, asyncio.Lock] = {}
+
+
+@contextlib.asynccontextmanager
+async def host_radio_turn(device: BLEDevice | None) -> AsyncIterator[None]:
+    """Hold the host adapter while connecting to (or polling) ``device``.
+
+    A device behind another radio (an ESPHome proxy, a simulated backend)
+    does not queue: a proxy has its own connection slots. The caller bounds
+    the wait (its connect or request timeout).
+    """
+    if device is not None and backend_of(device) is not None:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    for key in [k for k, lock in _HOST_TURNS.items() if k != id(loop) and not lock.locked()]:
+        del _HOST_TURNS[key]  # locks of loops gone (tests, an AppDaemon restart)
+    lock = _HOST_TURNS.setdefault(id(loop), asyncio.Lock())
+    async with lock:
+        yield
 
 
 def route_library(module: ModuleType) -> None:
