@@ -15,7 +15,7 @@ import pytest
 
 from gridwatch.config.base import load_config
 from gridwatch.config.energy_tally_schema import EnergyTallyConfig, EnergyTallySchema
-from gridwatch.energy.month_cache import SETTLE_GRACE
+from gridwatch.energy.month_cache import MAX_PAGES_PER_CYCLE, SETTLE_GRACE
 from gridwatch.energy.periods import tally_periods
 from gridwatch.energy.recorder_statistics import (
     COMMAND_TYPE,
@@ -81,7 +81,7 @@ class World:
             parse_statistics(self.respond(c), ids)
             for c in (
                 today_request(ids, periods, request_units=units),
-                month_request(ids, periods, request_units=units),
+                month_request(ids, periods.month_start, periods, request_units=units),
             )
         )
         live = {}
@@ -90,11 +90,11 @@ class World:
             if reading is not None:
                 live[sid] = reading
         return compute_tally(
-            cfg.meters, hourly, daily, live, periods, units_requested=cfg.request_units
+            cfg.meters, hourly, daily, live, periods, zone=BERLIN, units_requested=cfg.request_units
         )
 
     def arm(self, cycles: int = 20) -> None:
-        self.hass.script_websocket(COMMAND_TYPE, *([self.respond] * 3 * cycles))
+        self.hass.script_websocket(COMMAND_TYPE, *([self.respond] * 15 * cycles))
         self.hass.script_websocket("get_config", *([{"time_zone": "Europe/Berlin"}] * 5))
 
     async def runner(self, cfg: EnergyTallyConfig) -> TallyRunner:
@@ -120,13 +120,14 @@ def seed_month(world: World, statistic_id: str, per_hour: float, unit: str = "kW
     world.model.add_hours(statistic_id, MONTH_START, [per_hour] * hours, unit=unit)
 
 
-@pytest.mark.parametrize("count", [1, 10, 500])
-async def test_statistics_requests_per_cycle_do_not_grow_with_meters(count):
+@pytest.mark.parametrize(("count", "month_pages"), [(1, 1), (10, 1), (500, 5)])
+async def test_statistics_requests_per_cycle_do_not_grow_with_meters(count, month_pages):
     world = World()
     world.arm()
-    today_start = datetime(2026, 6, 14, 22, tzinfo=UTC)
+    first = MONTH_START - timedelta(days=3)
+    hours = int((NOW.replace(minute=0) - first) / timedelta(hours=1))
     for i in range(count):
-        world.model.add_hours(f"sensor.m{i}", today_start, [1.0] * 10)
+        world.model.add_hours(f"sensor.m{i}", first, [1.0] * hours)
 
     runner = await world.runner(config(meters_of(count)))
     per_cycle = [len(world.stat_commands())]
@@ -136,17 +137,21 @@ async def test_statistics_requests_per_cycle_do_not_grow_with_meters(count):
     await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
     per_cycle.append(len(world.stat_commands()) - sum(per_cycle))
 
-    # Cold: today + month + the last two complete days re-read hour by hour
-    # (recheck); then today only (the month's complete days are kept); the
-    # refresh event refetches the month (cold again).
-    assert per_cycle == [3, 1, 1, 3]
+    # Cold: today + the month hour by hour, in pages whose answers fit the
+    # budget even if every meter had every hour (~100 meters of 15 days a
+    # page); then today only (the month's complete days are kept); the
+    # refresh event reads the month again.
+    assert per_cycle == [1 + month_pages, 1, 1, 1 + month_pages]
+    assert month_pages <= MAX_PAGES_PER_CYCLE
     periods = [c["period"] for c in world.stat_commands()]
-    assert periods == ["hour", "day", "hour", "hour", "hour", "hour", "day", "hour"]
-    for command in world.stat_commands():
+    assert set(periods) == {"hour"}
+    today = [c for c in world.stat_commands() if c["types"] == ["sum", "state"]]
+    for command in today:
         assert len(command["statistic_ids"]) == count
     # Every meter got its values from those few requests.
     assert world.state(f"sensor.m{count - 1}_energy_today") == "10.000"
-    assert world.state("sensor.energy_tally_import_this_month") == f"{10.0 * count:.3f}"
+    month = 14 * 24 + 10  # 1 kWh an hour since 1 June 00:00 local
+    assert world.state("sensor.energy_tally_import_this_month") == f"{month * count:.3f}"
     await runner.stop()
 
 
@@ -182,7 +187,7 @@ async def test_publishes_meters_totals_health_and_last_update():
     assert attrs["stale"] is False
     assert world.state("sensor.energy_tally_health") == "ok"
     assert world.attrs("sensor.energy_tally_health")["statistics_requests_per_cycle"] == 1
-    assert world.attrs("sensor.energy_tally_health")["statistics_requests_max"] == 3
+    assert world.attrs("sensor.energy_tally_health")["statistics_requests_max"] == 13
     assert datetime.fromisoformat(world.state("sensor.energy_tally_last_update") or "") == NOW
     await runner.stop()
 
@@ -212,8 +217,7 @@ async def test_failures_keep_stale_values_then_error_and_notice_then_resolve(cap
     world.hass.script_websocket(
         COMMAND_TYPE,
         world.respond,
-        world.respond,
-        world.respond,  # start: good (today + month + recheck)
+        world.respond,  # start: good (today + month)
         Fail("unknown_error: database is locked"),
         TimeOut(),
         {"sensor.grid_in": "not rows"},  # answered, but malformed
@@ -326,7 +330,7 @@ async def test_unchanged_values_are_not_rewritten():
 
     await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
 
-    assert len(world.stat_commands()) == 6  # two cold cycles
+    assert len(world.stat_commands()) == 4  # two cold cycles: today + the month
     assert len(world.hass.entity_writes) == writes
     await runner.stop()
 
@@ -338,13 +342,13 @@ async def test_ha_restart_runs_a_cycle_and_stop_cancels_everything():
     runner = await world.runner(config([{"statistic_id": "sensor.a", "name": "A"}], interval_s=60))
 
     await world.hass.simulate_restart()
-    assert len(world.stat_commands()) == 6  # two cold cycles
+    assert len(world.stat_commands()) == 4  # two cold cycles: today + the month
     assert world.state("sensor.a_energy_today") == "10.000"
 
     await runner.stop()
     await world.hass.advance(600)
     await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
-    assert len(world.stat_commands()) == 6
+    assert len(world.stat_commands()) == 4
     assert world.hass.pending_timers == 0
 
 
@@ -386,9 +390,9 @@ async def test_triggers_during_a_running_cycle_coalesce_into_one_more():
     async with asyncio.timeout(2):
         await cycle
 
-    # The running cycle (today + month) + one rerun (today + the recheck of
-    # the last complete days, due once after a cold read).
-    assert len(world.stat_commands()) == 4
+    # The running cycle (today + month) + one rerun (today only: the month
+    # was read this hour).
+    assert len(world.stat_commands()) == 3
     assert world.state("sensor.a_energy_today") == "10.000"
 
 
@@ -404,7 +408,7 @@ async def test_the_appdaemon_app_runs_cycles_and_stops_them():
     await app.terminate()
     await world.hass.advance(900)
 
-    assert len(world.stat_commands()) == 3  # one cold cycle
+    assert len(world.stat_commands()) == 2  # one cold cycle: today + the month
     assert world.hass.pending_timers == 0
 
 
@@ -450,18 +454,20 @@ def seed_rollover(world: World, around: datetime) -> None:
 @pytest.mark.parametrize(
     ("first_cycle", "sent"),
     [
-        # Cycles every 5 minutes from 23:50 local: cold (today + month + the
-        # recheck of the last complete days), today only, then local midnight
-        # (a new day and a new UTC hour: recheck, and the history of the meter
-        # without rows), today only, and once more the recheck at 15 minutes
+        # Cycles every 5 minutes from 23:50 local: cold (today + the month hour
+        # by hour), then today + the probe of the meter without rows (every
+        # cycle), at local midnight (a new day and a new UTC hour) also the
+        # days since the kept ones, and once more the recheck at 15 minutes
         # past midnight (SETTLE_GRACE), when yesterday's last hour is compiled.
-        pytest.param("2026-06-14T21:50", [3, 1, 3, 1, 1, 2, 1, 1], id="ordinary-midnight"),
-        pytest.param("2026-03-28T22:50", [3, 1, 3, 1, 1, 2, 1, 1], id="into-23h-day"),
-        pytest.param("2026-03-29T21:50", [3, 1, 3, 1, 1, 2, 1, 1], id="end-of-23h-day"),
-        pytest.param("2026-10-24T21:50", [3, 1, 3, 1, 1, 2, 1, 1], id="into-25h-day"),
-        pytest.param("2026-10-25T22:50", [3, 1, 3, 1, 1, 2, 1, 1], id="end-of-25h-day"),
-        # A new month is cold; on the 1st there are no complete days to recheck.
-        pytest.param("2026-10-31T22:50", [3, 1, 2, 1, 1, 1, 1, 1], id="month-rollover"),
+        pytest.param("2026-06-14T21:50", [2, 2, 3, 2, 2, 3, 2, 2], id="ordinary-midnight"),
+        pytest.param("2026-03-28T22:50", [2, 2, 3, 2, 2, 3, 2, 2], id="into-23h-day"),
+        pytest.param("2026-03-29T21:50", [2, 2, 3, 2, 2, 3, 2, 2], id="end-of-23h-day"),
+        pytest.param("2026-10-24T21:50", [2, 2, 3, 2, 2, 3, 2, 2], id="into-25h-day"),
+        pytest.param("2026-10-25T22:50", [2, 2, 3, 2, 2, 3, 2, 2], id="end-of-25h-day"),
+        # A new month reads every meter's month (no probe: all just read); on
+        # the 1st the settled recheck reads the opening's lead again (a month
+        # read, so no probe either).
+        pytest.param("2026-10-31T22:50", [2, 2, 2, 2, 2, 2, 2, 2], id="month-rollover"),
     ],
 )
 async def test_month_request_only_when_the_kept_days_do_not_serve(first_cycle, sent):
@@ -487,7 +493,7 @@ async def test_month_request_only_when_the_kept_days_do_not_serve(first_cycle, s
     # Every cycle computed exactly what sending both requests computes.
     assert tallies == expected
     assert world.state("sensor.new_meter_energy_this_month") == "unknown"
-    assert world.attrs("sensor.energy_tally_health")["statistics_requests_last_cycle"] == 1
+    assert world.attrs("sensor.energy_tally_health")["statistics_requests_last_cycle"] == 2
     await runner.stop()
 
 
@@ -502,7 +508,7 @@ async def test_refresh_event_and_ha_start_refetch_the_month():
     # Statistics of an earlier day imported late: the refresh event picks them up.
     world.model.stats["sensor.a"].hours[MONTH_START] = (100.0, 100.0)
     await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
-    assert world.sent_per_cycle(before) == 3
+    assert world.sent_per_cycle(before) == 2  # today + the month
     assert runner.state.last_good == world.uncached(cfg)
 
     # HA started: refetch, and keep refetching while it may still compile
@@ -514,10 +520,10 @@ async def test_refresh_event_and_ha_start_refetch_the_month():
         before = len(world.stat_commands())
         await world.hass.advance(300)
         counts.append(world.sent_per_cycle(before))
-    # Cold at the start (with the recheck), and the recheck once more when
+    # The month at the start, and the recheck of the last complete days once
     # SETTLE_GRACE has passed since the start.
     assert timedelta(minutes=15) == SETTLE_GRACE
-    assert counts == [3, 1, 1, 2, 1, 1]
+    assert counts == [2, 1, 1, 2, 1, 1]
     await runner.stop()
 
 
@@ -530,8 +536,7 @@ async def test_failed_month_request_leaves_the_cache_cold():
         Fail("unknown_error: database is locked"),  # month of the first cycle
         world.respond,
         world.respond,  # next cycle: both again
-        world.respond,  # then today and the recheck of the last complete days
-        world.respond,
+        world.respond,  # then today only (same hour)
     )
     runner = await world.runner(config([{"statistic_id": "sensor.a", "name": "A"}]))
     assert world.state("sensor.energy_tally_health") == "stale"
@@ -541,8 +546,10 @@ async def test_failed_month_request_leaves_the_cache_cold():
     assert world.state("sensor.a_energy_this_month") == "346.000"
     await world.hass.advance(300)
 
-    periods = [c["period"] for c in world.stat_commands()]
-    assert periods == ["hour", "day", "hour", "day", "hour", "hour"]
+    months = [c for c in world.stat_commands() if c["types"] == ["sum"]]
+    assert len(world.stat_commands()) == 5
+    # The month failed, so it was asked again, not taken as read.
+    assert [c["start_time"] for c in months] == ["2026-05-29T22:00:00+00:00"] * 2
     assert world.state("sensor.energy_tally_health") == "ok"
     await runner.stop()
 
@@ -700,9 +707,12 @@ async def test_history_imported_after_the_first_cycle_reaches_the_month():
     world.model.add_hours(
         "sensor.new", MONTH_START - timedelta(hours=1), [0.0] + [2.0] * (24 * 14) + [1.0] * 10
     )
-    await world.hass.advance(3600)
+    await world.hass.advance(300)
 
+    # The next cycle's probe sees days before the first row read, and the
+    # same cycle reads the meter's month.
     assert world.state("sensor.new_energy_this_month") == f"{2.0 * 24 * 14 + 10:.3f}"
+    assert world.attrs("sensor.new_energy_this_month")["stale"] is False
     await runner.stop()
 
 
@@ -719,15 +729,13 @@ async def test_a_meter_new_this_month_counts_its_first_day_within_the_hour():
         [{"statistic_id": "sensor.a", "name": "A"}, {"statistic_id": "sensor.new", "name": "New"}]
     )
     runner = await world.runner(cfg)
-    cold = float(world.state("sensor.new_energy_this_month") or "nan")
-
-    await world.hass.advance(3600)
-
-    # Every hour after its first one, 5 June included.
+    # Every hour after its first one, 5 June included, from the cold read on
+    # (it reads hours, not day rows), and so after the next full reads.
     assert world.state("sensor.new_energy_this_month") == f"{2.0 * hours:.3f}"
-    assert cold < 2.0 * hours  # the cold read alone missed 5 June
-    first_day = [c for c in world.stat_commands() if c["statistic_ids"] == ["sensor.new"]]
-    assert [c["period"] for c in first_day] == ["hour"]
+    for _ in range(3):
+        await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
+        await world.hass.advance(1200)
+        assert world.state("sensor.new_energy_this_month") == f"{2.0 * hours:.3f}"
     await runner.stop()
 
 

@@ -12,7 +12,9 @@ epoch milliseconds; a statistic without rows in the window is absent. Units: val
 each statistic's unit and converted to kWh when the command asks for it.
 
 ``compiled_until`` hides the hours that end after it, as the recorder has not
-compiled them yet (HA compiles an hour just after it ends).
+compiled them yet (HA compiles an hour just after it ends), and the rows that
+arrive later than that (``arrives``: a utility's import, history imported
+after the tally started).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ class Statistic:
     unit: str = "kWh"
     # hour start (UTC) -> (sum, state) in ``unit``; None: the row has none
     hours: dict[datetime, tuple[float | None, float | None]] = field(default_factory=dict)
+    # hour start (UTC) -> when the row reaches the database (default: as the
+    # hour ends)
+    arrives: dict[datetime, datetime] = field(default_factory=dict)
 
 
 class RecorderModel:
@@ -114,7 +119,10 @@ class RecorderModel:
             scale = _TO_KWH[stat.unit] if wants_kwh else 1.0
             starts = sorted(stat.hours)
             if self.compiled_until is not None:
-                starts = [s for s in starts if s + HOUR <= self.compiled_until]
+                until = self.compiled_until
+                starts = [
+                    s for s in starts if s + HOUR <= until and stat.arrives.get(s, s) <= until
+                ]
             lo, hi = bisect_left(starts, start), bisect_left(starts, end)
             before = stat.hours[starts[lo - 1]][0] if lo else None
             # HA: prev_sums.get(statistic_id) or 0 -- an empty sum is taken as 0.

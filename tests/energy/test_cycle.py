@@ -14,7 +14,8 @@ from gridwatch.energy.recorder_statistics import StatRow
 from gridwatch.energy.tally import Meter, Tally, compute_tally
 
 NOW = datetime(2026, 6, 15, 10, 0, tzinfo=UTC)
-PERIODS = tally_periods(NOW, ZoneInfo("Europe/Berlin"))
+PERIODS_ZONE = ZoneInfo("Europe/Berlin")
+PERIODS = tally_periods(NOW, PERIODS_ZONE)
 METER = Meter("sensor.a", "A", "a")
 
 
@@ -29,7 +30,7 @@ def tally(*changes: float) -> Tally:
         StatRow(start + timedelta(hours=h), start + timedelta(hours=h + 1), s)
         for h, s in enumerate(sums)
     )
-    return compute_tally([METER], {"sensor.a": rows}, {}, {}, PERIODS)
+    return compute_tally([METER], {"sensor.a": rows}, {}, {}, PERIODS, zone=PERIODS_ZONE)
 
 
 def fail(state: CycleState, times: int, threshold: int = 3):

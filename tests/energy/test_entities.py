@@ -43,7 +43,7 @@ def build(stale: bool = False):
             StatRow(PERIODS.today_start, PERIODS.today_start.replace(hour=23), 101.23456),
         )
     }
-    tally = compute_tally(meters, rows, {}, {}, PERIODS)
+    tally = compute_tally(meters, rows, {}, {}, PERIODS, zone=BERLIN)
     return {u.entity_id: u for u in tally_entities(tally, "energy_tally", BERLIN, stale=stale)}
 
 

@@ -1,9 +1,10 @@
-"""The month's kept days and when they are asked for again (lib/gridwatch/energy/month_cache.py).
+"""The month's kept days and when they are read again (lib/gridwatch/energy/month_cache.py).
 
-What a cycle sends besides ``today`` (cold month, hourly recheck, history of
-meters without sums) across hours, local days, months (DST days included),
-a changed meter set, forced refetches and the settle time after midnight;
-and what the kept days hold after day rows and after a recheck.
+What a cycle sends besides ``today`` (a meter's whole month, the days since
+the last read, the hourly recheck, the probe of meters without history)
+across hours, local days, months (DST days included), a changed meter set,
+forced refetches and the settle time after midnight; how the pages are cut
+under the answer budget; and what a probe finds.
 """
 
 from __future__ import annotations
@@ -14,68 +15,79 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gridwatch.energy.month_cache import (
+    HISTORY_CHANGED,
+    MAX_PAGES_PER_CYCLE,
+    READ_PENDING,
     SETTLE_GRACE,
     MonthLedger,
-    month_from_days,
-    recheck_month,
+    MonthPlan,
+    PageKind,
     settled_at,
 )
-from gridwatch.energy.periods import day_start, day_starts_between, tally_periods
+from gridwatch.energy.periods import tally_periods
 from gridwatch.energy.recorder_statistics import (
+    ANSWER_BUDGET_BYTES,
+    BYTES_PER_ROW,
     month_request,
     parse_statistics,
-    recheck_request,
+    probe_request,
+    rows_per_meter,
 )
 from tests.energy.recorder_model import RecorderModel
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOUR = timedelta(hours=1)
 IDS = ("sensor.a", "sensor.b")
-SCALES = dict.fromkeys(IDS, 1.0)
 
 
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def cold(now: datetime, zone: ZoneInfo = BERLIN) -> MonthLedger:
-    """A ledger after a cold cycle at ``now`` (no rows at all)."""
-    ledger = MonthLedger(zone)
-    assert step(ledger, now).month
-    return ledger
-
-
-def step(ledger: MonthLedger, now: datetime, ids=IDS):
-    """Plan a cycle at ``now`` and store empty answers for what it asks."""
+def step(ledger: MonthLedger, now: datetime, ids=IDS, model: RecorderModel | None = None):
+    """Plan a cycle at ``now`` and store the model's answers (empty without one)."""
     periods = tally_periods(now, ledger.zone)
     plan = ledger.plan(periods, ids)
-    if plan.month:
-        ledger.store_month({}, periods, dict.fromkeys(ids, 1.0))
-    if plan.recheck_from is not None:
-        ledger.store_recheck({}, plan.recheck_from, periods, dict.fromkeys(ids, 1.0))
-    if plan.history:
-        ledger.store_month({}, periods, dict.fromkeys(ids, 1.0), only=plan.history)
+    scales = dict.fromkeys(ids, 1.0)
+    for page in plan.pages:
+        if page.kind is PageKind.PROBE:
+            command = probe_request(page.ids, periods)
+            answer = parse_statistics(model.answer(command)) if model else {}
+            ledger.store_probe(page, answer)
+        else:
+            command = month_request(page.ids, page.window_start, periods)
+            answer = parse_statistics(model.answer(command)) if model else {}
+            ledger.store(page, answer, periods, scales)
     return plan
 
 
-def test_cold_rechecks_at_once_then_nothing_until_the_next_hour():
+def kinds(plan: MonthPlan) -> list[tuple[PageKind, datetime]]:
+    return [(p.kind, p.window_start) for p in plan.pages]
+
+
+def seeded(*ids: str) -> RecorderModel:
+    model = RecorderModel(BERLIN)
+    for sid in ids:
+        model.add_hours(sid, utc("2026-02-01T00:00"), [1.0] * (24 * 300))
+    return model
+
+
+MAY_31 = utc("2026-05-31T22:00")  # 1 June 00:00 local
+
+
+def test_the_first_cycle_reads_the_month_then_nothing_until_the_next_hour_then_the_recheck():
+    model = seeded(*IDS)
     ledger = MonthLedger(BERLIN)
 
-    first = step(ledger, utc("2026-06-15T08:05"))
-    second = step(ledger, utc("2026-06-15T08:55"))
-    next_hour = step(ledger, utc("2026-06-15T09:00"))
+    first = step(ledger, utc("2026-06-15T08:05"), model=model)
+    second = step(ledger, utc("2026-06-15T08:55"), model=model)
+    next_hour = step(ledger, utc("2026-06-15T09:00"), model=model)
 
-    # The month's day rows, and the last two complete local days (13 and 14
-    # June) hour by hour in the same cycle.
-    assert first.month
-    assert first.recheck_from == utc("2026-06-12T22:00")
-    assert first.history == ()
-    assert second.extra_requests == 0
-    assert next_hour.recheck_from == utc("2026-06-12T22:00")
-    assert not next_hour.month
-    # No meter has a sum before the month: its history is asked for again,
-    # once an hour.
-    assert next_hour.history == IDS
+    assert kinds(first) == [(PageKind.MONTH, MAY_31)]
+    assert first.pages[0].ids == IDS
+    assert second.pages == ()
+    # The last two complete local days (13 and 14 June) hour by hour.
+    assert kinds(next_hour) == [(PageKind.DAYS, utc("2026-06-12T22:00"))]
 
 
 @pytest.mark.parametrize(
@@ -87,59 +99,84 @@ def test_cold_rechecks_at_once_then_nothing_until_the_next_hour():
         pytest.param("2026-03-29T22:05", "2026-03-27T23:00", id="after-23h-day"),
     ],
 )
-def test_a_new_local_day_rechecks_the_days_before_it(now, window):
+def test_a_new_local_day_reads_the_days_before_it(now, window):
     moment = utc(now)
-    ledger = cold(moment - timedelta(hours=2))
-    step(ledger, moment - timedelta(hours=1, minutes=30))
+    model = seeded(*IDS)
+    ledger = MonthLedger(BERLIN)
+    step(ledger, moment - 2 * HOUR, model=model)
+    step(ledger, moment - timedelta(hours=1, minutes=30), model=model)
 
-    plan = step(ledger, moment)
+    plan = step(ledger, moment, model=model)
 
-    assert not plan.month
-    assert plan.recheck_from == utc(window)
+    assert kinds(plan) == [(PageKind.DAYS, utc(window))]
 
 
-def test_on_the_first_of_the_month_there_is_nothing_to_recheck():
-    ledger = cold(utc("2026-05-31T22:20"))
-    plan = step(ledger, utc("2026-05-31T23:20"))
-    assert plan.recheck_from is None
+def test_while_the_recheck_reaches_the_month_start_it_reads_the_opening_again():
+    # On the 1st and 2nd a late row before the month would change the opening.
+    model = seeded(*IDS)
+    ledger = MonthLedger(BERLIN)
+    step(ledger, utc("2026-05-31T22:20"), model=model)
+    assert kinds(step(ledger, utc("2026-05-31T23:20"), model=model)) == [(PageKind.MONTH, MAY_31)]
+    step(ledger, utc("2026-06-02T23:20"), model=model)
+    assert kinds(step(ledger, utc("2026-06-03T00:20"), model=model)) == [(PageKind.MONTH, MAY_31)]
+    # From the 4th the window (2 and 3 June) no longer reaches it.
+    step(ledger, utc("2026-06-03T22:20"), model=model)
+    assert kinds(step(ledger, utc("2026-06-03T23:20"), model=model)) == [
+        (PageKind.DAYS, utc("2026-06-01T22:00"))
+    ]
 
 
 @pytest.mark.parametrize(
-    ("later", "ids"),
+    ("later", "ids", "expected"),
     [
-        pytest.param("2026-07-01T08:00", IDS, id="new-month"),
-        pytest.param("2026-06-15T08:10", ("sensor.a",), id="meter-removed"),
-        pytest.param("2026-06-15T08:10", (*IDS, "sensor.c"), id="meter-added"),
-        # Three days later: the days between would be missing.
-        pytest.param("2026-06-18T08:00", IDS, id="suspended-for-days"),
+        pytest.param("2026-07-01T08:00", IDS, IDS, id="new-month"),
+        pytest.param("2026-06-15T08:10", ("sensor.a",), (), id="meter-removed"),
+        # Only the new meter's month is read; the others' kept days serve.
+        pytest.param("2026-06-15T08:10", (*IDS, "sensor.c"), ("sensor.c",), id="meter-added"),
     ],
 )
-def test_cold_again(later, ids):
-    ledger = cold(utc("2026-06-15T08:05"))
-    assert step(ledger, utc(later), ids).month
+def test_only_meters_without_kept_days_are_read_in_full(later, ids, expected):
+    model = seeded("sensor.a", "sensor.b", "sensor.c")
+    ledger = MonthLedger(BERLIN)
+    step(ledger, utc("2026-06-15T08:05"), model=model)
+
+    plan = step(ledger, utc(later), ids, model=model)
+
+    full = [s for p in plan.pages if p.kind is PageKind.MONTH for s in p.ids]
+    assert tuple(full) == expected
 
 
-def test_refresh_is_cold_and_ha_start_rechecks_again_once_settled():
-    ledger = cold(utc("2026-06-15T08:05"))
-    step(ledger, utc("2026-06-15T08:10"))
+def test_days_missed_while_suspended_are_read_from_where_the_kept_days_end():
+    model = seeded(*IDS)
+    ledger = MonthLedger(BERLIN)
+    step(ledger, utc("2026-06-15T08:05"), model=model)
+    plan = step(ledger, utc("2026-06-18T08:00"), model=model)
+    assert kinds(plan) == [(PageKind.DAYS, utc("2026-06-14T22:00"))]
+
+
+def test_refresh_reads_every_month_again_and_ha_start_rechecks_once_settled():
+    model = seeded(*IDS)
+    ledger = MonthLedger(BERLIN)
+    step(ledger, utc("2026-06-15T08:05"), model=model)
     started = utc("2026-06-15T08:20")
     ledger.refetch(settle_from=started)
 
-    refreshed = step(ledger, utc("2026-06-15T08:21"))
-    assert refreshed.month
-    assert refreshed.recheck_from is not None
-    assert step(ledger, utc("2026-06-15T08:30")).recheck_from is None
+    refreshed = step(ledger, utc("2026-06-15T08:21"), model=model)
+    assert kinds(refreshed) == [(PageKind.MONTH, MAY_31)]
+    assert step(ledger, utc("2026-06-15T08:30"), model=model).pages == ()
     # The recorder may still compile hours it missed while HA was down.
-    assert step(ledger, started + SETTLE_GRACE).recheck_from is not None
-    assert step(ledger, started + SETTLE_GRACE + timedelta(minutes=5)).recheck_from is None
+    assert step(ledger, started + SETTLE_GRACE, model=model).pages != ()
+    assert step(ledger, started + SETTLE_GRACE + timedelta(minutes=5), model=model).pages == ()
 
 
 def test_a_recheck_before_yesterday_settled_is_repeated_once_it_has():
-    ledger = cold(utc("2026-06-15T21:00"))
-    step(ledger, utc("2026-06-15T21:30"))
-    assert step(ledger, utc("2026-06-15T22:02")).recheck_from is not None  # midnight
-    assert step(ledger, utc("2026-06-15T22:10")).recheck_from is None
-    assert step(ledger, utc("2026-06-15T22:16")).recheck_from is not None  # settled
+    model = seeded(*IDS)
+    ledger = MonthLedger(BERLIN)
+    step(ledger, utc("2026-06-15T21:00"), model=model)
+    step(ledger, utc("2026-06-15T21:30"), model=model)
+    assert step(ledger, utc("2026-06-15T22:02"), model=model).pages != ()  # midnight
+    assert step(ledger, utc("2026-06-15T22:10"), model=model).pages == ()
+    assert step(ledger, utc("2026-06-15T22:16"), model=model).pages != ()  # settled
 
 
 @pytest.mark.parametrize(
@@ -160,60 +197,51 @@ def test_settled_after_the_last_hour_of_yesterday_is_compiled(zone, now, settled
     assert settled_at(periods) == utc(settled)
 
 
-# --- what the kept days hold --------------------------------------------------
+# --- pages --------------------------------------------------------------------
 
 
-def month_of(model: RecorderModel, now: datetime, sid: str = "sensor.a"):
-    periods = tally_periods(now, model.zone)
-    answer = parse_statistics(model.answer(month_request([sid], periods)))
-    return month_from_days(sid, answer.get(sid, ()), periods)
-
-
-def test_an_empty_last_row_of_a_day_is_bridged_not_dropped():
-    model = RecorderModel(BERLIN)
-    model.add_hours("sensor.a", utc("2026-06-09T22:00"), [1.0] * 24 * 3)
-    model.blank("sensor.a", utc("2026-06-11T21:00"))  # 11 June's last hour
-
-    kept = month_of(model, utc("2026-06-13T08:00"))
-
-    # 10 and 11 June, 48 kWh: the 11th has no day-end sum; the 12th bridges it.
-    assert kept.kwh == pytest.approx(72.0 - 1.0 + 1.0)
-    assert kept.days[day_start(datetime(2026, 6, 11).date(), BERLIN)].kwh == 0.0
-
-
-def test_an_empty_sum_before_the_month_is_never_a_change_against_zero():
-    model = RecorderModel(BERLIN)
-    model.add_hours("sensor.a", utc("2026-05-27T22:00"), [10.0] * 24 * 6)  # a big lifetime
-    for hour in range(24 * 2):  # the two days before the month have no sums
-        model.blank("sensor.a", utc("2026-05-29T22:00") + hour * HOUR)
-
-    kept = month_of(model, utc("2026-06-03T08:00"))
-
-    # HA's change would publish the lifetime (1200+ kWh) for 1 June. With no
-    # sum in the days asked for before the month, 1 June's sum is only the
-    # baseline: its energy is unknown, never the lifetime.
-    assert kept.opening is None
-    assert kept.kwh == pytest.approx(240.0)
-
-
-def test_a_recheck_reckons_a_day_hour_by_hour_and_keeps_its_reset():
-    model = RecorderModel(BERLIN)
-    model.add_hours("sensor.a", utc("2026-06-12T22:00"), [2.0] * 10 + [-15.0] + [2.0] * 13)
-    now = utc("2026-06-14T08:00")
+@pytest.mark.parametrize("meters", [10, 500, 2000, 8000])
+def test_pages_stay_under_the_budget_and_a_cycle_sends_at_most_the_cap(meters):
+    ids = tuple(f"sensor.m{i:05d}" for i in range(meters))
+    ledger = MonthLedger(BERLIN, recheck_days=4)
+    now = utc("2026-06-30T08:05")
     periods = tally_periods(now, BERLIN)
-    kept = month_of(model, now)
-    assert kept.kwh == pytest.approx(48.0 - 2.0 - 15.0)  # the day row nets the drop
 
-    window = utc("2026-06-12T22:00")
-    answer = parse_statistics(model.answer(recheck_request(["sensor.a"], window, periods)))
-    rechecked = recheck_month(
-        kept,
-        "sensor.a",
-        answer["sensor.a"],
-        day_starts_between(window, periods.today_start, BERLIN),
-        periods.today_start,
-    )
+    plan = ledger.plan(periods, ids)
 
-    assert rechecked.kwh == pytest.approx(46.0)  # the drop is not subtracted
-    (reset,) = rechecked.resets
-    assert reset.change_kwh == pytest.approx(-15.0)
+    assert 1 <= len(plan.pages) <= MAX_PAGES_PER_CYCLE
+    rows_each = rows_per_meter(periods.month_start - 48 * HOUR, periods.today_start)
+    for page in plan.pages:
+        # Every meter with every hour of the month, at the measured row size.
+        assert (rows_each + 1) * BYTES_PER_ROW[("sum",)] * len(page.ids) <= ANSWER_BUDGET_BYTES
+    read = {s for p in plan.pages for s in p.ids}
+    # What the cap leaves for the next cycle is marked, with the reason.
+    assert set(plan.waiting) == set(ids) - read
+    assert set(plan.waiting.values()) <= {READ_PENDING}
+
+
+def test_a_probe_finds_history_imported_after_the_read_and_not_a_meter_new_this_month():
+    model = RecorderModel(BERLIN)
+    # sensor.a: rows from 10 June only; sensor.b: new on 10 June, no history.
+    model.add_hours("sensor.a", utc("2026-06-10T06:00"), [1.0] * 100)
+    model.add_hours("sensor.b", utc("2026-06-10T06:00"), [1.0] * 100)
+    ledger = MonthLedger(BERLIN)
+    step(ledger, utc("2026-06-15T08:05"), model=model)
+
+    quiet = step(ledger, utc("2026-06-15T08:10"), model=model)
+    assert kinds(quiet) == [(PageKind.PROBE, MAY_31)]
+    assert quiet.waiting == {}
+    # sensor.a's history since May arrives (an import).
+    model.add_hours("sensor.a", utc("2026-05-25T00:00"), [1.0] * (24 * 16), start_sum=-500)
+    periods = tally_periods(utc("2026-06-15T08:15"), BERLIN)
+    plan = ledger.plan(periods, IDS)
+    (page,) = plan.pages
+    found = ledger.store_probe(page, parse_statistics(model.answer(probe_request(IDS, periods))))
+
+    assert found == ("sensor.a",)
+    assert ledger.is_due_again("sensor.a")
+    # Read in full next; a cycle with no page left for it marks it, with the reason.
+    again = ledger.plan(periods, IDS)
+    assert (again.pages[0].kind, again.pages[0].ids) == (PageKind.MONTH, ("sensor.a",))
+    ledger.max_pages = 0
+    assert ledger.plan(periods, IDS).waiting == {"sensor.a": HISTORY_CHANGED}

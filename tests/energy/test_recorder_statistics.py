@@ -9,11 +9,15 @@ import pytest
 
 from gridwatch.energy.periods import tally_periods
 from gridwatch.energy.recorder_statistics import (
+    ANSWER_BUDGET_BYTES,
+    BYTES_PER_ROW,
     COMMAND_TYPE,
     StatisticsFormatError,
     month_request,
     parse_statistics,
+    probe_request,
     recheck_request,
+    split_for_answer,
     today_request,
 )
 
@@ -35,8 +39,9 @@ def test_each_command_names_every_meter_whatever_the_count(meters):
 
     commands = [
         today_request(ids, PERIODS),
-        month_request(ids, PERIODS),
+        month_request(ids, PERIODS.month_start, PERIODS),
         recheck_request(ids, window, PERIODS),
+        probe_request(ids, PERIODS),
     ]
 
     for command in commands:
@@ -57,15 +62,41 @@ def test_today_command_asks_hourly_sums_from_the_hour_before_local_midnight():
     assert today["units"] == {"energy": "kWh"}
 
 
-def test_month_command_asks_daily_sums_from_two_days_before_the_month_to_midnight():
-    month = month_request(["sensor.a"], PERIODS)
+def test_month_command_asks_hourly_sums_from_48_hours_before_the_month_to_midnight():
+    month = month_request(["sensor.a"], PERIODS.month_start, PERIODS)
 
-    assert month["period"] == "day"
-    assert month["types"] == ["sum"]
-    # HA aligns the start to its local midnight: 30 May 00:00 local.
-    start = datetime.fromisoformat(month["start_time"]).astimezone(BERLIN)
-    assert start.date() == datetime(2026, 5, 30).date()
+    # Hourly: a day row cannot tell a reset inside the day from use.
+    assert (month["period"], month["types"]) == ("hour", ["sum"])
+    # 1 June 00:00 local is 31 May 22:00 UTC; the opening is looked for 48 h back.
+    assert datetime.fromisoformat(month["start_time"]) == datetime(2026, 5, 29, 22, tzinfo=UTC)
     assert datetime.fromisoformat(month["end_time"]) == PERIODS.today_start
+
+
+def test_probe_command_asks_day_rows_from_the_opening_lead_to_midnight():
+    probe = probe_request(["sensor.a"], PERIODS)
+
+    assert (probe["period"], probe["types"]) == ("day", ["sum"])
+    # HA aligns the start to its local midnight: 30 May 00:00 local.
+    start = datetime.fromisoformat(probe["start_time"]).astimezone(BERLIN)
+    assert start.date() == datetime(2026, 5, 30).date()
+    assert datetime.fromisoformat(probe["end_time"]) == PERIODS.today_start
+
+
+@pytest.mark.parametrize("meters", [1, 499, 500, 2000, 5000])
+@pytest.mark.parametrize("days", [1, 4, 31])
+def test_pages_keep_every_answer_under_the_budget_and_name_each_meter_once(meters, days):
+    ids = [f"sensor.meter_{i:05d}" for i in range(meters)]
+    rows_each = days * 25 + 48
+
+    groups = split_for_answer(ids, rows_each)
+
+    assert sorted(s for g in groups for s in g) == ids
+    # The worst answer: every meter with every row, at the measured size of a
+    # row (bench/bench_energy.py), under AppDaemon's 4 MiB message cap.
+    widest = max(len(g) for g in groups) * (rows_each + 1) * BYTES_PER_ROW[("sum",)]
+    assert widest <= ANSWER_BUDGET_BYTES < 4 * 1024 * 1024
+    # As few requests as the budget allows.
+    assert len(groups) == -(-meters // (ANSWER_BUDGET_BYTES // ((rows_each + 1) * 80)))
 
 
 def test_recheck_command_asks_hourly_sums_of_the_window_and_the_hour_before():
@@ -82,7 +113,9 @@ def test_duplicate_ids_are_merged_and_units_can_be_left_out():
 
     assert today["statistic_ids"] == ["sensor.a", "sensor.b"]
     assert "units" not in today
-    assert "units" not in month_request(["sensor.a"], PERIODS, request_units=False)
+    assert "units" not in month_request(
+        ["sensor.a"], PERIODS.month_start, PERIODS, request_units=False
+    )
 
 
 def test_no_meters_is_refused():

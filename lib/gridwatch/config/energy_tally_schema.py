@@ -33,7 +33,11 @@ from gridwatch.config.base import (
     event_type_field,
 )
 from gridwatch.energy.month_cache import DEFAULT_RECHECK_DAYS
-from gridwatch.energy.settings import DEFAULT_REFRESH_EVENT, EnergyTallyConfig
+from gridwatch.energy.settings import (
+    DEFAULT_REFRESH_EVENT,
+    DEFAULT_RESET_TOLERANCE_KWH,
+    EnergyTallyConfig,
+)
 from gridwatch.energy.tally import Meter, Role
 from gridwatch.energy.units import EnergyUnit
 from gridwatch.hass.states import slugify
@@ -140,14 +144,22 @@ class EnergyTallySchema(ConfigSchema):
     )
     recheck_days = DecimalInteger(
         load_default=DEFAULT_RECHECK_DAYS,
-        # Hourly rows of N days for every meter travel in one websocket
-        # message (~60 bytes a row): 4 days of 500 meters is ~2.9 MB, under
-        # AppDaemon's 4 MiB ws_max_msg_size.
+        # Each recheck re-reads N days x 24 hourly rows of every meter (split
+        # into requests under AppDaemon's 4 MiB message cap); 4 days is
+        # beyond any import delay seen and bounds the hourly cost.
         validate=validate.Range(min=1, max=4),
         metadata={
             "example": 2,
             "description": "complete days re-read hour by hour once an hour (late statistics)",
         },
+    )
+
+    reset_tolerance_kwh = bounded_float(
+        DEFAULT_RESET_TOLERANCE_KWH,
+        0,
+        1,
+        example=0.001,
+        description="a sum stepping back by up to this many kWh is rounding, not a meter reset",
     )
 
     @validates_schema

@@ -29,7 +29,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gridwatch.energy.cycle import CycleState
-from gridwatch.energy.recorder_statistics import MAX_REQUESTS_PER_CYCLE, REQUESTS_PER_CYCLE
+from gridwatch.energy.month_cache import MAX_PAGES_PER_CYCLE
+from gridwatch.energy.recorder_statistics import REQUESTS_PER_CYCLE
 from gridwatch.energy.tally import Meter, Role, RoleTotal, Tally
 from gridwatch.hass.entity_update import EntityUpdate
 from gridwatch.hass.ports import EntityState
@@ -81,8 +82,13 @@ def _role_updates(
 ) -> list[EntityUpdate]:
     today_id, month_id = role_entity_ids(app_slug, total.role)
     label = total.role.value.replace("_", " ")
+    members = [m for m in tally.meters if m.meter.role is total.role]
+    waiting = [m.meter.name for m in members if m.stale_reason]
+    stale = stale or bool(waiting)
     extra = {
-        "meters": [m.meter.name for m in tally.meters if m.meter.role is total.role],
+        # Members whose month is not up to date (their stale_reason says why).
+        "stale_meters": waiting,
+        "meters": [m.meter.name for m in members],
         "missing_meters": list(total.missing),
         # Changes every successful cycle, so HA's last_updated of a total
         # shows its age (the export guard reads the export total and checks
@@ -123,15 +129,18 @@ def tally_entities(
     for result in tally.meters:
         meter = result.meter
         today_id, month_id = meter_entity_ids(meter)
+        meter_stale = stale or result.stale_reason is not None
         common = {
             "statistic_id": meter.statistic_id,
             "role": meter.role.value if meter.role else None,
             "resets": len(result.resets),
             # Why the value is unknown though the recorder has rows (no sum).
             "problem": result.problem,
+            # Why the month is not up to date yet (it is read on the next cycle).
+            "stale_reason": result.stale_reason,
         }
         today_attrs = _energy_attributes(
-            f"{meter.name} energy today", tally.periods.today_start, zone, stale
+            f"{meter.name} energy today", tally.periods.today_start, zone, meter_stale
         )
         today_attrs |= common
         # Which part of today is the live partial hour, for the curious.
@@ -139,7 +148,7 @@ def tally_entities(
             None if result.partial_hour_kwh is None else round(result.partial_hour_kwh, 3)
         )
         month_attrs = _energy_attributes(
-            f"{meter.name} energy this month", tally.periods.month_start, zone, stale
+            f"{meter.name} energy this month", tally.periods.month_start, zone, meter_stale
         )
         month_attrs |= common
         updates.append(EntityUpdate(today_id, _kwh(result.today_kwh), today_attrs))
@@ -182,7 +191,7 @@ def status_entities(
         "meters": meters,
         # The design's promise, shown where a user can check it.
         "statistics_requests_per_cycle": REQUESTS_PER_CYCLE,
-        "statistics_requests_max": MAX_REQUESTS_PER_CYCLE,
+        "statistics_requests_max": REQUESTS_PER_CYCLE + MAX_PAGES_PER_CYCLE,
         "statistics_requests_last_cycle": requests_sent,
         "cycle_ms": round(cycle_ms, 1),
     }

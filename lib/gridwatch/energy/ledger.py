@@ -11,7 +11,10 @@ The rules, applied to a meter's rows in time order:
 * The first sum with no earlier sum to compare it with (none in the window or
   in the kept days) is only a baseline: it counts nothing. Such a meter's
   first row is "unanchored".
-* A sum that drops is a meter reset or replacement the recorder did not
+* A sum that steps back by no more than a tolerance (a rounding of the
+  meter or of an import, e.g. 0.4 Wh) is neither a reset nor counted: the
+  next rows count from the higher sum, so the step back and forth nets to 0.
+* A sum that drops further is a meter reset or replacement the recorder did not
   absorb: it is reported as a :class:`Reset` and never subtracted, whether the
   day is still running or complete. The next rows count from the lower sum.
 
@@ -93,6 +96,7 @@ def walk_sums(
     baseline: SumPoint | None,
     statistic_id: str,
     scale: float = 1.0,
+    tolerance_kwh: float = 0.0,
 ) -> Walk:
     """Apply the rules to rows in time order.
 
@@ -101,6 +105,7 @@ def walk_sums(
         baseline: the last sum before the first row, or ``None`` if unknown.
         statistic_id: the meter (named in resets).
         scale: factor from the rows' unit to kWh.
+        tolerance_kwh: backward steps up to this are rounding, not a reset.
 
     Returns:
         The :class:`Walk`.
@@ -120,6 +125,10 @@ def walk_sums(
             unanchored = True  # a baseline only
         else:
             change = value - last.kwh
+            if -tolerance_kwh <= change < 0:
+                # A rounding: counting goes on from the higher sum, as of now.
+                last = SumPoint(row.end, last.kwh)
+                continue
             if change < 0:
                 resets.append(Reset(statistic_id, row.start, change))
             else:

@@ -1,29 +1,44 @@
-"""The month's complete days, kept between cycles and re-checked at a bounded cost.
+"""The month's complete days, read hour by hour, kept between cycles.
 
-The ``month`` query (day rows from the local month start) is nearly all of a
-cold cycle's cost, so its result is kept per meter and day
-(:class:`MeterMonth`). What keeps it right (:class:`MonthLedger`):
+ONE rule, wherever a figure comes from: every complete day of the month is
+reckoned from the recorder's HOURLY rows with the rules of
+:mod:`gridwatch.energy.ledger`, carried from the last sum before the month
+(looked for :data:`~gridwatch.energy.recorder_statistics.OPENING_LEAD`
+back). A tally that starts cold (app start, HA restart, the refresh event)
+therefore publishes exactly what one that ran all month publishes: a reset
+inside an old day is never netted against its use, and an empty last hour of
+the previous month moves nothing but that hour.
 
-* ``month`` (cold): the first cycle, a new month, a changed set of meters,
-  the refresh event, HA starting. Every complete day is then reckoned from
-  its day row (the sum at the day's end), and in the same cycle the recent
-  days are rechecked (below).
-* ``recheck``: once per UTC hour, on the first cycle of a new local day and
-  once the recorder has compiled the hours before midnight (see
-  :func:`settled_at`), the last ``recheck_days`` complete days are asked for
-  again as HOURLY sums and replace the kept days. Statistics that arrive
-  late (a utility's import an hour later, an hour HA compiled late) so reach
-  the month within an hour, and recent days are reckoned hour by hour with
-  the same rules as today: a reset inside a day counted while the day ran is
-  not subtracted once it is complete.
-* ``history``: once per UTC hour, meters with no sum before the month start
-  (a new meter, or one whose history is imported later) have their month
-  asked for again (day rows, only those meters; days already re-read hour
-  by hour are kept).
+Why hourly rows read cold rather than what a running tally learned, kept
+somewhere: a day row carries only its last hour's sum, so no cheap read
+tells which days hold a reset (a 40 kWh drop on a day with 50 kWh of use
+looks like 10 kWh of use); and whatever a running tally would keep (an
+attribute of its entity, a file) is lost when HA forgets ``set_state``
+entities at a restart, or was never learned by a tally that was not running.
+The price is a bigger cold read, split into pages whose answers stay under
+AppDaemon's message cap (:func:`~gridwatch.energy.recorder_statistics.split_for_answer`),
+at most :data:`MAX_PAGES_PER_CYCLE` a cycle.
 
-A steady cycle sends only the ``today`` query. Pure apart from holding the
-kept days: the runner asks :meth:`MonthLedger.plan` what to send and hands
-the parsed answers back.
+What each meter's kept month is read by (:class:`MonthLedger`):
+
+* ``month`` (full): the meter's first read of the month, the refresh event,
+  HA starting, history that arrived later (the ``probe``). Until it is read
+  the meter's figures are marked stale, with the reason.
+* rolling on: a new local day reads the days since the kept ones end.
+* ``recheck``: once per UTC hour, and once the recorder has compiled the hours
+  before midnight (see :func:`settled_at`), the last ``recheck_days``
+  complete days are read again: late statistics reach the month within an
+  hour. Older history that changes needs the refresh event.
+* ``probe``: each cycle, meters with no sum before the month start (new this
+  month, or history still missing) are asked for their day rows: a row on a
+  day before the first row read is history that arrived (history confined
+  to the hours of that first day before its first row is not seen: the
+  refresh event reads it),
+  and the meter's month is read in the same cycle (or, past
+  :data:`MAX_PAGES_PER_CYCLE`, the next, marked stale until then).
+
+Pure apart from holding the kept days: the runner asks :meth:`MonthLedger.plan`
+what to send and hands the parsed answers back.
 """
 
 from __future__ import annotations
@@ -31,22 +46,31 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Final
 from zoneinfo import ZoneInfo
 
 from gridwatch.energy.ledger import Reset, SumPoint, later, walk_sums
 from gridwatch.energy.periods import TallyPeriods, day_starts_between, local_days_before
-from gridwatch.energy.recorder_statistics import StatRow
+from gridwatch.energy.recorder_statistics import (
+    StatRow,
+    month_rows_per_meter,
+    probe_rows_per_meter,
+    split_for_answer,
+)
 
 __all__ = [
     "DEFAULT_RECHECK_DAYS",
+    "HISTORY_CHANGED",
+    "MAX_PAGES_PER_CYCLE",
     "SETTLE_GRACE",
     "DayEntry",
     "MeterMonth",
     "MonthLedger",
     "MonthPlan",
-    "month_from_days",
-    "recheck_month",
+    "Page",
+    "PageKind",
+    "read_days",
     "settled_at",
 ]
 
@@ -55,15 +79,26 @@ __all__ = [
 # busy recorder. Until then the sums of yesterday may lack its last hour.
 SETTLE_GRACE: Final = timedelta(minutes=15)
 # Yesterday and the day before: a utility's import typically lands hours,
-# not days, late. 2 x 24 hourly rows per meter keep the recheck of 500
-# meters under AppDaemon's 4 MiB websocket message cap.
+# not days, late.
 DEFAULT_RECHECK_DAYS: Final = 2
+# Pages (requests besides ``today``) one cycle sends at most, so a cycle's
+# requests stay flat whatever the number of meters: 12 pages of 3 MiB read
+# the whole month of ~500 meters, or rechecks 4 days of ~4,000, in one
+# cycle; more meters take more cycles (marked stale meanwhile).
+MAX_PAGES_PER_CYCLE: Final = 12
 _HOUR = timedelta(hours=1)
+
+READ_PENDING = "the month is not read yet (more meters than one cycle reads); next cycle"
+HISTORY_CHANGED = (
+    "the recorder has history for this meter that was not there at its last read "
+    "(imported later?); it is read again on the next cycle"
+)
+DAYS_PENDING = "yesterday's hours are not read yet; next cycle"
 
 
 @dataclass(frozen=True)
 class DayEntry:
-    """One complete day of one meter.
+    """One complete day of one meter, reckoned from its hourly rows.
 
     Attributes:
         kwh: the counted energy.
@@ -71,14 +106,12 @@ class DayEntry:
         closing: the last sum at or before the day's end (carried over days
             without one), the baseline of the next day.
         has_sum: a row of the day had a sum.
-        hourly: reckoned from hourly rows (a recheck), not from the day row.
     """
 
     kwh: float
     resets: tuple[Reset, ...]
     closing: SumPoint | None
     has_sum: bool = True
-    hourly: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,11 +122,15 @@ class MeterMonth:
         opening: the last sum before the month start, if the recorder had one.
         days: day start (UTC) -> entry, days without rows absent.
         lead_rows: rows before the month start (they only give ``opening``).
+        through: the local midnight (UTC) the days were read up to.
+        first_row: start of the earliest row read (lead included), if any.
     """
 
     opening: SumPoint | None = None
     days: Mapping[datetime, DayEntry] = field(default_factory=dict)
     lead_rows: int = 0
+    through: datetime | None = None
+    first_row: datetime | None = None
 
     @property
     def rows(self) -> int:
@@ -148,69 +185,71 @@ def settled_at(periods: TallyPeriods) -> datetime:
     return boundary + SETTLE_GRACE
 
 
-def month_from_days(
-    statistic_id: str, daily: Sequence[StatRow], periods: TallyPeriods, scale: float = 1.0
-) -> MeterMonth:
-    """Reckon a meter's complete days from its ``month`` answer (day rows).
-
-    Args:
-        statistic_id: the meter.
-        daily: its day rows, sorted; rows from today on are ignored.
-        periods: the cycle's boundaries.
-        scale: factor from the rows' unit to kWh.
-
-    Returns:
-        The :class:`MeterMonth`.
-    """
-    lead = [r for r in daily if r.start < periods.month_start]
-    opening = walk_sums(lead, None, statistic_id, scale).last
-    carry = opening
-    days: dict[datetime, DayEntry] = {}
-    for row in daily:
-        if not periods.month_start <= row.start < periods.today_start:
-            continue
-        walk = walk_sums((row,), carry, statistic_id, scale)
-        carry = walk.last
-        days[row.start] = DayEntry(walk.kwh, walk.resets, carry, has_sum=walk.sums > 0)
-    return MeterMonth(opening, days, len(lead))
-
-
-def recheck_month(
+def read_days(
     kept: MeterMonth,
     statistic_id: str,
     hourly: Sequence[StatRow],
     day_starts: Sequence[datetime],
     window_end: datetime,
     scale: float = 1.0,
+    tolerance_kwh: float = 0.0,
 ) -> MeterMonth:
-    """Replace the days of a recheck window with their hour-by-hour reckoning.
+    """Replace the days of a window with their hour-by-hour reckoning.
 
     Args:
-        kept: the meter's kept month.
+        kept: the meter's kept month (:data:`EMPTY_MONTH` for a full read).
         statistic_id: the meter.
-        hourly: its hourly rows from one hour before the window to its end.
-        day_starts: the window's local day starts (UTC), in order.
-        window_end: the end of the window's last day (local midnight today
-            for the recheck).
+        hourly: its hourly rows from the window's lead to its end.
+        day_starts: the window's local day starts (UTC), in order (may be
+            empty: the first day of a month reads the opening only).
+        window_end: the end of the window's last day (local midnight today).
         scale: factor from the rows' unit to kWh.
+        tolerance_kwh: backward steps up to this are no reset (rounding).
 
     Returns:
-        The meter's month with those days replaced.
+        The meter's month with those days replaced, read through ``window_end``.
     """
-    if not day_starts:
-        return kept
-    first = day_starts[0]
-    lead = walk_sums([r for r in hourly if r.start < first], None, statistic_id, scale).last
+    first = day_starts[0] if day_starts else window_end
+    lead_rows = [r for r in hourly if r.start < first]
+    lead = walk_sums(lead_rows, None, statistic_id, scale, tolerance_kwh).last
     carry = later(kept.closing_before(first), lead)
     days = {d: e for d, e in kept.days.items() if not first <= d < window_end}
-    bounds = [*day_starts[1:], window_end]
+    bounds = [*day_starts[1:], window_end] if day_starts else []
     for start, end in zip(day_starts, bounds, strict=True):
         day_rows = [r for r in hourly if start <= r.start < end]
-        walk = walk_sums(day_rows, carry, statistic_id, scale)
+        walk = walk_sums(day_rows, carry, statistic_id, scale, tolerance_kwh)
         carry = walk.last
         if day_rows:
-            days[start] = DayEntry(walk.kwh, walk.resets, carry, has_sum=walk.sums > 0, hourly=True)
-    return MeterMonth(kept.opening, days, kept.lead_rows)
+            days[start] = DayEntry(walk.kwh, walk.resets, carry, has_sum=walk.sums > 0)
+    first_row = min((r.start for r in hourly), default=None)
+    if kept is EMPTY_MONTH:
+        return MeterMonth(lead, days, len(lead_rows), window_end, first_row)
+    if kept.first_row is not None:
+        first_row = kept.first_row if first_row is None else min(first_row, kept.first_row)
+    return MeterMonth(kept.opening, days, kept.lead_rows, window_end, first_row)
+
+
+class PageKind(StrEnum):
+    """What a page of the plan reads."""
+
+    MONTH = "month"  # hourly rows of the whole month, with the opening's lead
+    DAYS = "days"  # hourly rows from a day inside the month (new day, recheck)
+    PROBE = "probe"  # day rows: one before the first row read's day is new history
+
+
+@dataclass(frozen=True)
+class Page:
+    """One request besides ``today``.
+
+    Attributes:
+        kind: what it reads.
+        ids: the meters it names (its answer stays under the budget).
+        window_start: the first day it reads (``MONTH``, ``PROBE``: the month start).
+    """
+
+    kind: PageKind
+    ids: tuple[str, ...]
+    window_start: datetime
 
 
 @dataclass(frozen=True)
@@ -218,65 +257,71 @@ class MonthPlan:
     """What a cycle must ask besides ``today``.
 
     Attributes:
-        month: send the ``month`` query for every meter (cold).
-        recheck_from: send the ``recheck`` query from this day start, or ``None``.
-        history: meters to send the ``history`` query for (may be empty).
-        first_day: instead of ``history``, re-read this day hour by hour for
-            ``first_day_ids``: their first day in the month, reckoned from its
-            day row with no sum before it, counted nothing (a meter whose
-            history starts this month; its first hourly sum is its start).
-        first_day_ids: the meters of ``first_day``.
+        pages: the requests, in order.
+        waiting: meters whose days this cycle does not read though they are
+            due, and why (their figures are published stale).
     """
 
-    month: bool
-    recheck_from: datetime | None
-    history: tuple[str, ...]
-    first_day: datetime | None = None
-    first_day_ids: tuple[str, ...] = ()
+    pages: tuple[Page, ...]
+    waiting: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def extra_requests(self) -> int:
         """Requests besides ``today``."""
-        return (
-            int(self.month)
-            + int(self.recheck_from is not None)
-            + int(bool(self.history) or self.first_day is not None)
-        )
+        return len(self.pages)
+
+    @property
+    def month(self) -> bool:
+        """A full month read is among them."""
+        return any(p.kind is PageKind.MONTH for p in self.pages)
 
 
 class MonthLedger:
-    """The kept complete days of one runner, and when to ask again.
+    """The kept complete days of one runner, and when to read them again.
 
     Args:
         zone: the zone HA counts days in.
         recheck_days: complete days the hourly recheck covers.
+        tolerance_kwh: backward steps up to this are rounding, not a reset.
+        max_pages: requests besides ``today`` per cycle.
     """
 
-    def __init__(self, zone: ZoneInfo, recheck_days: int = DEFAULT_RECHECK_DAYS) -> None:
+    def __init__(
+        self,
+        zone: ZoneInfo,
+        recheck_days: int = DEFAULT_RECHECK_DAYS,
+        *,
+        tolerance_kwh: float = 0.0,
+        max_pages: int = MAX_PAGES_PER_CYCLE,
+    ) -> None:
         self.zone = zone
         self.recheck_days = recheck_days
+        self.tolerance_kwh = tolerance_kwh
+        self.max_pages = max_pages
         self.meters: dict[str, MeterMonth] = {}
-        self._key: tuple[datetime, frozenset[str]] | None = None
-        self._today: datetime | None = None  # local midnight the days run up to
-        self._checked_hour: datetime | None = None
-        self._checked_at: datetime | None = None
-        self._history_hour: datetime | None = None
+        self._month: datetime | None = None
+        self._full: dict[str, str | None] = {}  # meter -> why it is read again
+        self._checked_hour: dict[str, datetime] = {}
+        self._checked_at: dict[str, datetime] = {}
         self._not_before: datetime | None = None
 
     def refetch(self, *, settle_from: datetime | None = None) -> None:
-        """Make the next cycle cold (refresh event, HA start).
+        """Read every meter's month again (refresh event, HA start).
+
+        The kept days stay published until each meter's new read lands.
 
         Args:
             settle_from: HA (re)started at this time: recheck again once
                 :data:`SETTLE_GRACE` has passed, as the recorder may still be
                 compiling hours it missed.
         """
-        self._key = None
+        for sid in self.meters:
+            self._full.setdefault(sid, None)
         if settle_from is not None:
             self._not_before = settle_from + SETTLE_GRACE
 
     def plan(self, periods: TallyPeriods, statistic_ids: Iterable[str]) -> MonthPlan:
-        """Decide this cycle's extra queries.
+        """Decide this cycle's extra requests.
 
         Args:
             periods: the cycle's boundaries.
@@ -285,56 +330,75 @@ class MonthLedger:
         Returns:
             The :class:`MonthPlan`.
         """
-        key = (periods.month_start, frozenset(statistic_ids))
-        window = self._window(periods)
-        if key != self._key or self._today is None or window is None:
-            # Cold: the day rows, and at once the recent days hour by hour, so
-            # the first figures published are the ones the next cycles keep.
-            start = self._recheck_start(periods)
-            return MonthPlan(True, start if start < periods.today_start else None, ())
-        new_hour = self._checked_hour != periods.hour_start
-        due = new_hour or self._today != periods.today_start or self._unsettled(periods)
-        recheck = window if due and window < periods.today_start else None
-        if self._history_hour == periods.hour_start:
-            return MonthPlan(False, recheck, ())
-        lacking = sorted(s for s in key[1] if self._lacks_history(s, periods))
-        firsts = {s: d for s in lacking if (d := self._unresolved_first_day(s, periods))}
-        if firsts:
-            day = min(firsts.values())
-            ids = tuple(s for s, d in firsts.items() if d == day)
-            return MonthPlan(False, recheck, (), day, ids)
-        return MonthPlan(False, recheck, tuple(lacking))
+        if periods.month_start != self._month:
+            # A new month (or the first cycle): nothing kept counts in it.
+            self.meters, self._full = {}, {}
+            self._checked_hour, self._checked_at = {}, {}
+            self._month = periods.month_start
+        ids = sorted(set(statistic_ids))
+        recheck = self._recheck_start(periods)
+        # (priority, window start, kind) -> meters; a meter lacking days first.
+        groups: dict[tuple[int, datetime, PageKind], list[str]] = {}
+        why: dict[str, str] = {}
+        for sid in ids:
+            kept = self.meters.get(sid)
+            if kept is None or sid in self._full or kept.through is None:
+                key = (1, periods.month_start, PageKind.MONTH)
+                why[sid] = self._full.get(sid) or READ_PENDING
+            elif kept.through < periods.today_start:
+                start = min(kept.through, recheck)
+                key = (0, start, self._kind(start, periods))
+                why[sid] = DAYS_PENDING
+            elif self._due(sid, periods):
+                # While the window reaches the month start, the recheck reads
+                # the opening's lead again too (a late row before the month).
+                key = (2, recheck, self._kind(recheck, periods))
+            else:
+                continue
+            groups.setdefault(key, []).append(sid)
+        pages: list[Page] = []
+        for prio, start, kind in sorted(groups):
+            rows = month_rows_per_meter(start, periods)
+            for chunk in split_for_answer(groups[prio, start, kind], rows):
+                pages.append(Page(kind, chunk, start))
+        # A recheck reads recent days only: it cannot show history before them.
+        read = {s for p in pages[: self.max_pages] if p.kind is PageKind.MONTH for s in p.ids}
+        probe = [sid for sid in ids if sid not in read and self._lacks_history(sid)]
+        for chunk in split_for_answer(probe, probe_rows_per_meter(periods)):
+            pages.append(Page(PageKind.PROBE, chunk, periods.month_start))
+        # Reads before probes; what does not fit waits for the next cycle.
+        sent = tuple(pages[: self.max_pages])
+        sent_ids = {sid for page in sent for sid in page.ids}
+        waiting = {sid: why[sid] for sid in why if sid not in sent_ids}
+        waiting |= {sid: r for sid, r in self._full.items() if r and sid not in sent_ids}
+        return MonthPlan(sent, waiting)
 
-    def _lacks_history(self, statistic_id: str, periods: TallyPeriods) -> bool:
-        """No sum known before the month start, while the month has complete days.
+    def reread_pages(
+        self, periods: TallyPeriods, statistic_ids: Iterable[str], budget: int
+    ) -> tuple[Page, ...]:
+        """Pages that read the month of meters a probe found changed, this cycle.
 
-        A new meter, or one whose history is imported after the first cycle
-        (its days would otherwise count from its first sum on).
+        Args:
+            periods: the cycle's boundaries.
+            statistic_ids: the meters.
+            budget: pages this cycle may still send.
+
+        Returns:
+            At most ``budget`` pages; meters left out stay due (and stale).
         """
-        return (
-            periods.month_start < periods.today_start
-            and self.month_of(statistic_id).opening is None
-        )
+        start = periods.month_start
+        rows = month_rows_per_meter(start, periods)
+        pages = [Page(PageKind.MONTH, c, start) for c in split_for_answer(statistic_ids, rows)]
+        return tuple(pages[: max(0, budget)])
 
-    def _window(self, periods: TallyPeriods) -> datetime | None:
-        """The recheck window's first day; ``None`` when kept days cannot be rolled on."""
-        start = self._recheck_start(periods)
-        if self._today is not None and start > self._today:
-            return None  # days between the kept ones and the window would be missing
-        return start
+    @staticmethod
+    def _kind(window_start: datetime, periods: TallyPeriods) -> PageKind:
+        return PageKind.MONTH if window_start <= periods.month_start else PageKind.DAYS
 
-    def _unresolved_first_day(self, statistic_id: str, periods: TallyPeriods) -> datetime | None:
-        """The meter's first day, when its day row only gave a baseline.
-
-        Days the recheck covers are left to it.
-        """
-        days = self.month_of(statistic_id).days
-        if not days:
-            return None
-        first = min(days)
-        if days[first].hourly or first >= self._recheck_start(periods):
-            return None
-        return first
+    def _lacks_history(self, statistic_id: str) -> bool:
+        """Read, with no sum before the month start: history may still arrive."""
+        kept = self.meters.get(statistic_id)
+        return kept is not None and kept.opening is None and statistic_id not in self._full
 
     def _recheck_start(self, periods: TallyPeriods) -> datetime:
         return max(
@@ -342,105 +406,76 @@ class MonthLedger:
             local_days_before(periods.today_start, self.recheck_days, self.zone),
         )
 
-    def _unsettled(self, periods: TallyPeriods) -> bool:
-        checked = self._checked_at
-        if checked is None:
+    def _due(self, statistic_id: str, periods: TallyPeriods) -> bool:
+        """The meter's recent days were last read in an earlier UTC hour, or
+        before yesterday's last hour (or HA's restart) settled."""
+        checked = self._checked_at.get(statistic_id)
+        if checked is None or self._checked_hour.get(statistic_id) != periods.hour_start:
             return True
         marks = [settled_at(periods)]
         if self._not_before is not None:
             marks.append(self._not_before)
         return any(checked < mark <= periods.now for mark in marks)
 
-    def store_month(
+    def store(
         self,
-        daily: Mapping[str, Sequence[StatRow]],
-        periods: TallyPeriods,
-        scales: Mapping[str, float],
-        *,
-        only: Iterable[str] | None = None,
-    ) -> None:
-        """Keep a ``month`` (or, with ``only``, ``history``) answer.
-
-        Args:
-            daily: the parsed answer.
-            periods: the cycle's boundaries.
-            scales: factor to kWh per statistic id (every meter).
-            only: the meters the answer is for (``history``); ``None``: all,
-                and the ledger starts afresh (cold).
-        """
-        if only is None:
-            self.meters = {}
-            self._key = (periods.month_start, frozenset(scales))
-            self._today = periods.today_start
-            self._checked_hour = self._checked_at = None
-            # The history of meters without a sum before the month only next
-            # hour (it was just asked for).
-            self._history_hour = periods.hour_start
-            ids: Iterable[str] = scales
-        else:
-            ids = only
-            self._history_hour = periods.hour_start
-        for sid in ids:
-            fresh = month_from_days(sid, daily.get(sid, ()), periods, scales[sid])
-            if only is not None:
-                # Days already re-read hour by hour stay so (a history read
-                # must not undo the reckoning of a reset inside a day).
-                hourly = {d: e for d, e in self.month_of(sid).days.items() if e.hourly}
-                fresh = MeterMonth(fresh.opening, {**fresh.days, **hourly}, fresh.lead_rows)
-            self.meters[sid] = fresh
-
-    def store_recheck(
-        self,
+        page: Page,
         hourly: Mapping[str, Sequence[StatRow]],
-        window_start: datetime,
         periods: TallyPeriods,
         scales: Mapping[str, float],
     ) -> None:
-        """Replace the window's days by a ``recheck`` answer.
+        """Keep a ``MONTH`` or ``DAYS`` page's answer.
 
         Args:
-            hourly: the parsed answer.
-            window_start: the first day of the window (``MonthPlan.recheck_from``).
+            page: the page sent.
+            hourly: its parsed answer.
             periods: the cycle's boundaries.
             scales: factor to kWh per statistic id (every meter).
         """
-        day_starts = day_starts_between(window_start, periods.today_start, self.zone)
-        for sid, scale in scales.items():
-            kept = self.meters.get(sid, EMPTY_MONTH)
-            self.meters[sid] = recheck_month(
-                kept, sid, hourly.get(sid, ()), day_starts, periods.today_start, scale
+        day_starts = day_starts_between(page.window_start, periods.today_start, self.zone)
+        for sid in page.ids:
+            kept = EMPTY_MONTH if page.kind is PageKind.MONTH else self.month_of(sid)
+            self.meters[sid] = read_days(
+                kept,
+                sid,
+                hourly.get(sid, ()),
+                day_starts,
+                periods.today_start,
+                scales[sid],
+                self.tolerance_kwh,
             )
-        self._today = periods.today_start
-        self._checked_hour = periods.hour_start
-        self._checked_at = periods.now
+            self._full.pop(sid, None)
+            self._checked_hour[sid] = periods.hour_start
+            self._checked_at[sid] = periods.now
 
-    def store_first_day(
-        self,
-        hourly: Mapping[str, Sequence[StatRow]],
-        plan: MonthPlan,
-        periods: TallyPeriods,
-        scales: Mapping[str, float],
-    ) -> None:
-        """Replace the meters' first day by its hour-by-hour reckoning (``plan.first_day``).
+    def store_probe(self, page: Page, daily: Mapping[str, Sequence[StatRow]]) -> tuple[str, ...]:
+        """Find the meters of a ``PROBE`` page whose history arrived.
+
+        A meter with a day row before the day of its first row read (any row,
+        when none was read) is read in full: this cycle if pages are left,
+        else the next.
 
         Args:
-            hourly: the parsed answer of :meth:`first_day_end`'s window.
-            plan: the cycle's plan.
-            periods: the cycle's boundaries.
-            scales: factor to kWh per statistic id (every meter).
-        """
-        if plan.first_day is None:
-            return
-        end = self.first_day_end(plan.first_day)
-        for sid in plan.first_day_ids:
-            self.meters[sid] = recheck_month(
-                self.month_of(sid), sid, hourly.get(sid, ()), [plan.first_day], end, scales[sid]
-            )
-        self._history_hour = periods.hour_start
+            page: the page sent.
+            daily: its parsed answer (day rows).
 
-    def first_day_end(self, day: datetime) -> datetime:
-        """The end of the local day starting at ``day``."""
-        return local_days_before(day + timedelta(hours=36), 0, self.zone)
+        Returns:
+            The meters found changed.
+        """
+        changed = []
+        for sid in page.ids:
+            first = self.month_of(sid).first_row
+            rows = daily.get(sid, ())
+            if not rows:
+                continue
+            if first is None or rows[0].start < local_days_before(first, 0, self.zone):
+                self._full[sid] = HISTORY_CHANGED
+                changed.append(sid)
+        return tuple(changed)
+
+    def is_due_again(self, statistic_id: str) -> bool:
+        """The meter's month is still to be read again (found changed, not read)."""
+        return statistic_id in self._full
 
     def month_of(self, statistic_id: str) -> MeterMonth:
         """The kept days of a meter (empty when it has none)."""

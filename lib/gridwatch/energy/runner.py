@@ -3,11 +3,13 @@ the HA port.
 
 Each cycle (at start, every ``interval_s``, on the ``refresh_event`` and after
 HA restarts) sends the ``today`` query of
-:mod:`gridwatch.energy.recorder_statistics`, whatever the number of meters,
-and the extra queries the kept month (:mod:`gridwatch.energy.month_cache`)
-asks for: ``month`` when cold, ``recheck`` once an hour and after midnight,
-``history`` for meters without history. Days are counted in HA's time zone,
-read from HA's ``get_config`` (:mod:`gridwatch.energy.ha_zone`).
+:mod:`gridwatch.energy.recorder_statistics` and the pages the kept month
+(:mod:`gridwatch.energy.month_cache`) asks for: a meter's whole month on its
+first read (and after the refresh event, HA starting, or history that
+arrived later), the days since the last read on a new day, the recheck once
+an hour, the probe of meters without history. Every request is split so its
+answer stays under AppDaemon's message cap. Days are counted in HA's time
+zone, read from HA's ``get_config`` (:mod:`gridwatch.energy.ha_zone`).
 """
 
 from __future__ import annotations
@@ -34,15 +36,17 @@ from gridwatch.energy.entities import (
     tally_entities,
 )
 from gridwatch.energy.ha_zone import ZoneMismatchError, choose_zone, read_ha_time_zone
-from gridwatch.energy.month_cache import MonthLedger
+from gridwatch.energy.month_cache import HISTORY_CHANGED, MonthLedger, Page, PageKind
 from gridwatch.energy.periods import TallyPeriods, tally_periods, zone_of
 from gridwatch.energy.recorder_statistics import (
     StatisticsFormatError,
-    history_request,
+    StatRow,
     month_request,
     parse_statistics,
-    recheck_request,
+    probe_request,
+    split_for_answer,
     today_request,
+    today_rows_per_meter,
 )
 from gridwatch.energy.settings import EnergyTallyConfig
 from gridwatch.energy.tally import (
@@ -86,10 +90,15 @@ class TallyRunner:
         # Unchanged entities are not rewritten: 500 meters would mean 1000
         # writes per cycle.
         self._writer = ChangedOnlyWriter(hass, logger, clock=hass.monotonic)
-        self.month = MonthLedger(self.zone, config.recheck_days)
+        self.month = self._new_ledger()
         self.requests_sent = 0  # statistics requests of the last cycle
         self._scales = {m.statistic_id: scale_of(m, config.request_units) for m in config.meters}
         self._warned_no_sum: set[str] = set()
+
+    def _new_ledger(self) -> MonthLedger:
+        return MonthLedger(
+            self.zone, self.config.recheck_days, tolerance_kwh=self.config.reset_tolerance_kwh
+        )
 
     async def start(self) -> None:
         """Read HA's zone, retire entities of removed meters, run the first
@@ -185,7 +194,7 @@ class TallyRunner:
         if self._new_zone is not None:
             # Kept days were counted in the old zone: start afresh.
             self.zone, self._new_zone = self._new_zone, None
-            self.month = MonthLedger(self.zone, self.config.recheck_days)
+            self.month = self._new_ledger()
         periods = tally_periods(self.hass.now(), self.zone)
         try:
             tally = await self._query(periods)
@@ -223,32 +232,27 @@ class TallyRunner:
         units = self.config.request_units
         plan = self.month.plan(periods, ids)
         self.requests_sent = 0
-        hourly = await self._send(today_request(ids, periods, request_units=units), ids)
-        if plan.month:
-            daily = await self._send(month_request(ids, periods, request_units=units), ids)
-            self.month.store_month(daily, periods, self._scales)
-        if plan.recheck_from is not None:
-            command = recheck_request(ids, plan.recheck_from, periods, request_units=units)
-            rows = await self._send(command, ids)
-            self.month.store_recheck(rows, plan.recheck_from, periods, self._scales)
-        if plan.first_day is not None:
-            wanted = list(plan.first_day_ids)
-            command = recheck_request(
-                wanted,
-                plan.first_day,
-                periods,
-                request_units=units,
-                window_end=self.month.first_day_end(plan.first_day),
-            )
-            self.month.store_first_day(
-                await self._send(command, wanted), plan, periods, self._scales
-            )
-        if plan.history:
-            wanted = list(plan.history)
-            command = history_request(wanted, periods, request_units=units)
-            self.month.store_month(
-                await self._send(command, wanted), periods, self._scales, only=wanted
-            )
+        hourly: dict[str, tuple[StatRow, ...]] = {}
+        types = ("sum", "state")
+        for chunk in split_for_answer(ids, today_rows_per_meter(periods), types):
+            command = today_request(chunk, periods, request_units=units)
+            hourly |= await self._send(command, list(chunk))
+        waiting = dict(plan.waiting)
+        changed: list[str] = []
+        for page in plan.pages:
+            wanted = list(page.ids)
+            if page.kind is PageKind.PROBE:
+                command = probe_request(wanted, periods, request_units=units)
+                changed += self.month.store_probe(page, await self._send(command, wanted))
+            else:
+                await self._read(page, periods)
+        budget = self.month.max_pages - len(plan.pages)
+        for page in self.month.reread_pages(periods, changed, budget):
+            await self._read(page, periods)
+        for sid in changed:
+            self.log.info("meter %s: history arrived after its last read", sid)
+            if self.month.is_due_again(sid):
+                waiting[sid] = HISTORY_CHANGED  # read on the next cycle; marked until then
         live: dict[str, LiveReading] = {}
         for sid in ids:
             # External statistics (domain:x) have no entity to read live.
@@ -256,7 +260,14 @@ class TallyRunner:
             if reading is not None:
                 live[sid] = reading
         tally = compute_tally_from(
-            self.config.meters, hourly, self.month.meters, live, periods, units_requested=units
+            self.config.meters,
+            hourly,
+            self.month.meters,
+            live,
+            periods,
+            units_requested=units,
+            tolerance_kwh=self.config.reset_tolerance_kwh,
+            waiting=waiting,
         )
         for result in tally.meters:
             sid = result.meter.statistic_id
@@ -264,6 +275,12 @@ class TallyRunner:
                 self._warned_no_sum.add(sid)
                 self.log.warning("meter %s (%s): %s", result.meter.name, sid, NO_SUM)
         return tally
+
+    async def _read(self, page: Page, periods: TallyPeriods) -> None:
+        wanted = list(page.ids)
+        units = self.config.request_units
+        command = month_request(wanted, page.window_start, periods, request_units=units)
+        self.month.store(page, await self._send(command, wanted), periods, self._scales)
 
     async def _publish(self, cycle_ms: float) -> None:
         state = self.state

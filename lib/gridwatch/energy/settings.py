@@ -11,6 +11,9 @@ from gridwatch.energy.month_cache import DEFAULT_RECHECK_DAYS
 from gridwatch.energy.tally import Meter
 
 DEFAULT_REFRESH_EVENT = "gridwatch_energy_tally_refresh"
+# 1 Wh, the published precision: smaller steps back are meter or import
+# rounding (0.4 Wh was seen), not a reset.
+DEFAULT_RESET_TOLERANCE_KWH = 0.001
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class EnergyTallyConfig:
             HA's zone); used only until HA's zone is read. ``None``: HA's.
         recheck_days: complete days re-read hour by hour once an hour, so
             late statistics reach the month.
+        reset_tolerance_kwh: a sum stepping back by up to this is a rounding
+            (neither a reset nor counted), not a meter reset.
     """
 
     meters: tuple[Meter, ...]
@@ -39,3 +44,4 @@ class EnergyTallyConfig:
     query_timeout_s: float = 15.0
     time_zone: str | None = None
     recheck_days: int = DEFAULT_RECHECK_DAYS
+    reset_tolerance_kwh: float = DEFAULT_RESET_TOLERANCE_KWH

@@ -10,9 +10,11 @@ assembles the periods:
   at all (a power or measurement statistic) is unknown too, with the problem
   named (:data:`NO_SUM`): its 0 must not count in a site total.
 * Today = today's complete hours, reckoned from the last sum before local
-  midnight (the hour before it, else the kept days), + the live partial hour.
-  This month = the kept complete days (:mod:`gridwatch.energy.month_cache`)
-  + today.
+  midnight (the kept days', or the hour before midnight), + the live partial
+  hour. This month = the kept complete days
+  (:mod:`gridwatch.energy.month_cache`) + hours before midnight the kept days
+  lack (a row for yesterday's last hour compiled or imported after they were
+  read: it counts at once, not at the next recheck) + today.
 * The live partial hour is the live reading minus the recorder's reading at
   the end of the last complete hour (which may be the hour before midnight).
   It is skipped (0, flagged) when there is no such reading or unit.
@@ -21,13 +23,14 @@ assembles the periods:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final
+from zoneinfo import ZoneInfo
 
-from gridwatch.energy.ledger import Reset, later, walk_sums
-from gridwatch.energy.month_cache import EMPTY_MONTH, MeterMonth, month_from_days
-from gridwatch.energy.periods import TallyPeriods
+from gridwatch.energy.ledger import Reset, walk_sums
+from gridwatch.energy.month_cache import EMPTY_MONTH, MeterMonth, read_days
+from gridwatch.energy.periods import TallyPeriods, day_starts_between
 from gridwatch.energy.recorder_statistics import StatRow
 from gridwatch.energy.units import EnergyUnit, parse_energy_unit, to_kwh
 from gridwatch.hass.ports import EntityState
@@ -110,6 +113,8 @@ class MeterTally:
             when it could not be computed (then nothing was added).
         resets: negative changes seen this month.
         problem: why the meter is unknown though the recorder has rows, or ``None``.
+        stale_reason: why the month is not up to date (days not read yet,
+            history that arrived after the last read), or ``None``.
     """
 
     meter: Meter
@@ -118,6 +123,7 @@ class MeterTally:
     partial_hour_kwh: float | None
     resets: tuple[Reset, ...]
     problem: str | None = None
+    stale_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -206,24 +212,35 @@ def _meter_tally(
     live: LiveReading | None,
     periods: TallyPeriods,
     units_requested: bool,
+    tolerance_kwh: float,
 ) -> MeterTally:
     if not hourly and not kept.rows:
         return MeterTally(meter, None, None, None, ())
     sid = meter.statistic_id
     scale = scale_of(meter, units_requested)
-    lead = walk_sums([r for r in hourly if r.start < periods.today_start], None, sid, scale)
+    kept_close = kept.closing_before(periods.today_start)
+    # Rows before midnight newer than the kept days (the lead hour of
+    # ``today``; a late row for yesterday's last hour): reckoned from the
+    # kept days' last sum, they belong to yesterday.
+    lead_rows = [
+        r
+        for r in hourly
+        if r.start < periods.today_start and (kept_close is None or r.end > kept_close.at)
+    ]
+    lead = walk_sums(lead_rows, kept_close, sid, scale, tolerance_kwh)
     today_rows = [r for r in hourly if periods.today_start <= r.start < periods.now]
-    # The later of the two: the lead hour when it has a sum, else the kept days'.
-    baseline = later(kept.closing_before(periods.today_start), lead.last)
-    today = walk_sums(today_rows, baseline, sid, scale)
+    today = walk_sums(today_rows, lead.last, sid, scale, tolerance_kwh)
     if not today.sums and not lead.sums and not kept.has_sum:
         return MeterTally(meter, None, None, None, (), problem=NO_SUM)
+    # On the first of the month the hours before midnight are last month's.
+    late = lead if periods.month_start < periods.today_start else None
     partial, partial_reset = _partial_hour(hourly, live, periods, scale, sid)
     today_kwh = today.kwh + (partial or 0.0)
-    resets = [*kept.resets, *today.resets]
+    resets = [*kept.resets, *(late.resets if late else ()), *today.resets]
     if partial_reset is not None:
         resets.append(partial_reset)
-    return MeterTally(meter, today_kwh, kept.kwh + today_kwh, partial, tuple(resets))
+    month_kwh = kept.kwh + (late.kwh if late else 0.0) + today_kwh
+    return MeterTally(meter, today_kwh, month_kwh, partial, tuple(resets))
 
 
 def _role_total(role: Role, members: Sequence[MeterTally]) -> RoleTotal:
@@ -241,37 +258,52 @@ def _role_total(role: Role, members: Sequence[MeterTally]) -> RoleTotal:
 def compute_tally(
     meters: Sequence[Meter],
     hourly: Mapping[str, Sequence[StatRow]],
-    daily: Mapping[str, Sequence[StatRow]],
+    month_hourly: Mapping[str, Sequence[StatRow]],
     live: Mapping[str, LiveReading],
     periods: TallyPeriods,
     *,
+    zone: ZoneInfo,
     units_requested: bool = True,
+    tolerance_kwh: float = 0.0,
 ) -> Tally:
     """Compute one cycle's tally from a ``today`` and a ``month`` answer (a cold cycle).
 
     Args:
         meters: the configured meters.
         hourly: parsed ``today`` answer (hour rows, with ``state``).
-        daily: parsed ``month`` answer (day rows).
+        month_hourly: parsed ``month`` answer (hour rows from before the month
+            start to local midnight today).
         live: live readings by statistic id (absent: no partial hour).
         periods: the cycle's boundaries.
+        zone: the zone days are counted in.
         units_requested: the request asked the recorder for kWh; when false
             each meter's values are converted from its configured unit.
+        tolerance_kwh: backward steps up to this are rounding, not a reset.
 
     Returns:
         The :class:`Tally`.
     """
+    day_starts = day_starts_between(periods.month_start, periods.today_start, zone)
     months = {
-        m.statistic_id: month_from_days(
+        m.statistic_id: read_days(
+            EMPTY_MONTH,
             m.statistic_id,
-            daily.get(m.statistic_id, ()),
-            periods,
+            month_hourly.get(m.statistic_id, ()),
+            day_starts,
+            periods.today_start,
             scale_of(m, units_requested),
+            tolerance_kwh,
         )
         for m in meters
     }
     return compute_tally_from(
-        meters, hourly, months, live, periods, units_requested=units_requested
+        meters,
+        hourly,
+        months,
+        live,
+        periods,
+        units_requested=units_requested,
+        tolerance_kwh=tolerance_kwh,
     )
 
 
@@ -283,6 +315,8 @@ def compute_tally_from(
     periods: TallyPeriods,
     *,
     units_requested: bool = True,
+    tolerance_kwh: float = 0.0,
+    waiting: Mapping[str, str] | None = None,
 ) -> Tally:
     """Compute one cycle's tally from the ``today`` answer and the kept days.
 
@@ -293,18 +327,25 @@ def compute_tally_from(
         live: live readings by statistic id (absent: no partial hour).
         periods: the cycle's boundaries.
         units_requested: as for :func:`compute_tally`.
+        tolerance_kwh: as for :func:`compute_tally`.
+        waiting: meters whose kept days are not up to date, and why.
 
     Returns:
         The :class:`Tally`.
     """
+    reasons = waiting or {}
     results = tuple(
-        _meter_tally(
-            m,
-            hourly.get(m.statistic_id, ()),
-            months.get(m.statistic_id, EMPTY_MONTH),
-            live.get(m.statistic_id),
-            periods,
-            units_requested,
+        replace(
+            _meter_tally(
+                m,
+                hourly.get(m.statistic_id, ()),
+                months.get(m.statistic_id, EMPTY_MONTH),
+                live.get(m.statistic_id),
+                periods,
+                units_requested,
+                tolerance_kwh,
+            ),
+            stale_reason=reasons.get(m.statistic_id),
         )
         for m in meters
     )
