@@ -425,6 +425,45 @@ async def test_the_app_refuses_a_bad_config_and_says_which_key():
     await app.terminate()
 
 
+async def test_a_refused_start_marks_the_last_runs_entities_unavailable_and_stale():
+    world = World()
+    world.arm()
+    seed_month(world, "sensor.grid_in", 1.0)
+    world.hass.seed("sensor.grid_in", "1000", {"unit_of_measurement": "kWh"})
+    meters = [{"statistic_id": "sensor.grid_in", "name": "Grid in", "role": "import"}]
+    args = {"meters": meters, "time_zone": "Europe/Berlin"}
+    app = make_app(EnergyTally, args, world.hass, name="energy_tally")
+    await app.initialize()
+    await app.terminate()
+    assert world.state("sensor.energy_tally_health") == "ok"
+
+    def states(_command):
+        return [
+            {"entity_id": e, "state": st.raw, "attributes": dict(st.attributes)}
+            for e, st in world.hass.entities.items()
+        ]
+
+    world.hass.script_websocket("get_states", states)
+    refused = make_app(EnergyTally, {**args, "interval_s": 1}, world.hass, name="energy_tally")
+    await refused.initialize()
+
+    # Nothing it published reads as current: its health, its totals and the
+    # meter entities named after the meters (listed by sensor.<app>_meters).
+    for entity_id in (
+        "sensor.energy_tally_health",
+        "sensor.energy_tally_import_this_month",
+        "sensor.grid_in_energy_today",
+        "sensor.grid_in_energy_this_month",
+    ):
+        assert world.state(entity_id) == "unavailable", entity_id
+        attrs = world.attrs(entity_id)
+        assert attrs["stale"] is True
+        assert "interval_s" in attrs["reason"]
+    # The meters it measured, not the app's, are untouched.
+    assert world.state("sensor.grid_in") == "1000"
+    await refused.terminate()
+
+
 # --- the month's complete days are kept between cycles ----------------------
 
 ROLLOVER_METERS = [

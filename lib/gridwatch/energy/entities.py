@@ -208,6 +208,8 @@ def status_entities(
 REMOVED_REASON = "no longer configured in apps.yaml (meter removed or renamed)"
 _SLUGS_ATTR = "meter_slugs"
 _ROLES_ATTR = "roles"
+# gridwatch.runtime.app_base.PUBLISHED_ENTITIES_ATTR (runtime sits above energy).
+_PUBLISHED_ATTR = "published_entities"
 
 
 def registry_entity(app_slug: str, meters: Sequence[Meter]) -> EntityUpdate:
@@ -221,6 +223,8 @@ def registry_entity(app_slug: str, meters: Sequence[Meter]) -> EntityUpdate:
         The entity (state: the number of meters).
     """
     roles = sorted({m.role.value for m in meters if m.role is not None})
+    published = [e for m in meters for e in meter_entity_ids(m)]
+    published += [e for r in roles for e in role_entity_ids(app_slug, Role(r))]
     return EntityUpdate(
         f"sensor.{app_slug}_meters",
         len(meters),
@@ -228,6 +232,9 @@ def registry_entity(app_slug: str, meters: Sequence[Meter]) -> EntityUpdate:
             "friendly_name": "Energy tally meters",
             _SLUGS_ATTR: [m.slug for m in meters],
             _ROLES_ATTR: roles,
+            # Read by the app base when a later start is refused for a
+            # configuration error: these are then marked unavailable too.
+            _PUBLISHED_ATTR: published,
         },
     )
 

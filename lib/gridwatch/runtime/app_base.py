@@ -24,8 +24,10 @@ What the base does in ``initialize``:
 3. On :class:`~gridwatch.config.ConfigError`: logs ONE error naming every bad key,
    raises the notice "Gridwatch: <app> configuration error" through the
    notifier event AND directly as a persistent notification (the notifier
-   itself may be the misconfigured app), and stops there: no listeners, no
-   entities, :meth:`setup` is not called.
+   itself may be the misconfigured app), marks what an earlier run of the
+   app published ``unavailable`` with ``stale: true`` and the reason
+   (:func:`mark_refused_entities`: nothing looks current while the app does
+   not run), and stops there: no listeners, :meth:`setup` is not called.
 4. Otherwise builds the AppDaemon adapter (wrapped so that entity writes go
    to MQTT discovery with ``entities: {backend: mqtt}``, see
    :mod:`gridwatch.runtime.entity_backend`) and a started
@@ -140,6 +142,7 @@ class GridwatchApp(ADAPI, Generic[ConfigT]):
             # The ONE error record: every bad key, why, and an example.
             self.logger.error("%s", err)
             await report_config_error(port, self.name, err, self.logger)
+            await mark_refused_entities(port, self.name, err, self.logger)
             return
         port = wrap_port(
             port,
@@ -253,6 +256,79 @@ async def report_config_error(
         )
     except HassError as err:
         logger.warning("could not create the configuration notification: %s", err)
+
+
+# How long the one ``get_states`` of a refused start may take.
+_STATES_TIMEOUT_S: Final = 15.0
+# An entity of the app may list further entities it publishes (the energy
+# tally's meter entities are named after the meters, not the app).
+PUBLISHED_ENTITIES_ATTR: Final = "published_entities"
+
+
+def refused_entity_ids(states: object, app_name: str) -> list[str]:
+    """The entities an earlier run of ``app_name`` published, from HA's states.
+
+    Those named ``<domain>.<app slug>_...``, and those they list under
+    :data:`PUBLISHED_ENTITIES_ATTR`.
+
+    Args:
+        states: HA's ``get_states`` answer (a list of state objects).
+        app_name: the app.
+
+    Returns:
+        Entity ids, sorted, each once (already unavailable ones left out).
+    """
+    if not isinstance(states, list):
+        return []
+    prefix = f"{slugify(app_name)}_"
+    known = {
+        str(s.get("entity_id")): s for s in states if isinstance(s, dict) and s.get("entity_id")
+    }
+    own = [e for e in known if e.partition(".")[2].startswith(prefix)]
+    listed: list[str] = []
+    for entity_id in own:
+        attrs = known[entity_id].get("attributes")
+        extra = attrs.get(PUBLISHED_ENTITIES_ATTR) if isinstance(attrs, dict) else None
+        if isinstance(extra, list):
+            listed += [e for e in extra if isinstance(e, str) and e in known]
+    return sorted(e for e in {*own, *listed} if known[e].get("state") != "unavailable")
+
+
+async def mark_refused_entities(
+    hass: HassPort, app_name: str, error: ConfigError, logger: logging.Logger | Any
+) -> None:
+    """Mark what an earlier run of a refused app published ``unavailable`` and stale.
+
+    Same for every app: values an app no longer updates must not look
+    current (a health of ``ok``, ``stale: false``). Failures are logged as
+    warnings (HA may be down); never raised.
+
+    Args:
+        hass: the port.
+        app_name: the refused app.
+        error: why it was refused (its keys go into the reason).
+        logger: where to log.
+    """
+    try:
+        states = await hass.websocket_command({"type": "get_states"}, timeout_s=_STATES_TIMEOUT_S)
+    except HassError as err:
+        logger.warning("could not read HA's states to mark %s's entities: %s", app_name, err)
+        return
+    if not isinstance(states, list):
+        return
+    reason = (
+        f"{app_name} is not running: configuration error in {', '.join(error.keys)} "
+        "(see the notification)"
+    )
+    by_id = {s["entity_id"]: s for s in states if isinstance(s, dict) and "entity_id" in s}
+    for entity_id in refused_entity_ids(states, app_name):
+        old = by_id[entity_id].get("attributes")
+        attributes = {**(old if isinstance(old, dict) else {}), "stale": True, "reason": reason}
+        try:
+            await hass.set_entity(entity_id, "unavailable", attributes)
+        except HassError as err:
+            logger.warning("could not mark %s unavailable: %s", entity_id, err)
+            return
 
 
 async def clear_config_error(
