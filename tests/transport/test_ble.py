@@ -4,6 +4,7 @@ conformance check of the fake against the installed bleak."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import inspect
 import logging
@@ -30,6 +31,7 @@ from gridwatch.transport.errors import (
 )
 from gridwatch.transport.health import LinkState
 from gridwatch.transport.link import Message
+from tests.support import waiting
 from tests.support.clock import FakeClock
 from tests.support.fake_bleak import (
     COMMAND_UUID,
@@ -39,6 +41,9 @@ from tests.support.fake_bleak import (
     FakePeripheral,
     Outcome,
 )
+
+# Waits here default to 2.0 s.
+until = functools.partial(waiting.until, timeout=2.0)
 
 
 @pytest.fixture(autouse=True)
@@ -75,15 +80,6 @@ async def make_link(fake_ble: FakePeripheral, clock: FakeClock):
     yield make
     for link in links:
         await link.disconnect()
-
-
-async def until(predicate, timeout: float = 2.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.001)
 
 
 # ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from gridwatch.transport.ble_settings import DEVICE_KEY, BleSettings
 from gridwatch.transport.errors import AuthError
 from gridwatch.transport.link import Message
 from tests.support.fake_victron import RECORDED, Shunt, ShuntState, advertiser_for
+from tests.support.waiting import until
 
 pytest.importorskip("victron_ble")
 
@@ -54,15 +55,6 @@ def _hub_of(advertiser: type):
     from gridwatch.transport.ble_scanner import shared_hub
 
     return lambda: shared_hub(advertiser)
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.005)
 
 
 async def test_the_recorded_advertisement_reads_as_victron_ble_recorded_it() -> None:

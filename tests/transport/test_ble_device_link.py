@@ -13,6 +13,7 @@ from gridwatch.transport.ble_device_link import BleDeviceLink
 from gridwatch.transport.ble_settings import DEVICE_KEY, BleSettings
 from gridwatch.transport.errors import ConnectError, UnsupportedHostError
 from gridwatch.transport.link import Message
+from tests.support.waiting import until
 
 ADDRESS = "A4:C1:37:00:00:01"
 
@@ -63,15 +64,6 @@ def make(driver: Driver, *, locate: Any = None, failures: int = 2) -> BleDeviceL
         sleep=no_wait,
         rand=lambda: 0.5,
     )
-
-
-async def until(predicate: Any, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.002)
 
 
 async def test_polls_deliver_samples_and_failures_in_a_row_reconnect(caplog) -> None:

@@ -10,7 +10,8 @@ protocol byte for byte) and the Victron SmartShunt's advertisements.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import functools
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from gridwatch.transport.ble_settings import (
     EsphomeProxy,
 )
 from gridwatch.transport.errors import ConnectError
+from tests.support import waiting
 from tests.support.fake_esphome import (
     FakeEsphomeProxy,
     GattDevice,
@@ -45,6 +47,10 @@ from tests.support.fake_jbd import (
 )
 from tests.support.fake_victron import RECORDED as SHUNT
 from tests.support.fake_victron import VICTRON_COMPANY_ID
+
+# Waits here default to 10.0 s.
+until = functools.partial(waiting.until, timeout=10.0)
+
 
 BMS = "A4:C1:37:00:00:01"
 SHUNT_ADDRESS = "C4:4F:33:00:00:02"
@@ -107,15 +113,6 @@ def bms_link(world: dict[str, Any], radio: BleRadioSettings) -> BleLink:
     return link
 
 
-async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.01)
-
-
 async def ask_basic_info(link: BleLink, frames: list[bytes]) -> bytes:
     """Write the JBD read command; the answer's notifications, joined."""
     frames.clear()
@@ -142,20 +139,28 @@ async def test_gatt_write_notify_and_read_go_through_the_proxy(world) -> None:
     assert {"BluetoothGATTWriteRequest", "BluetoothGATTNotifyRequest"} <= set(proxy.received)
 
 
-async def test_the_proxy_hearing_the_device_best_carries_the_connection(world) -> None:
+async def near_and_far(
+    world: dict[str, Any], near_rssi: int, far_rssi: int
+) -> tuple[FakeEsphomeProxy, FakeEsphomeProxy, BleLink]:
+    """Two proxies reaching the BMS (the far one listed first), both having
+    heard it, and a link to it through them."""
     sim = JbdSimulator()
-    far = FakeEsphomeProxy(
-        "proxy-far", "AA:BB:CC:00:00:0F", heard=[bms_heard(-88)], devices=[bms_device(sim)]
-    )
     near = FakeEsphomeProxy(
-        "proxy-near", "AA:BB:CC:00:00:0E", heard=[bms_heard(-52)], devices=[bms_device(sim)]
+        "proxy-near", "AA:BB:CC:00:00:0E", heard=[bms_heard(near_rssi)], devices=[bms_device(sim)]
+    )
+    far = FakeEsphomeProxy(
+        "proxy-far", "AA:BB:CC:00:00:0F", heard=[bms_heard(far_rssi)], devices=[bms_device(sim)]
     )
     radio = await start_proxies(world, far, near)
-    radio_ = shared_radio(radio)
-    await radio_.start()
+    proxies = shared_radio(radio)
+    await proxies.start()
     # Both proxies must have heard it before the choice means anything.
-    await until(lambda: len(_sightings(radio_, BMS)) == 2)
-    link = bms_link(world, radio)
+    await until(lambda: len(_sightings(proxies, BMS)) == 2)
+    return near, far, bms_link(world, radio)
+
+
+async def test_the_proxy_hearing_the_device_best_carries_the_connection(world) -> None:
+    near, far, link = await near_and_far(world, -52, -88)
     await link.connect(timeout=20)
     assert (near.gatt_connects, far.gatt_connects) == (1, 0)
 
@@ -166,18 +171,7 @@ def _sightings(radio: Any, address: str) -> list[Any]:
 
 
 async def test_a_proxy_that_drops_out_is_failed_over(world) -> None:
-    sim = JbdSimulator()
-    near = FakeEsphomeProxy(
-        "proxy-near", "AA:BB:CC:00:00:0E", heard=[bms_heard(-50)], devices=[bms_device(sim)]
-    )
-    far = FakeEsphomeProxy(
-        "proxy-far", "AA:BB:CC:00:00:0F", heard=[bms_heard(-85)], devices=[bms_device(sim)]
-    )
-    radio = await start_proxies(world, near, far)
-    radio_ = shared_radio(radio)
-    await radio_.start()
-    await until(lambda: len(_sightings(radio_, BMS)) == 2)
-    link = bms_link(world, radio)
+    near, far, link = await near_and_far(world, -50, -85)
     frames: list[bytes] = []
     await link.subscribe(JBD_RX, lambda m: frames.append(m.payload))
     link.start()

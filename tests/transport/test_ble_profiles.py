@@ -35,6 +35,7 @@ from tests.support.fake_jbd import (  # noqa: E402
     JbdSimulator,
     JbdState,
 )
+from tests.support.waiting import until  # noqa: E402
 
 FAST_RETRY_S = 0.05
 
@@ -89,15 +90,6 @@ async def subscribe(link: BleDeviceLink, samples: list[dict[str, Any]]) -> None:
         samples.append(message.payload)
 
     await link.subscribe(DEVICE_KEY, on_message)
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.005)
 
 
 def close(a: float, b: float) -> bool:

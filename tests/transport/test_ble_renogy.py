@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import bleak_retry_connector
@@ -16,7 +17,12 @@ from gridwatch.transport import ble_drivers
 from gridwatch.transport.ble_device_link import BleDeviceLink
 from gridwatch.transport.ble_settings import DEVICE_KEY, BleSettings
 from gridwatch.transport.errors import ConnectError
+from tests.support import waiting
 from tests.support.fake_renogy import RECORDED, RECORDED_VALUES, RenogySimulator, crc16
+
+# Waits here default to 10.0 s.
+until = functools.partial(waiting.until, timeout=10.0)
+
 
 ALL_REGISTERS = set(RECORDED)
 
@@ -48,15 +54,6 @@ def make(sim: RenogySimulator, failures: int = 1) -> tuple[BleDeviceLink, list[d
     )
     assert isinstance(link, BleDeviceLink)
     return link, []
-
-
-async def until(predicate: Any, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.005)
 
 
 async def test_the_recorded_controller_reads_as_renogy_ble_recorded_it() -> None:

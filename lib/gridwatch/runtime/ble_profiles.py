@@ -63,12 +63,10 @@ def device_link(
         ValueError: a profile this build does not drive.
     """
     assert settings.device is not None
-    radio = radio or BleRadioSettings()
+    radio = _radio(radio)
     profile = profile_for(settings.device)
     require_library(profile.module, profile.library, profile.python, profile.kind)
     backend: type[BaseBleakClient] | None = options.pop("backend", None)
-    if radio.adapter == "esphome":
-        require_library("bleak_esphome", "bleak-esphome", (3, 11), "adapter: esphome")
     if profile.passive:
         return _advert_link(name, settings, profile, options, radio)
     if backend is not None:
@@ -91,9 +89,8 @@ def custom_link(
     """A BLE link decoding notifications by the user's offsets (a custom device)."""
     from gridwatch.transport.ble_link import BleLink
 
-    radio = radio or BleRadioSettings()
+    radio = _radio(radio)
     if radio.adapter == "esphome" and "backend" not in options:
-        require_library("bleak_esphome", "bleak-esphome", (3, 11), "adapter: esphome")
         locate = _proxied(radio)
 
         async def find(address: str, timeout: float) -> BLEDevice | None:
@@ -102,6 +99,14 @@ def custom_link(
 
         options["find_device"] = find
     return BleLink(name, settings, **options)
+
+
+def _radio(radio: BleRadioSettings | None) -> BleRadioSettings:
+    """The app's radio; proxies need bleak-esphome (checked at start, once per link)."""
+    radio = radio or BleRadioSettings()
+    if radio.adapter == "esphome":
+        require_library("bleak_esphome", "bleak-esphome", (3, 11), "adapter: esphome")
+    return radio
 
 
 def _advert_link(

@@ -20,10 +20,11 @@ from typing import Any
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
+from gridwatch.transport.ble_device_link import publish_sample
 from gridwatch.transport.ble_drivers import AdvertisementDecoder
 from gridwatch.transport.ble_link import translate_bleak_error
 from gridwatch.transport.ble_scanner import AdvertisementHub
-from gridwatch.transport.ble_settings import DEVICE_KEY, BleSettings
+from gridwatch.transport.ble_settings import BleSettings
 from gridwatch.transport.errors import AuthError, ConnectError, PayloadError
 from gridwatch.transport.link import Link, cancel_and_wait
 
@@ -126,11 +127,7 @@ class BleAdvertLink(Link):
         self._publish(readings)
 
     def _publish(self, readings: dict[str, Any]) -> None:
-        sub = self._subs.get(DEVICE_KEY)
-        if sub is None:
-            self._note_message()
-        else:
-            self._deliver(sub, readings)
+        publish_sample(self, readings)
 
     async def _watch_silence(self) -> None:
         timeout = self.settings.advertisement_timeout_s

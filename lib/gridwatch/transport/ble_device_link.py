@@ -28,7 +28,7 @@ from gridwatch.transport.ble_settings import DEVICE_KEY, BleSettings
 from gridwatch.transport.errors import ConnectError, TransportError, UnsupportedHostError
 from gridwatch.transport.link import CLOSE_TIMEOUT_S, Link, cancel_and_wait
 
-__all__ = ["BleDeviceLink", "DriverFactory", "Locate"]
+__all__ = ["BleDeviceLink", "DriverFactory", "Locate", "publish_sample"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -38,6 +38,16 @@ Locate = Callable[[str, float], Awaitable[tuple[BLEDevice, AdvertisementData | N
 # Builds the driver for a located device (imports the library: may raise
 # MissingLibraryError).
 DriverFactory = Callable[[BLEDevice, AdvertisementData | None], Awaitable[DeviceDriver]]
+
+
+def publish_sample(link: Link, sample: dict[str, Any]) -> None:
+    """Deliver a device's whole sample on :data:`DEVICE_KEY` (or count it as
+    proof of life when nothing subscribed). Call on the loop thread."""
+    sub = link.subscriptions.get(DEVICE_KEY)
+    if sub is None:
+        link._note_message()
+    else:
+        link._deliver(sub, sample)
 
 
 class BleDeviceLink(Link):
@@ -172,8 +182,4 @@ class BleDeviceLink(Link):
         return True
 
     def _publish(self, sample: dict[str, Any]) -> None:
-        sub = self._subs.get(DEVICE_KEY)
-        if sub is None:
-            self._note_message()
-        else:
-            self._deliver(sub, sample)
+        publish_sample(self, sample)
