@@ -40,6 +40,7 @@ def test_defaults_and_meters():
     assert config.request_units is True
     assert config.time_zone is None
     assert config.recheck_days == 2
+    assert config.reset_tolerance_kwh == 0.001
     grid, pv = config.meters
     assert (grid.slug, grid.role, grid.unit) == ("grid_import", Role.IMPORT, EnergyUnit.KWH)
     assert (pv.statistic_id, pv.slug, pv.role, pv.unit) == (
@@ -61,6 +62,9 @@ def test_defaults_and_meters():
         # More hourly rows of 500 meters than AppDaemon's 4 MiB message cap allows.
         ({"recheck_days": 5}, "recheck_days"),
         ({"recheck_days": "two"}, "recheck_days"),
+        ({"reset_tolerance_kwh": -0.001}, "reset_tolerance_kwh"),
+        ({"reset_tolerance_kwh": 2}, "reset_tolerance_kwh"),
+        ({"reset_tolerance_kwh": "nan"}, "reset_tolerance_kwh"),
         ({"refresh_event": "Refresh Now"}, "refresh_event"),
         ({"meters": [{"statistic_id": "Grid Import", "name": "x"}]}, "meters[0].statistic_id"),
         (
