@@ -503,10 +503,13 @@ def recipe_modules(components: Path, domains: Iterable[str]) -> list[str]:
 
 
 def _entity_platforms(components: Path) -> set[str]:
-    # HA's Platform enum, read from its source (no import on the host side).
-    const = (components.parent / "const.py").read_text()
-    block = const.split("class Platform(", 1)[1].split("\n\n", 1)[0]
-    return set(re.findall(r'= "([a-z_]+)"', block))
+    # The entity platforms (sensor, camera ...): the integrations whose
+    # manifest says so; the same on every HA version (its Platform enum moved).
+    found: set[str] = set()
+    for manifest in components.glob("*/manifest.json"):
+        if json.loads(manifest.read_text()).get("integration_type") == "entity":
+            found.add(manifest.parent.name)
+    return found
 
 
 def _components_dir(install: HaInstall) -> Path:

@@ -10,12 +10,13 @@ suite's configs load (the MQTT entry's camera -> stream -> numpy included).
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.e2e import ha_install
-from tests.e2e.debian_root import root_recipe_digest
+from tests.e2e.debian_root import check_private_mounts, root_recipe_digest
 from tests.e2e.ha_install import (
     RECIPE_DOMAINS,
     check_imports,
@@ -37,10 +38,16 @@ def _integration(
     requirements: list[str],
     modules: dict[str, str] | None = None,
     dependencies: list[str] | None = None,
+    integration_type: str = "hub",
 ) -> None:
     package = components / domain
     package.mkdir(parents=True)
-    manifest = {"domain": domain, "requirements": requirements, "dependencies": dependencies or []}
+    manifest = {
+        "domain": domain,
+        "requirements": requirements,
+        "dependencies": dependencies or [],
+        "integration_type": integration_type,
+    }
     (package / "manifest.json").write_text(json.dumps(manifest))
     (package / "__init__.py").write_text("")
     for name, source in (modules or {}).items():
@@ -52,9 +59,6 @@ def components(tmp_path: Path) -> Path:
     """A miniature ``homeassistant/components`` shaped like MQTT's camera chain."""
     components = tmp_path / "homeassistant" / "components"
     components.mkdir(parents=True)
-    (tmp_path / "homeassistant" / "const.py").write_text(
-        'class Platform(StrEnum):\n    CAMERA = "camera"\n    SENSOR = "sensor"\n\n\nX = 1\n'
-    )
     _integration(
         components,
         "mqtt",
@@ -65,11 +69,18 @@ def components(tmp_path: Path) -> Path:
             "util": "def later():\n    from homeassistant.components import cast\n",
         },
     )
-    _integration(components, "camera", ["PyTurboJPEG==1.7.1"], {"img": "from ..stream import x\n"})
+    _integration(
+        components,
+        "camera",
+        ["PyTurboJPEG==1.7.1"],
+        {"img": "from ..stream import x\n"},
+        [],
+        "entity",
+    )
     _integration(components, "stream", ["numpy==1.26.0", "ha-av==10.1.1"])
     _integration(components, "image", [], dependencies=["http"])
     _integration(components, "http", ["aiohttp_cors==0.7.0"])
-    _integration(components, "sensor", [])
+    _integration(components, "sensor", [], integration_type="entity")
     _integration(components, "cast", ["PyChromecast==13.0.8"])
     return components
 
@@ -143,3 +154,27 @@ def test_the_ha_in_use_was_built_by_todays_recipe() -> None:
     assert record["requirements"] == recipe_requirements(install)
     # Raises, naming each module, if anything the configs load cannot import.
     check_imports(install)
+
+
+def test_a_host_without_private_mounts_gets_one_sentence(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GRIDWATCH_CACHE", str(tmp_path))
+    # A container whose "/" is no mount point: unshare's own complaint.
+    refused = subprocess.CompletedProcess(
+        ["unshare"], 1, "", "unshare: cannot change root filesystem propagation: Invalid argument\n"
+    )
+    check_private_mounts.cache_clear()
+    monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: refused)
+    monkeypatch.setattr(ha_install, "host_python_version", lambda: DEBIAN_12)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            ha_install.main(["2026.2.3"])
+    finally:
+        check_private_mounts.cache_clear()
+
+    message = str(stopped.value.code)
+    assert "Home Assistant 2026.2.3" in message
+    assert "private mount namespace" in message
+    assert "Invalid argument" in message
+    assert "Traceback" not in capsys.readouterr().err
