@@ -30,6 +30,9 @@ from tests.e2e.process import free_port
 _HERE = Path(__file__).parent
 # Start-up figures of this session, printed in the terminal summary.
 _TIMINGS: dict[str, list[float]] = {"ha_boot_s": [], "appdaemon_start_s": []}
+# How many of each this process has attached to a test report already.
+_REPORTED: dict[str, int] = dict.fromkeys(_TIMINGS, 0)
+_TIMING_PREFIX = "gridwatch_startup_"
 # The first line of the error that kept the session's HA from starting.
 _HA_FAILED: list[str] = []
 
@@ -48,6 +51,13 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    # Start-up figures ride on the reports: under pytest-xdist the workers
+    # measure them and only reports reach the process that prints the summary.
+    for name, values in _TIMINGS.items():
+        fresh = values[_REPORTED[name] :]
+        if fresh:
+            report.user_properties.append((f"{_TIMING_PREFIX}{name}", list(fresh)))
+            _REPORTED[name] = len(values)
     if report.failed and _HERE in item.path.parents:
         # An AppDaemon can be reachable twice (itself and through its
         # factory): attach each log once.
@@ -63,9 +73,15 @@ def pytest_runtest_makereport(
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    gathered: dict[str, list[float]] = {name: [] for name in _TIMINGS}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for key, values in getattr(report, "user_properties", ()):
+                if isinstance(key, str) and key.startswith(_TIMING_PREFIX):
+                    gathered.setdefault(key.removeprefix(_TIMING_PREFIX), []).extend(values)
     lines = [
         f"{name}: " + ", ".join(f"{v:.1f}" for v in values)
-        for name, values in _TIMINGS.items()
+        for name, values in gathered.items()
         if values
     ]
     if lines:
