@@ -74,6 +74,8 @@ STATUS_INTERVAL_S = 60.0
 PROCESS_CHECK_S = 1.0
 # HA's exit code when its restart service was called (homeassistant.const).
 HA_RESTART_EXIT_CODE = 100
+# HADashboard's folder of extra scripts, in AppDaemon's config dir.
+CUSTOM_JAVASCRIPT = "custom_javascript"
 # The simulator's counters between runs (demo.site_store).
 SITE_FILE = "site.json"
 
@@ -453,6 +455,12 @@ class DemoAppDaemon(AppDaemon):
     def write(self) -> None:
         super().write()
         os.chmod(self.config_dir / "appdaemon.yaml", 0o600)  # it holds the password
+        # HADashboard loads custom_javascript/*.js from AppDaemon's config dir:
+        # the panel's fix for 4.5.13's login cookie (dashboards/custom_javascript).
+        custom_js = self.config_dir / CUSTOM_JAVASCRIPT
+        if custom_js.is_symlink() or custom_js.exists():
+            custom_js.unlink()
+        custom_js.symlink_to(config_files.DASHBOARD_DIR / CUSTOM_JAVASCRIPT)
         apps_yaml = self.app_dir / "apps.yaml"
         apps_yaml.unlink(missing_ok=True)
         apps_yaml.symlink_to(self.apps_yaml)

@@ -68,11 +68,17 @@ READ_WIDGETS: Final = """
   return out;
 })()
 """
-# The chart as the logged-in page fetches it (same cookies as the <img>).
-FETCH_CHART: Final = """
-fetch('/app/export_guard_chart', {credentials: 'same-origin'})
-  .then(async r => ({status: r.status, type: r.headers.get('content-type'), text: await r.text()}))
+
+
+def fetch_chart(minutes: int) -> str:
+    """JavaScript that fetches the chart as the logged-in page does (its cookies)."""
+    return f"""
+fetch('/app/export_guard_chart?minutes={minutes}', {{credentials: 'same-origin'}})
+  .then(async r => ({{status: r.status, type: r.headers.get('content-type'),
+                      text: await r.text()}}))
 """
+
+
 GAUGE_VALUE: Final = re.compile(r"\d+(\.\d+)?\s*%")
 # pygal draws each series in a <g class="series serie-N ..."> with one path.
 _SERIES: Final = re.compile(r'<g class="series serie-(\d+)[^"]*">\s*<path d="([^"]*)"')

@@ -53,6 +53,34 @@ async def _states(session: aiohttp.ClientSession, url: str) -> dict[str, str]:
         return {s["entity_id"]: s["state"] for s in await resp.json()}
 
 
+async def _refuses_strangers(
+    session: aiohttp.ClientSession, base: str, panel: str, creds: dict[str, str]
+) -> None:
+    """Without AppDaemon's password: a login form, no state, no button, no chart."""
+    async with aiohttp.ClientSession(timeout=session.timeout) as stranger:
+        async with stranger.get(panel) as resp:
+            page = await resp.text()
+        assert "gridwatch_init.js" not in page
+        assert 'action="/logon_response"' in page
+        async with stranger.get(f"{base}/api/appdaemon/state/default/sensor.grid_power") as resp:
+            assert resp.status == 401
+        press = f"{base}/api/appdaemon/service/default/input_boolean/turn_on"
+        body = {"entity_id": "input_boolean.battery_discharge_request"}
+        async with stranger.post(press, json=body) as resp:
+            assert resp.status == 401
+        async with stranger.get(f"{base}/app/export_guard_chart") as resp:
+            assert resp.status == 401
+            assert "<svg" not in await resp.text()
+        # The same requests with the password get through.
+        async with stranger.get(
+            f"{base}/api/appdaemon/state/default/sensor.grid_power", headers=creds
+        ) as resp:
+            assert resp.status == 200
+        async with stranger.get(f"{base}/app/export_guard_chart", headers=creds) as resp:
+            assert resp.status == 200
+            assert resp.content_type == "image/svg+xml"
+
+
 async def test_demo_runs_shows_live_entities_and_stops_cleanly(tmp_path):
     state_dir = tmp_path / "state"
     run = DemoRun(state_dir, ["--duration", str(DURATION_S), "--speed", "30"])
@@ -77,6 +105,7 @@ async def test_demo_runs_shows_live_entities_and_stops_cleanly(tmp_path):
                 script = await resp.text()
             for widget in ("guard-health", "battery-soc", "gateway-status", "site-pv-month"):
                 assert f'id="default-{widget}"' in script
+            await _refuses_strangers(session, base, run.urls["Gridwatch panel"], run.ad_headers)
         code = await run.wait(DURATION_S + 60)
     finally:
         await run.stop()
