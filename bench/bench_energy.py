@@ -119,10 +119,14 @@ def seed_database(db_path: Path, meters: int, first: datetime, hours: int) -> in
     now = time.time()
     with sqlite3.connect(db_path) as db:
         stats = []
+        columns = {row[1] for row in db.execute("PRAGMA table_info(statistics_meta)")}
+        # HA 2025.x added mean_type (NOT NULL; 0: no mean) and unit_class.
+        extra = ", mean_type, unit_class" if "mean_type" in columns else ""
+        values = ", 0, 'energy'" if extra else ""
         for i in range(meters):
             cursor = db.execute(
                 "INSERT INTO statistics_meta (statistic_id, source, unit_of_measurement,"
-                " has_mean, has_sum, name) VALUES (?, 'recorder', 'kWh', 0, 1, ?)",
+                f" has_mean, has_sum, name{extra}) VALUES (?, 'recorder', 'kWh', 0, 1, ?{values})",
                 (METER_ID.format(i), f"Bench meter {i}"),
             )
             meta_id = cursor.lastrowid

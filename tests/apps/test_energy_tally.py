@@ -23,7 +23,7 @@ from gridwatch.energy.recorder_statistics import (
     parse_statistics,
     today_request,
 )
-from gridwatch.energy.runner import TallyRunner
+from gridwatch.energy.runner import METADATA_COMMAND, TallyRunner
 from gridwatch.energy.tally import Tally, compute_tally, live_reading
 from gridwatch.notices.client import NOTICE_EVENT, NoticeClient
 from gridwatch_energy_tally import EnergyTally
@@ -93,8 +93,17 @@ class World:
             cfg.meters, hourly, daily, live, periods, zone=BERLIN, units_requested=cfg.request_units
         )
 
+    def metadata(self, command):
+        """HA's recorder/get_statistics_metadata: each statistic's unit."""
+        return [
+            {"statistic_id": sid, "statistics_unit_of_measurement": stat.unit, "has_sum": True}
+            for sid, stat in self.model.stats.items()
+            if sid in command["statistic_ids"]
+        ]
+
     def arm(self, cycles: int = 20) -> None:
         self.hass.script_websocket(COMMAND_TYPE, *([self.respond] * 15 * cycles))
+        self.hass.script_websocket(METADATA_COMMAND, *([self.metadata] * cycles))
         self.hass.script_websocket("get_config", *([{"time_zone": "Europe/Berlin"}] * 5))
 
     async def runner(self, cfg: EnergyTallyConfig) -> TallyRunner:
@@ -211,6 +220,7 @@ async def test_failures_keep_stale_values_then_error_and_notice_then_resolve(cap
     caplog.set_level(logging.WARNING, logger=LOG.name)
     world = World()
     world.hass.script_websocket("get_config", {"time_zone": "Europe/Berlin"})
+    world.hass.script_websocket(METADATA_COMMAND, *([world.metadata] * 5))
     seed_month(world, "sensor.grid_in", 1.0)
     # After the first cycle only the today request is sent: the month's
     # complete days are kept (failures of the today request do not drop them).
@@ -775,6 +785,27 @@ async def test_a_meter_new_this_month_counts_its_first_day_within_the_hour():
         await world.hass.fire_event("gridwatch_energy_tally_refresh", {})
         await world.hass.advance(1200)
         assert world.state("sensor.new_energy_this_month") == f"{2.0 * hours:.3f}"
+    await runner.stop()
+
+
+async def test_a_unit_changed_within_the_month_is_a_warning_and_a_problem(caplog):
+    caplog.set_level(logging.WARNING, logger=LOG.name)
+    world = World()
+    world.arm(cycles=10)
+    seed_month(world, "sensor.a", 1.0)
+    runner = await world.runner(config([{"statistic_id": "sensor.a", "name": "A"}]))
+    assert world.attrs("sensor.a_energy_this_month")["problem"] is None
+
+    # Re-imported in Wh where it was kWh: HA now reads every old row as Wh.
+    world.model.stats["sensor.a"].unit = "Wh"
+    await world.hass.advance(3600)
+
+    problem = world.attrs("sensor.a_energy_this_month")["problem"]
+    assert "changed from kWh to Wh" in problem
+    assert "refresh event" in problem
+    assert [r for r in caplog.records if "changed from kWh to Wh" in r.getMessage()]
+    # The figure is still published (what HA's rows say), with the warning.
+    assert world.state("sensor.a_energy_this_month") != "unknown"
     await runner.stop()
 
 

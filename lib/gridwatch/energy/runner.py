@@ -57,11 +57,15 @@ from gridwatch.energy.tally import (
     live_reading,
     scale_of,
 )
+from gridwatch.energy.units import unit_change_problem
 from gridwatch.hass.entity_update import ChangedOnlyWriter
 from gridwatch.hass.errors import HassError
 from gridwatch.hass.ports import Handle, HassPort
 from gridwatch.hass.states import slugify
 from gridwatch.notices.client import NoticeClient
+
+# HA's websocket command for statistics metadata (unit, has_sum), since 2022.
+METADATA_COMMAND = "recorder/get_statistics_metadata"
 
 
 class TallyRunner:
@@ -94,6 +98,11 @@ class TallyRunner:
         self.requests_sent = 0  # statistics requests of the last cycle
         self._scales = {m.statistic_id: scale_of(m, config.request_units) for m in config.meters}
         self._warned_no_sum: set[str] = set()
+        # The unit each statistic had when first seen this month (HA's
+        # metadata, asked once an hour), and what changed since.
+        self._units: dict[str, object] = {}
+        self._units_key: tuple[object, object] | None = None
+        self._unit_problems: dict[str, str] = {}
 
     def _new_ledger(self) -> MonthLedger:
         return MonthLedger(
@@ -253,6 +262,7 @@ class TallyRunner:
             self.log.info("meter %s: history arrived after its last read", sid)
             if self.month.is_due_again(sid):
                 waiting[sid] = HISTORY_CHANGED  # read on the next cycle; marked until then
+        await self._check_units(periods, ids)
         live: dict[str, LiveReading] = {}
         for sid in ids:
             # External statistics (domain:x) have no entity to read live.
@@ -268,6 +278,7 @@ class TallyRunner:
             units_requested=units,
             tolerance_kwh=self.config.reset_tolerance_kwh,
             waiting=waiting,
+            problems=self._unit_problems,
         )
         for result in tally.meters:
             sid = result.meter.statistic_id
@@ -275,6 +286,38 @@ class TallyRunner:
                 self._warned_no_sum.add(sid)
                 self.log.warning("meter %s (%s): %s", result.meter.name, sid, NO_SUM)
         return tally
+
+    async def _check_units(self, periods: TallyPeriods, ids: list[str]) -> None:
+        """Once an hour, compare each statistic's unit with the first seen this month.
+
+        A change is a warning and the meter's ``problem``; the figure stays
+        published. Failures are a warning only (the month is still right
+        without this check).
+        """
+        if self._units_key == (periods.month_start, periods.hour_start):
+            return
+        if self._units_key is None or self._units_key[0] != periods.month_start:
+            self._units, self._unit_problems = {}, {}
+        command = {"type": METADATA_COMMAND, "statistic_ids": sorted(set(ids))}
+        self._units_key = (periods.month_start, periods.hour_start)  # failed: next hour
+        try:
+            answer = await self.hass.websocket_command(
+                command, timeout_s=self.config.query_timeout_s
+            )
+        except HassError as err:
+            self.log.warning("could not read the statistics' units: %s", err)
+            return
+        for item in answer if isinstance(answer, list) else ():
+            if not isinstance(item, Mapping):
+                continue
+            sid, unit = item.get("statistic_id"), item.get("statistics_unit_of_measurement")
+            if not isinstance(sid, str):
+                continue
+            before = self._units.setdefault(sid, unit)
+            if before != unit and sid not in self._unit_problems:
+                problem = unit_change_problem(str(before), str(unit))
+                self._unit_problems[sid] = problem
+                self.log.warning("meter %s: %s", sid, problem)
 
     async def _read(self, page: Page, periods: TallyPeriods) -> None:
         wanted = list(page.ids)

@@ -317,6 +317,7 @@ def compute_tally_from(
     units_requested: bool = True,
     tolerance_kwh: float = 0.0,
     waiting: Mapping[str, str] | None = None,
+    problems: Mapping[str, str] | None = None,
 ) -> Tally:
     """Compute one cycle's tally from the ``today`` answer and the kept days.
 
@@ -329,11 +330,14 @@ def compute_tally_from(
         units_requested: as for :func:`compute_tally`.
         tolerance_kwh: as for :func:`compute_tally`.
         waiting: meters whose kept days are not up to date, and why.
+        problems: meters with a problem found elsewhere (a unit change), shown
+            in ``problem`` (the figure is still published).
 
     Returns:
         The :class:`Tally`.
     """
     reasons = waiting or {}
+    found = problems or {}
     results = tuple(
         replace(
             _meter_tally(
@@ -348,6 +352,12 @@ def compute_tally_from(
             stale_reason=reasons.get(m.statistic_id),
         )
         for m in meters
+    )
+    results = tuple(
+        replace(r, problem=found[r.meter.statistic_id])
+        if r.problem is None and r.meter.statistic_id in found
+        else r
+        for r in results
     )
     totals = {
         role: _role_total(role, [r for r in results if r.meter.role is role])

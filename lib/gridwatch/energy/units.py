@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["EnergyUnit", "parse_energy_unit", "to_kwh"]
+__all__ = ["EnergyUnit", "parse_energy_unit", "to_kwh", "unit_change_problem"]
 
 
 class EnergyUnit(StrEnum):
@@ -47,3 +47,24 @@ def parse_energy_unit(raw: object) -> EnergyUnit | None:
         return EnergyUnit(raw.strip())
     except ValueError:
         return None
+
+
+def unit_change_problem(before: str | None, now: str | None) -> str:
+    """The ``problem`` of a meter whose statistic changed unit within the month.
+
+    HA converts every row of a statistic by its CURRENT unit: rows recorded in
+    kWh and re-read as Wh shrink a thousandfold, so the month jumps.
+
+    Args:
+        before: the unit seen earlier this month.
+        now: the unit the recorder has now.
+
+    Returns:
+        The text, with what to do.
+    """
+    return (
+        f"the statistic's unit changed from {before} to {now} this month: Home Assistant "
+        "now reads all its rows in the new unit, so this month's figure is wrong. Fix the "
+        "statistic in Developer tools > Statistics (or re-import it in one unit), then fire "
+        "the refresh event"
+    )
