@@ -19,9 +19,11 @@ from tests.demo.test_apps_yaml import ADDRESSES
 
 def _device_links() -> dict[str, Any]:
     apps = load_apps_yaml(DEMO_APPS_YAML, secrets(ADDRESSES))
-    entry = apps["device_monitor"]
-    options = {k: v for k, v in entry.items() if k in ("links", "tick_interval_s")}
-    return {link.name: link for link in LinkMonitorSchema().load(options).links}
+    links = {}
+    for app in ("device_monitor", "bms_monitor"):
+        options = {k: v for k, v in apps[app].items() if k in ("links", "ble")}
+        links.update({link.name: link for link in LinkMonitorSchema().load(options).links})
+    return links
 
 
 async def _first_sample(link: Link, timeout: float = 10.0) -> dict[str, Any]:

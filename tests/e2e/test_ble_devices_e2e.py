@@ -49,7 +49,6 @@ EXPECTED = {
     "current": ("-12.500", "A", "current", "measurement"),
     "soc": ("80.5", "%", "battery", "measurement"),
     "consumed_ah": ("-40.0", "Ah", None, "measurement"),
-    "remaining_mins": ("1234", "min", "duration", "measurement"),
 }
 
 

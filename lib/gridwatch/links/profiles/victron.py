@@ -21,7 +21,8 @@ VICTRON_VALUES = MappingProxyType(
         "current": ProfileValue("A", "current", minimum=-10000, maximum=10000, precision=3),
         "soc": ProfileValue("%", "battery", minimum=0, maximum=100, precision=1),
         "consumed_ah": ProfileValue("Ah", None, minimum=-100000, maximum=100000, precision=1),
-        "remaining_mins": ProfileValue("min", "duration", minimum=0, maximum=65535),
+        # Not sent while charging (no time to empty): listed on request only.
+        "remaining_mins": ProfileValue("min", "duration", minimum=0, maximum=65535, default=False),
         "temperature": ProfileValue("°C", "temperature", minimum=-60, maximum=400, default=False),
         "starter_voltage": ProfileValue("V", "voltage", default=False),
         "midpoint_voltage": ProfileValue("V", "voltage", default=False),
