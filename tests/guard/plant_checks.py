@@ -3,6 +3,7 @@ and the builder of a guarded site on the fake HA."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ from gridwatch_export_guard import ExportGuard
 from tests.support.app_harness import make_app
 from tests.support.fake_hass import FakeHass
 from tests.support.plant import Inverter, LaggedSensor, Site, Steps
-from tests.support.plant_sim import EVENT, GuardSim, Record, guard_args
+from tests.support.plant_sim import EVENT, POWER, GuardSim, Record, guard_args
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,15 @@ class Bounds:
         believed_off_s: the battery may still discharge this long after the
             guard believes it stopped (the ramp down, a flip seen late).
         over_wh_per_h: battery-caused energy over the limit per hour.
+        failed_stop_s: while the plant ignores a stop, the guard may say
+            "off" this long before its failed stop is critical: the settle
+            time, one retry, and a meter report.
     """
 
     transient_s: float
     believed_off_s: float
     over_wh_per_h: float
+    failed_stop_s: float = 8.0
 
 
 def bounds_for(meter_period_s: float, lag_s: float, ramp_s: float) -> Bounds:
@@ -55,12 +60,14 @@ def violations(record: Record, site: Site, bounds: Bounds) -> list[str]:
                 f"over the limit {start:.1f}-{end:.1f} s: longer than {bounds.transient_s:.1f} s"
             )
     run = 0.0
-    for off, battery in zip(record.believed_off, record.battery, strict=True):
+    rows = zip(record.believed_off, record.battery, record.excused, strict=True)
+    for off, battery, excused in rows:
         run = run + record.dt if off and battery > 50.0 else 0.0
-        if run > bounds.believed_off_s:
-            found.append(f"discharging {battery:.0f} W while the guard believes it is off")
+        if run > (bounds.failed_stop_s if excused else bounds.believed_off_s):
+            found.append(f"discharging {battery:.0f} W while the guard says off (not critical)")
             break
-    per_h = record.over_wh() / max(record.hours(), 1e-9)
+    faulty = sum(record.excused) * record.dt / 3600.0
+    per_h = record.over_wh(excused_too=False) / max(record.hours() - faulty, 1e-9)
     if record.hours() >= 0.05 and per_h > bounds.over_wh_per_h:
         found.append(f"{per_h:.1f} Wh/h over the limit (budget {bounds.over_wh_per_h})")
     return found
@@ -78,9 +85,14 @@ async def guarded_site(
     battery_lag_s: float = 0.5,
     meter_sign: float = -1.0,
     inverter: Inverter | None = None,
+    shows_step_w: float | None = None,
     **options: Any,
 ) -> GuardSim:
-    """A site with a started guard on the fake HA (not yet requested)."""
+    """A site with a started guard on the fake HA (not yet requested).
+
+    ``shows_step_w``: the power entity shows the step the inverter applied
+    (1700 W for 1662 W with 100 W steps), as quantised inverters do.
+    """
     hass = FakeHass()
     site = Site(pv, load, inverter or Inverter(ramp_w_per_s=5000.0 / max(ramp_s, 0.01)))
     meter = LaggedSensor(period_s, lag_s)
@@ -91,11 +103,31 @@ async def guarded_site(
     args = guard_args(meter_period_s=period_s, settle_s=2 * period_s + lag_s + ramp_s, **options)
     if battery_sensor:
         args["readings"] = {**args["readings"], "battery_power": {"entity": "sensor.battery_power"}}
-    app = make_app(ExportGuard, args, hass, name="export_guard")
+    if shows_step_w is not None:
+        show_applied_step(hass, shows_step_w)
+    sim.args = args
+    await start_guard(sim)
+    return sim
+
+
+async def start_guard(sim: GuardSim) -> None:
+    """(Re)start the guard app with the site's options."""
+    app = make_app(ExportGuard, sim.args, sim.hass, name="export_guard")
     await app.initialize()
     assert app.controller is not None, "the guard refused its options"
     sim.guard = app
-    return sim
+
+
+def show_applied_step(hass: FakeHass, step_w: float) -> None:
+    """The power entity shows the value rounded to the inverter's step."""
+    real_call = hass.call_service
+
+    async def shows_the_step(service: str, data: Mapping[str, Any] | None = None, **kw: Any) -> Any:
+        if data and data.get("entity_id") == POWER:
+            data = {**data, "value": round(float(data["value"]) / step_w) * step_w}
+        return await real_call(service, data, **kw)
+
+    hass.call_service = shows_the_step  # type: ignore[method-assign]
 
 
 async def request(sim: GuardSim, **data: Any) -> None:

@@ -141,20 +141,13 @@ async def test_a_quantised_actuator_gets_at_most_one_lowering_per_grid_reading()
         Steps(((40.0, 4700.0), (80.0, 4000.0)), 4000.0),
         ROOMY_LOAD,
         inverter=Inverter(step_w=100.0),
+        shows_step_w=100.0,
         actuators={
             "enable": {"entity": ENABLE},
             "power": {"entity": POWER, "tolerance": 50},
             "duration": {"entity": DURATION},
         },
     )
-    real_call = sim.hass.call_service
-
-    async def shows_the_step(service, data=None, **kw):
-        if data and data.get("entity_id") == POWER:
-            data = {**data, "value": round(float(data["value"]) / 100.0) * 100.0}
-        return await real_call(service, data, **kw)
-
-    sim.hass.call_service = shows_the_step
     try:
         await request(sim)
         await sim.run(120)

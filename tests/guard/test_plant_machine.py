@@ -1,8 +1,22 @@
-"""A hypothesis state machine over the plant, its faults, requests and
-settings, driving the real app on the fake HA; after every step the
-physics must hold (export over the limit only right after a disturbance
-the guard could not foresee, never discharging while the guard believes
-it stopped, the battery off soon after a teardown)."""
+"""A hypothesis state machine over the plant, its faults, requests, random
+valid configurations and device semantics, driving the real app on the
+fake HA. After every step the physics must hold:
+
+- export over the limit only in a bounded transient after a disturbance
+  the guard could not foresee;
+- no discharge while the guard publishes "off" beyond the settle time plus
+  one retry without a critical failed stop standing (an inverter that
+  ignores stops is part of the world here);
+- no discharge without a standing request beyond the ramp and the settle
+  time (restarts included), and the battery off soon after a teardown;
+- the daily cap never passed while the battery discharges;
+- actuator writes per minute bounded.
+
+Configurations are drawn option by option and validated by the app's own
+schema (an option the schema refuses fails the example); device semantics
+vary too: how the inverter's timer counts, a quantised power actuator, a
+battery-power sensor with its own period and lag, a late energy counter.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +27,42 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from gridwatch_export_guard import ExportGuard
-from tests.guard.plant_checks import bounds_for, guarded_site, request, violations
-from tests.support.app_harness import make_app
-from tests.support.plant import Steps
-from tests.support.plant_sim import ENABLE, EVENT, POWER, GuardSim, guard_args
+from tests.guard.plant_checks import (
+    Bounds,
+    bounds_for,
+    guarded_site,
+    request,
+    start_guard,
+    violations,
+)
+from tests.support.plant import Inverter, Steps
+from tests.support.plant_sim import DURATION, ENABLE, EVENT, POWER, SOC, GuardSim
+
+CAP_KWH = 1.3  # 1 kWh exported before the start: reachable within an example
+
+options = st.fixed_dictionaries(
+    {
+        "deadband_w": st.sampled_from([0, 100, 300]),
+        "max_raise_step_w": st.sampled_from([300, 1000, 2000, 5000]),
+        "response_min_w": st.sampled_from([100, 300]),
+        "response_fraction": st.sampled_from([0.3, 0.5, 0.8]),
+        "min_write_interval_s": st.sampled_from([0, 10]),
+        "min_change_w": st.sampled_from([0, 50, 200]),
+        "lease_min": st.sampled_from([1, 5]),
+        "daily_export_cap_kwh": st.sampled_from([CAP_KWH, 200]),
+    }
+)
+devices = st.fixed_dictionaries(
+    {
+        "period": st.sampled_from([1.0, 2.0]),
+        "lag": st.sampled_from([0.0, 1.0]),
+        "ramp": st.sampled_from([0.5, 1.0, 2.0]),
+        "timer_from_write": st.booleans(),
+        "step_w": st.sampled_from([1.0, 100.0]),
+        "battery": st.sampled_from([None, (1.0, 0.5), (5.0, 2.0)]),
+        "counter_lag_s": st.sampled_from([0.0, 300.0]),
+    }
+)
 
 
 class PlantMachine(RuleBasedStateMachine):
@@ -25,33 +70,73 @@ class PlantMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.sim: GuardSim | None = None
-        self.options: dict[str, Any] = {}
         self.external: list[float] = []  # things done to the plant the guard cannot foresee
         self.down_since: float | None = None  # the guard was torn down
         self.guarded_since = 0.0  # this guard instance's start
+        self.bounds = Bounds(0.0, 0.0, 0.0)
+        self.settle_s = 0.0
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
     @initialize(
-        period=st.sampled_from([1.0, 2.0]),
-        lag=st.sampled_from([0.0, 1.0]),
-        ramp=st.sampled_from([0.5, 1.0, 2.0]),
-        step=st.sampled_from([1000, 2000, 5000]),
-        interval=st.sampled_from([0, 10]),
+        opts=options,
+        dev=devices,
         pv=st.integers(0, 7000),
         load=st.integers(300, 3000),
         requested=st.booleans(),
     )
-    def boot(self, period, lag, ramp, step, interval, pv, load, requested) -> None:
-        self.options = {"period_s": period, "lag_s": lag, "ramp_s": ramp}
-        self.guard_options = {"max_raise_step_w": step, "min_write_interval_s": interval}
-        self.bounds = bounds_for(period, lag, ramp)
+    def boot(self, opts, dev, pv, load, requested) -> None:
+        period, lag, ramp = dev["period"], dev["lag"], dev["ramp"]
+        self.settle_s = 2 * period + lag + ramp
+        retry_s = 2.0  # guard_args
+        bounds = bounds_for(period, lag, ramp)
+        self.bounds = Bounds(
+            bounds.transient_s,
+            bounds.believed_off_s,
+            bounds.over_wh_per_h,
+            failed_stop_s=self.settle_s + retry_s + period + lag + ramp + 1.0,
+        )
+        quantised = dev["step_w"] > 1.0
+        actuators = {
+            "enable": {"entity": ENABLE},
+            "power": {"entity": POWER, "tolerance": 50 if quantised else 1},
+            "duration": {
+                "entity": DURATION,
+                "counts_from": "write" if dev["timer_from_write"] else "start",
+            },
+        }
+        inverter = Inverter(
+            ramp_w_per_s=5000.0 / ramp,
+            step_w=dev["step_w"],
+            timer_from_write=dev["timer_from_write"],
+        )
+        battery = dev["battery"]
+        extra: dict[str, Any] = {}
+        if battery is not None:
+            extra = {"battery_sensor": True, "battery_period_s": battery[0]}
+            extra["battery_lag_s"] = battery[1]
         self.sim = self.run(
             guarded_site(
-                Steps((), float(pv)), Steps((), float(load)), **self.options, **self.guard_options
+                Steps((), float(pv)),
+                Steps((), float(load)),
+                period_s=period,
+                lag_s=lag,
+                ramp_s=ramp,
+                inverter=inverter,
+                shows_step_w=dev["step_w"] if quantised else None,
+                actuators=actuators,
+                cap_margin_kwh=0.1,
+                **extra,
+                **opts,
             )
         )
+        self.sim.counter_lag_s = dev["counter_lag_s"]
+        # The sim's meter rounds and jitters by a watt: with deadband_w 0 the
+        # guard aims at the limit itself.
+        self.sim.record.noise_w = 2.0
+        timer = "write" if dev["timer_from_write"] else "start"
+        event(f"battery sensor {battery}, step {dev['step_w']:g}, timer counts from {timer}")
         if requested:
             self.run(request(self.sim))
         self.run(self.sim.run(10.0))  # past the start-up stop's settle time
@@ -76,10 +161,12 @@ class PlantMachine(RuleBasedStateMachine):
         site.load = Steps((*site.load.points, (self.sim.now, float(value))), site.load.default)
 
     @precondition(lambda self: self.down_since is None)
-    @rule(power=st.none() | st.integers(100, 6000))
-    def start_requested(self, power: int | None) -> None:
+    @rule(power=st.none() | st.integers(100, 6000), minutes=st.none() | st.integers(1, 3))
+    def start_requested(self, power: int | None, minutes: int | None) -> None:
         assert self.sim is not None
-        data = {} if power is None else {"power_w": power}
+        data: dict[str, Any] = {} if power is None else {"power_w": power}
+        if minutes is not None:
+            data["duration_min"] = minutes
         self.run(request(self.sim, **data))
 
     @precondition(lambda self: self.down_since is None)
@@ -106,26 +193,50 @@ class PlantMachine(RuleBasedStateMachine):
         self.sim.hass.cache_lost.update({ENABLE, POWER})
 
     @precondition(lambda self: self.down_since is None)
+    @rule(by_request=st.booleans())
+    def a_stop_the_inverter_ignores(self, by_request: bool) -> None:
+        # From now on the inverter ignores its enable going off; the guard
+        # stops (a stop request, or the SoC at its minimum of 20 %).
+        assert self.sim is not None
+        self.sim.site.inverter.ignores_stop = True
+        self.external.append(self.sim.now)
+        if by_request:
+            self.run(self.sim.hass.fire_event(EVENT, {"action": "stop"}))
+        else:
+            self.run(self.sim.hass.set_device_state(SOC, "19"))
+
     @rule()
-    def guard_torn_down(self) -> None:
+    def the_inverter_recovers(self) -> None:
+        assert self.sim is not None
+        self.sim.site.inverter.ignores_stop = False
+        self.external.append(self.sim.now)
+
+    @precondition(lambda self: self.down_since is None)
+    @rule(mid_action=st.booleans())
+    def guard_torn_down(self, mid_action: bool) -> None:
         assert self.sim is not None
         assert self.sim.guard is not None
-        self.run(self.sim.guard.terminate())
+        if mid_action:
+            # A request arrives and AppDaemon terminates the app before its
+            # action has finished.
+            self.loop.run_until_complete(self._request_then_terminate())
+        else:
+            self.run(self.sim.guard.terminate())
         self.sim.guard = None
         self.down_since = self.sim.now
+
+    async def _request_then_terminate(self) -> None:
+        assert self.sim is not None
+        pending = asyncio.ensure_future(request(self.sim))
+        await asyncio.sleep(0)
+        await self.sim.guard.terminate()
+        await pending
 
     @precondition(lambda self: self.down_since is not None)
     @rule()
     def guard_restarted(self) -> None:
         assert self.sim is not None
-        args = guard_args(
-            meter_period_s=self.options["period_s"],
-            settle_s=2 * self.options["period_s"] + self.options["lag_s"] + self.options["ramp_s"],
-            **self.guard_options,
-        )
-        app = make_app(ExportGuard, args, self.sim.hass, name="export_guard")
-        self.run(app.initialize())
-        self.sim.guard = app
+        self.run(start_guard(self.sim))
         self.down_since = None
         self.guarded_since = self.sim.now
         # Whatever ran while it was down is, to the new guard, a disturbance.
@@ -150,7 +261,6 @@ class PlantMachine(RuleBasedStateMachine):
         # and each segment before a teardown was checked while it ran.
         record = self.sim.record.since(self.guarded_since)
         if self.down_since is not None:
-            # With no guard running only the lease bounds the plant.
             record = record.until(self.down_since)
         try:
             assert violations(record, site, self.bounds) == []
@@ -158,11 +268,50 @@ class PlantMachine(RuleBasedStateMachine):
             del site.disturbances
 
     @invariant()
+    def no_discharge_without_a_request(self) -> None:
+        if self.sim is None or self.down_since is not None:
+            return
+        rec = self.sim.record.since(self.guarded_since)
+        bound = self.settle_s + self.bounds.believed_off_s
+        run = 0.0
+        for t, battery, asked, excused in zip(
+            rec.t, rec.battery, rec.requested, rec.excused, strict=True
+        ):
+            near_external = any(t - 15.0 <= x <= t for x in self.external)
+            lawful = asked or excused or near_external
+            run = 0.0 if lawful or battery <= 50.0 else run + rec.dt
+            assert run <= bound, f"discharging {battery:.0f} W at {t:.1f} s with no request"
+
+    @invariant()
+    def the_cap_holds(self) -> None:
+        if self.sim is None or self.sim.args.get("daily_export_cap_kwh") != CAP_KWH:
+            return
+        rec = self.sim.record
+        total = 1.0
+        for export, battery, excused in zip(rec.export, rec.battery, rec.excused, strict=True):
+            total += max(export, 0.0) * rec.dt / 3.6e6
+            if battery > 50.0 and not excused:
+                assert total <= CAP_KWH + 0.005, f"discharging at {total:.3f} kWh exported"
+
+    @invariant()
+    def writes_per_minute_are_bounded(self) -> None:
+        if self.sim is None:
+            return
+        times = sorted(c.at for c in self.sim.hass.calls)
+        for i, t in enumerate(times):
+            within = sum(1 for u in times[i:] if u - t < 60.0)
+            assert within <= 80, f"{within} actuator calls within a minute from {t:.0f} s"
+            if within < 80:
+                break  # later windows hold fewer of these calls
+
+    @invariant()
     def torn_down_means_stopped(self) -> None:
         if self.sim is None or self.down_since is None:
             return
         if any(t >= self.down_since - 10.0 for t in self.external):
             return  # someone else switched it on: only the lease bounds that
+        if self.sim.site.inverter.ignores_stop:
+            return  # the stop on terminate was ignored: only the lease bounds it
         rec = self.sim.record
         settled = self.down_since + self.bounds.believed_off_s
         late = [b for t, b in zip(rec.t, rec.battery, strict=True) if t > settled]
@@ -178,7 +327,7 @@ class PlantMachine(RuleBasedStateMachine):
 
 
 PlantMachine.TestCase.settings = settings(
-    max_examples=80,
+    max_examples=200,
     stateful_step_count=12,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -66,20 +66,32 @@ class Record:
 
     limit_w: float
     dt: float
+    # Over the limit by less than this is the meter's noise, not export.
+    noise_w: float = 0.5
     t: list[float] = field(default_factory=list)
     export: list[float] = field(default_factory=list)
     battery: list[float] = field(default_factory=list)
     believed_off: list[bool] = field(default_factory=list)
     requested: list[bool] = field(default_factory=list)
+    # The plant was faulty (it ignored a stop, or was stuck): what it did
+    # then is not the guard's; what the guard said about it still is.
+    excused: list[bool] = field(default_factory=list)
 
     def add(
-        self, t: float, export: float, battery: float, believed_off: bool, requested: bool
+        self,
+        t: float,
+        export: float,
+        battery: float,
+        believed_off: bool,
+        requested: bool,
+        excused: bool = False,
     ) -> None:
         self.t.append(t)
         self.export.append(export)
         self.battery.append(battery)
         self.believed_off.append(believed_off)
         self.requested.append(requested)
+        self.excused.append(excused)
 
     def over_stretches(self, *, caused_only: bool = True) -> list[tuple[float, float, float]]:
         """(start, end, peak overshoot W) of each stretch over the limit
@@ -87,9 +99,14 @@ class Record:
         out: list[tuple[float, float, float]] = []
         start = None
         peak = 0.0
-        for t, e, b in zip(self.t, self.export, self.battery, strict=True):
+        rows = zip(self.t, self.export, self.battery, self.excused, strict=True)
+        for t, e, b, excused in rows:
             over = e - self.limit_w
-            hit = over > 0.5 and (b > 0.5 or not caused_only)
+            hit = (
+                over > self.noise_w
+                and (b > 0.5 or not caused_only)
+                and not (caused_only and excused)
+            )
             if hit:
                 if start is None:
                     start, peak = t, 0.0
@@ -101,27 +118,32 @@ class Record:
             out.append((start, self.t[-1] + self.dt, peak))
         return out
 
-    def over_wh(self) -> float:
-        """Energy over the limit that the battery caused (Wh)."""
+    def over_wh(self, *, excused_too: bool = True) -> float:
+        """Energy over the limit that the battery caused (Wh); without the
+        rows where the plant was faulty unless ``excused_too``."""
         total = 0.0
-        for e, b in zip(self.export, self.battery, strict=True):
+        for e, b, excused in zip(self.export, self.battery, self.excused, strict=True):
+            if excused and not excused_too:
+                continue
             total += min(max(e - self.limit_w, 0.0), max(b, 0.0)) * self.dt
         return total / 3600.0
 
     def until(self, end: float) -> Record:
         """The rows before ``end``."""
         n = sum(1 for t in self.t if t < end)
-        cut = Record(self.limit_w, self.dt)
+        cut = Record(self.limit_w, self.dt, self.noise_w)
         cut.t, cut.export, cut.battery = self.t[:n], self.export[:n], self.battery[:n]
         cut.believed_off, cut.requested = self.believed_off[:n], self.requested[:n]
+        cut.excused = self.excused[:n]
         return cut
 
     def since(self, start: float) -> Record:
         """The rows at or after ``start``."""
         n = sum(1 for t in self.t if t < start)
-        cut = Record(self.limit_w, self.dt)
+        cut = Record(self.limit_w, self.dt, self.noise_w)
         cut.t, cut.export, cut.battery = self.t[n:], self.export[n:], self.battery[n:]
         cut.believed_off, cut.requested = self.believed_off[n:], self.requested[n:]
+        cut.excused = self.excused[n:]
         return cut
 
     def hours(self) -> float:
@@ -172,6 +194,7 @@ class GuardSim:
         self._duration_writes = 0  # writes seen (a timer may restart at each)
         self._counter_history: list[tuple[float, float]] = [(0.0, 1.0)]
         self.guard: Any = None  # the app, for the believed state
+        self.args: dict[str, Any] = {}  # its options (a restart uses them again)
         self.exported_kwh = 0.0  # what really went to the grid since the start
         # The meter shows the site as it is when the guard starts.
         first = round(meter_sign * site.uncontrolled_w(0.0))
@@ -234,9 +257,18 @@ class GuardSim:
             if self.guard is None or self.guard.controller is None
             else self.guard.controller.state
         )
-        believed_off = state is not None and state.actuator.value == "off" and state.pending is None
+        # "Off" as the guard publishes it: no critical failed stop standing.
+        believed_off = (
+            state is not None
+            and state.actuator.value == "off"
+            and state.pending is None
+            and state.stop_failed is None
+            and state.supervision.alarm is None
+        )
         requested = state is not None and state.request is not None
-        self.record.add(t, export, battery, believed_off, requested)
+        inverter = self.site.inverter
+        excused = inverter.ignores_stop or inverter.stuck_w is not None or self.refuse
+        self.record.add(t, export, battery, believed_off, requested, excused)
 
     async def _report(self, t: float) -> None:
         reading = self.meter.due(t)

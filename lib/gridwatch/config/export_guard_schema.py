@@ -486,6 +486,7 @@ class ExportGuardSchema(ConfigSchema):
             min_change_w=data["min_change_w"],
             request_debounce_s=data["request_debounce_s"],
             lease_min=None if actuators["duration"] is None else data["lease_min"],
+            power_tolerance_w=actuators["power"].tolerance,
             timer_from_start=(
                 actuators["duration"] is not None
                 and actuators["duration"].counts_from is TimerCounts.FROM_START

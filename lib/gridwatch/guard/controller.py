@@ -358,7 +358,10 @@ class GuardController:
         veto the action or order its own (see :mod:`gridwatch.guard.supervisor`)."""
         pending = before.pending
         on = before.actuator is Actuator.ON
-        published = Published(on, before.power_w if on else 0.0, changing=pending is not None)
+        unsure = before.actuator is Actuator.UNKNOWN
+        published = Published(
+            on, before.power_w if on or unsure else 0.0, pending is not None, unsure
+        )
         measured = Measured(ev.export_w, ev.grid_at, ev.battery_w, ev.battery_at, self._enable_on)
         proposal = guard.proposal_of(before, decision)
         verdict = supervisor.judge(self._watch, measured, published, proposal, self._limits, now)

@@ -407,7 +407,10 @@ def _target(state: GuardState, settings: GuardSettings) -> float | None:
     wanted = settings.max_discharge_w
     if state.request is not None and state.request.power_w is not None:
         wanted = min(wanted, state.request.power_w)
-    room = settings.export_limit_w - settings.deadband_w - uncontrolled
+    # An inverter may run up to the power read-back's tolerance above what
+    # was set (a quantised one rounds up): aim at least that far below.
+    margin = max(settings.deadband_w, settings.power_tolerance_w)
+    room = settings.export_limit_w - margin - uncontrolled
     return float(math.floor(min(max(room, 0.0), wanted)))
 
 

@@ -305,6 +305,8 @@ def render_svg(data: ChartData, zone: tzinfo, *, width: int = 1100, height: int 
         show_dots=False,
         legend_at_bottom=True,
         legend_at_bottom_columns=6,
+        # pygal lays the legend out one row short with large type: room for the second.
+        margin_bottom=30,
         x_value_formatter=lambda t: t.strftime("%H:%M"),
         x_label_rotation=0,
         show_x_guides=False,

@@ -50,6 +50,9 @@ class GuardSettings:
         request_debounce_s: a start request must stand this long.
         lease_min: dead-man lease on the inverter's duration control
             (minutes); ``None`` without one.
+        power_tolerance_w: the power read-back's tolerance: the inverter may
+            run this much above what was set, so the target keeps at least
+            this far below the limit (whatever the deadband).
         timer_from_start: the inverter's duration timer counts from the
             start of the discharge (else from each write of it).
         response_min_w: changes at least this big are checked for a response.
@@ -74,6 +77,7 @@ class GuardSettings:
     request_debounce_s: float = 1.0
     lease_min: float | None = None
     timer_from_start: bool = False
+    power_tolerance_w: float = 0.0
     response_min_w: float = 300.0
     response_fraction: float = 0.5
 
@@ -95,6 +99,7 @@ class GuardSettings:
             "request_debounce_s": self.request_debounce_s,
             "response_min_w": self.response_min_w,
             "response_fraction": self.response_fraction,
+            "power_tolerance_w": self.power_tolerance_w,
         }
         bad = [k for k, v in values.items() if not math.isfinite(v) or v < 0]
         if bad:

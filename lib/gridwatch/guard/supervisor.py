@@ -106,11 +106,14 @@ class Published:
             power is in flight).
         power_w: the power it says it runs at (W; 0 when off).
         changing: an action is in flight.
+        unsure: it says it does not know (``discharge: unknown``: someone
+            else switched it on, a call failed); ``power_w`` is what may run.
     """
 
     on: bool = False
     power_w: float = 0.0
     changing: bool = False
+    unsure: bool = False
 
 
 class Proposal(StrEnum):
@@ -274,6 +277,13 @@ def _follow_published(watch: Watch, measured: Measured, published: Published, no
 
 def _note_change(watch: Watch, published: Published, now: float) -> Watch:
     was_on, was_w = watch.on, watch.power_w
+    if published.unsure:
+        # Not a change the guard made (nothing to check it by), but what
+        # may run now: the stop that follows must show.
+        if published.power_w <= 0.0:
+            return watch
+        power = max(published.power_w, was_w if was_on else 0.0)
+        return replace(watch, on=True, power_w=power, owed_w=0.0, off_at=None)
     power = published.power_w if published.on else 0.0
     if published.on and (not was_on or power > was_w):
         # A start or raise: owed until the grid shows it.
