@@ -202,3 +202,22 @@ def test_a_bms_profile_on_python_311_is_one_clear_start_error() -> None:
     settings = BleSettings("A4:C1:37:00:00:01", device="jbd")
     with pytest.raises(MissingLibraryError, match=r"aiobmsble needs Python >= 3\.12"):
         device_link("house_battery", settings, {})
+
+
+async def test_a_polled_device_is_looked_up_in_the_same_scan_the_passive_links_hear() -> None:
+    from gridwatch.runtime.ble_profiles import hub_locate
+
+    heard, looked_up = Shunt(address="C4:4F:33:00:00:0A"), Shunt(address="C4:4F:33:00:00:0B")
+    advertiser = advertiser_for(heard, looked_up, interval_s=0.02)
+    link, _readings, on_message = make(heard, advertiser)
+    await link.subscribe(DEVICE_KEY, on_message)
+    await link.connect(timeout=5)
+    try:
+        found = await hub_locate(advertiser)(looked_up.address, 2.0)
+        assert found is not None
+        assert found[0].address == looked_up.address
+        assert found[1] is not None  # its advertisement, for identifying it
+        assert advertiser.started == 1  # one scan served both
+        assert await hub_locate(advertiser)("C4:4F:33:00:00:FF", 0.1) is None
+    finally:
+        await link.disconnect()

@@ -8,12 +8,13 @@ needs, and every other link runs.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bleak import BleakScanner
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
@@ -40,7 +41,7 @@ from gridwatch.transport.ble_scanner import (
 from gridwatch.transport.ble_settings import BleRadioSettings, BleSettings
 from gridwatch.transport.link import Link
 
-__all__ = ["ProxyAdvertisements", "custom_link", "device_link"]
+__all__ = ["ProxyAdvertisements", "custom_link", "device_link", "hub_locate"]
 
 
 def device_link(
@@ -74,7 +75,7 @@ def device_link(
     elif radio.adapter == "esphome":
         locate = _proxied(radio)
     else:
-        locate = _scan
+        locate = hub_locate()
     return BleDeviceLink(
         name, settings, locate=locate, make_driver=_driver_factory(profile, name), **options
     )
@@ -90,15 +91,20 @@ def custom_link(
     from gridwatch.transport.ble_link import BleLink
 
     radio = _radio(radio)
-    if radio.adapter == "esphome" and "backend" not in options:
-        locate = _proxied(radio)
-
-        async def find(address: str, timeout: float) -> BLEDevice | None:
-            found = await locate(address, timeout)
-            return None if found is None else found[0]
-
-        options["find_device"] = find
+    if "backend" not in options and "find_device" not in options:
+        # Proxies: the one hearing the device best; the host's radio: the
+        # one shared scan. (A simulated backend needs no lookup.)
+        locate = _proxied(radio) if radio.adapter == "esphome" else hub_locate()
+        options["find_device"] = _device_only(locate)
     return BleLink(name, settings, **options)
+
+
+def _device_only(locate: Locate) -> Callable[[str, float], Awaitable[BLEDevice | None]]:
+    async def find(address: str, timeout: float) -> BLEDevice | None:
+        found = await locate(address, timeout)
+        return None if found is None else found[0]
+
+    return find
 
 
 def _radio(radio: BleRadioSettings | None) -> BleRadioSettings:
@@ -190,16 +196,30 @@ def _simulated(backend: type[BaseBleakClient]) -> Locate:
     return locate
 
 
-async def _scan(address: str, timeout: float) -> tuple[BLEDevice, AdvertisementData | None] | None:
-    """Find the device with the host's radio, keeping its advertisement."""
-    seen: dict[str, AdvertisementData] = {}
-    wanted = address.upper()
+def hub_locate(source: SourceFactory = bleak_source) -> Locate:
+    """Find a device through the process's shared scanner (one scan for every
+    link: polled devices look up their address in the same scan the
+    advertisement links listen to)."""
 
-    def match(device: BLEDevice, advertisement: AdvertisementData) -> bool:
-        if device.address.upper() != wanted:
-            return False
-        seen["last"] = advertisement
-        return True
+    async def locate(
+        address: str, timeout: float
+    ) -> tuple[BLEDevice, AdvertisementData | None] | None:
+        hub = shared_hub(source)
+        found: asyncio.Future[tuple[BLEDevice, AdvertisementData]] = (
+            asyncio.get_running_loop().create_future()
+        )
 
-    device = await BleakScanner.find_device_by_filter(match, timeout=timeout)
-    return None if device is None else (device, seen.get("last"))
+        def seen(device: BLEDevice, advertisement: AdvertisementData) -> None:
+            if not found.done():
+                found.set_result((device, advertisement))
+
+        await hub.watch(address, seen)
+        try:
+            async with asyncio.timeout(timeout):
+                return await found
+        except TimeoutError:
+            return None
+        finally:
+            await hub.unwatch(address, seen)
+
+    return locate
