@@ -25,7 +25,9 @@ __all__ = ["AdvertisementHub", "AdvertisementSource", "Detection", "shared_hub"]
 _LOGGER = logging.getLogger(__name__)
 
 Detection = Callable[[BLEDevice, AdvertisementData], None]
-# Stopping a scan that BlueZ has wedged must not hang a shutdown.
+# Starting or stopping a scan that BlueZ (or a proxy) has wedged must not
+# hang a connect or a shutdown.
+START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 
 
@@ -72,9 +74,11 @@ class AdvertisementHub:
             if self._source is None:
                 source = self._factory(self._detected)
                 try:
-                    await source.start()
+                    async with asyncio.timeout(START_TIMEOUT_S):
+                        await source.start()
                 except BaseException:
                     self._forget(address, callback)
+                    await _stop_quietly(source)  # a start cut short may have begun
                     raise
                 self._source = source
 
@@ -85,11 +89,7 @@ class AdvertisementHub:
             if self._watchers or self._source is None:
                 return
             source, self._source = self._source, None
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT_S):
-                    await source.stop()
-            except Exception as err:  # a scanner that fails to stop is gone anyway
-                _LOGGER.debug("stopping the BLE scan failed: %r", err)
+            await _stop_quietly(source)
 
     def _forget(self, address: str, callback: Detection) -> None:
         key = address.upper()
@@ -105,6 +105,14 @@ class AdvertisementHub:
                 callback(device, advertisement)
             except Exception:
                 _LOGGER.exception("BLE advertisement watcher of %s raised", device.address)
+
+
+async def _stop_quietly(source: AdvertisementSource) -> None:
+    try:
+        async with asyncio.timeout(STOP_TIMEOUT_S):
+            await source.stop()
+    except Exception as err:  # a scanner that fails to stop is gone anyway
+        _LOGGER.debug("stopping the BLE scan failed: %r", err)
 
 
 _HUBS: dict[tuple[int, Any], AdvertisementHub] = {}
