@@ -124,9 +124,10 @@ class Storyteller:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Play until ``stop`` is set."""
+        seen: dict[str, str | None] = {}
+        await self._report(seen)  # where the guard stands before the story: not news
         began = self.monotonic()
         done = 0
-        seen: dict[str, str | None] = {}
         while not stop.is_set():
             elapsed = self.monotonic() - began
             if elapsed >= self.loop_s:

@@ -20,6 +20,7 @@ class FakeHaRest:
     def __init__(self) -> None:
         self.states: dict[str, dict[str, Any]] = {}
         self.services: list[tuple[str, str, dict[str, Any]]] = []
+        self.events: list[tuple[str, dict[str, Any]]] = []
         self.writes = 0
         self.down = False
         self._runner: web.AppRunner | None = None
@@ -30,6 +31,7 @@ class FakeHaRest:
         app.router.add_get("/api/states/{entity_id}", self._get)
         app.router.add_post("/api/states/{entity_id}", self._post)
         app.router.add_post("/api/services/{domain}/{service}", self._service)
+        app.router.add_post("/api/events/{event}", self._event)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -85,3 +87,10 @@ class FakeHaRest:
         if domain == "input_boolean" and service in ("turn_on", "turn_off"):
             self.set(body["entity_id"], "on" if service == "turn_on" else "off")
         return web.json_response([])
+
+    async def _event(self, request: web.Request) -> web.Response:
+        refused = self._refuse(request)
+        if refused is not None:
+            return refused
+        self.events.append((request.match_info["event"], await request.json()))
+        return web.json_response({"message": f"Event {request.match_info['event']} fired."})
