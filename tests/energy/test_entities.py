@@ -10,7 +10,7 @@ import pytest
 from gridwatch.energy.entities import meter_entity_ids, tally_entities
 from gridwatch.energy.periods import tally_periods
 from gridwatch.energy.recorder_statistics import StatRow
-from gridwatch.energy.tally import Meter, Role, compute_tally
+from gridwatch.energy.tally import Meter, Role, compute_tally, compute_tally_from
 from gridwatch.hass.states import slugify
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -93,6 +93,27 @@ def test_every_entity_of_a_stale_tally_says_so():
         "sensor.energy_tally_export_this_month",
     }
     assert all(u.attributes["stale"] is True for u in updates.values())
+
+
+def test_a_meter_waiting_for_its_read_is_stale_with_the_reason_and_so_is_its_role_total():
+    meters = [
+        Meter("sensor.grid_in", "Grid in", "grid_in", Role.IMPORT),
+        Meter("sensor.pv", "PV", "pv", Role.PV),
+    ]
+    tally = compute_tally_from(
+        meters, {}, {}, {}, PERIODS, waiting={"sensor.grid_in": "imported later; next cycle"}
+    )
+    updates = {u.entity_id: u for u in tally_entities(tally, "energy_tally", BERLIN)}
+
+    month = updates["sensor.grid_in_energy_this_month"].attributes
+    assert (month["stale"], month["stale_reason"]) == (True, "imported later; next cycle")
+    assert updates["sensor.energy_tally_import_this_month"].attributes["stale"] is True
+    assert updates["sensor.energy_tally_import_this_month"].attributes["stale_meters"] == [
+        "Grid in"
+    ]
+    # Others are not touched by it.
+    assert updates["sensor.pv_energy_this_month"].attributes["stale"] is False
+    assert updates["sensor.energy_tally_pv_this_month"].attributes["stale"] is False
 
 
 def test_entities_of_meters_and_roles_no_longer_configured_are_retired():
