@@ -197,7 +197,8 @@ class Cycles:
         scales = dict.fromkeys(self.ids, 1.0)
         for page in plan.pages:
             if page.kind is PageKind.PROBE:
-                self.ledger.store_probe(page, await self._send(probe_request(page.ids, periods)))
+                answer = await self._send(probe_request(page.ids, periods))
+                self.ledger.store_probe(page, answer, periods)
             else:
                 answer = await self._send(month_request(page.ids, page.window_start, periods))
                 self.ledger.store(page, answer, periods, scales)

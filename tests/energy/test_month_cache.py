@@ -53,7 +53,7 @@ def step(ledger: MonthLedger, now: datetime, ids=IDS, model: RecorderModel | Non
         if page.kind is PageKind.PROBE:
             command = probe_request(page.ids, periods)
             answer = parse_statistics(model.answer(command)) if model else {}
-            ledger.store_probe(page, answer)
+            ledger.store_probe(page, answer, periods)
         else:
             command = month_request(page.ids, page.window_start, periods)
             answer = parse_statistics(model.answer(command)) if model else {}
@@ -236,7 +236,8 @@ def test_a_probe_finds_history_imported_after_the_read_and_not_a_meter_new_this_
     periods = tally_periods(utc("2026-06-15T08:15"), BERLIN)
     plan = ledger.plan(periods, IDS)
     (page,) = plan.pages
-    found = ledger.store_probe(page, parse_statistics(model.answer(probe_request(IDS, periods))))
+    answer = parse_statistics(model.answer(probe_request(IDS, periods)))
+    found = ledger.store_probe(page, answer, periods)
 
     assert found == ("sensor.a",)
     assert ledger.is_due_again("sensor.a")
@@ -245,3 +246,16 @@ def test_a_probe_finds_history_imported_after_the_read_and_not_a_meter_new_this_
     assert (again.pages[0].kind, again.pages[0].ids) == (PageKind.MONTH, ("sensor.a",))
     ledger.max_pages = 0
     assert ledger.plan(periods, IDS).waiting == {"sensor.a": HISTORY_CHANGED}
+
+
+def test_a_meter_new_today_is_not_read_again_every_cycle():
+    # The probe's day rows reach the end of today, which no read covers.
+    model = seeded("sensor.a")
+    model.add_hours("sensor.b", utc("2026-06-15T04:00"), [1.0] * 4)
+    ledger = MonthLedger(BERLIN)
+    step(ledger, utc("2026-06-15T08:05"), model=model)
+
+    for minutes in (10, 15, 20):
+        plan = step(ledger, utc("2026-06-15T08:00") + timedelta(minutes=minutes), model=model)
+        assert kinds(plan) == [(PageKind.PROBE, MAY_31)]
+        assert not ledger.is_due_again("sensor.b")

@@ -448,7 +448,9 @@ class MonthLedger:
             self._checked_hour[sid] = periods.hour_start
             self._checked_at[sid] = periods.now
 
-    def store_probe(self, page: Page, daily: Mapping[str, Sequence[StatRow]]) -> tuple[str, ...]:
+    def store_probe(
+        self, page: Page, daily: Mapping[str, Sequence[StatRow]], periods: TallyPeriods
+    ) -> tuple[str, ...]:
         """Find the meters of a ``PROBE`` page whose history arrived.
 
         A meter with a day row before the day of its first row read (any row,
@@ -458,6 +460,7 @@ class MonthLedger:
         Args:
             page: the page sent.
             daily: its parsed answer (day rows).
+            periods: the cycle's boundaries.
 
         Returns:
             The meters found changed.
@@ -465,7 +468,8 @@ class MonthLedger:
         changed = []
         for sid in page.ids:
             first = self.month_of(sid).first_row
-            rows = daily.get(sid, ())
+            # HA's day window reaches the end of today, which no read covers.
+            rows = [r for r in daily.get(sid, ()) if r.start < periods.today_start]
             if not rows:
                 continue
             if first is None or rows[0].start < local_days_before(first, 0, self.zone):

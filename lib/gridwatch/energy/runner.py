@@ -252,7 +252,7 @@ class TallyRunner:
             wanted = list(page.ids)
             if page.kind is PageKind.PROBE:
                 command = probe_request(wanted, periods, request_units=units)
-                changed += self.month.store_probe(page, await self._send(command, wanted))
+                changed += self.month.store_probe(page, await self._send(command, wanted), periods)
             else:
                 await self._read(page, periods)
         budget = self.month.max_pages - len(plan.pages)
