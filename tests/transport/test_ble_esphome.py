@@ -271,3 +271,28 @@ async def test_a_bms_profile_polls_through_a_proxy(world) -> None:
     await until(lambda: samples)
     assert samples[0]["voltage"] == pytest.approx(15.6)
     assert [round(v, 3) for v in samples[0]["cell_voltages"]] == [3.43, 3.425, 3.432, 3.417]
+
+
+async def test_a_passive_link_goes_offline_with_its_only_proxy_and_returns_with_it(world) -> None:
+    pytest.importorskip("victron_ble")
+    proxy = FakeEsphomeProxy(heard=[shunt_heard(-65)])
+    radio = await start_proxies(world, proxy)
+    settings = BleSettings(
+        SHUNT_ADDRESS,
+        device="victron",
+        key=SHUNT["key"],  # type: ignore[arg-type]
+        scan_timeout_s=5,
+        advertisement_timeout_s=0.5,
+    )
+    link = device_link("shunt", settings, {"rand": lambda: 0.5}, radio)
+    world["links"].append(link)
+    readings: list[dict[str, Any]] = []
+    await link.subscribe(DEVICE_KEY, lambda m: readings.append(m.payload))
+    link.start()
+    await until(lambda: link.connected and readings)
+    await proxy.stop()  # the only radio that heard it is gone
+    await until(lambda: not link.connected)
+    assert "no advertisement" in (link.health.last_error or "")
+    await proxy.start()
+    count = len(readings)
+    await until(lambda: link.connected and len(readings) > count, timeout=40)
