@@ -13,12 +13,17 @@ simulator's, for one), so the same device answers through a proxy as through
 the scripted bleak backend.
 
 :meth:`FakeEsphomeProxy.stop` and :meth:`start` again on the same port play a
-proxy that reboots or drops off the network.
+proxy that reboots or drops off the network. With ``noise_psk`` the proxy
+speaks the encrypted API instead (ESPHome's ``api: encryption: key:``): the
+Noise_NNpsk0_25519_ChaChaPoly_SHA256 handshake with the prologue
+``NoiseAPIInit\0\0``, then frames of ``0x01, length:2, encrypted(type:2,
+length:2, protobuf)``; a client with another key gets "Handshake MAC failure".
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +31,7 @@ from typing import Any
 
 from aioesphomeapi import api_pb2 as pb
 from aioesphomeapi.core import MESSAGE_TYPE_TO_PROTO
+from noise.connection import NoiseConnection
 
 from tests.support.fake_bleak import DROP, Responder
 
@@ -110,8 +116,11 @@ class FakeEsphomeProxy:
         devices: Sequence[GattDevice] = (),
         slots: int = 3,
         advert_interval_s: float = 0.05,
+        noise_psk: str | None = None,
     ) -> None:
         self.name, self.mac = name, mac
+        self.noise_psk = noise_psk
+        self.handshake_failures = 0
         self.heard = list(heard)
         self.devices = {mac_to_int(d.address): d for d in devices}
         self.slots = slots
@@ -161,11 +170,14 @@ class FakeEsphomeProxy:
         self._tasks.add(task)
         self._writers.add(writer)
         self.sessions += 1
-        state = _Session(self, writer)
+        framing: _Plain | _Noise = _Plain() if self.noise_psk is None else _Noise(self)
+        state = _Session(self, writer, framing)
         self._sessions.add(state)
         try:
+            if not await framing.handshake(reader, writer):
+                return
             while True:
-                msg_type, payload = await _read_frame(reader)
+                msg_type, payload = await framing.read(reader)
                 cls = MESSAGE_TYPE_TO_PROTO.get(msg_type)
                 if cls is None:
                     continue
@@ -185,9 +197,12 @@ class FakeEsphomeProxy:
 
 
 class _Session:
-    def __init__(self, proxy: FakeEsphomeProxy, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, proxy: FakeEsphomeProxy, writer: asyncio.StreamWriter, framing: _Plain | _Noise
+    ) -> None:
         self.proxy = proxy
         self.writer = writer
+        self.framing = framing
         self.adverts: asyncio.Task[None] | None = None
         self.connected: set[int] = set()
         self.notifying: dict[int, set[int]] = {}
@@ -195,9 +210,8 @@ class _Session:
     def send(self, message: Any) -> None:
         if self.writer.is_closing():
             return
-        body = message.SerializeToString()
         self.writer.write(
-            b"\x00" + _varint(len(body)) + _varint(PROTO_TO_TYPE[type(message)]) + body
+            self.framing.frame(PROTO_TO_TYPE[type(message)], message.SerializeToString())
         )
 
     def close(self) -> None:
@@ -363,6 +377,72 @@ class _Session:
         self.send(
             pb.BluetoothGATTReadResponse(address=message.address, handle=message.handle, data=data)
         )
+
+
+class _Plain:
+    """Plaintext frames: 0x00, varint length, varint type, protobuf."""
+
+    async def handshake(self, _reader: asyncio.StreamReader, _writer: asyncio.StreamWriter) -> bool:
+        return True
+
+    async def read(self, reader: asyncio.StreamReader) -> tuple[int, bytes]:
+        return await _read_frame(reader)
+
+    def frame(self, msg_type: int, body: bytes) -> bytes:
+        return b"\x00" + _varint(len(body)) + _varint(msg_type) + body
+
+
+class _Noise:
+    """The encrypted API: a Noise NNpsk0 handshake, then ChaChaPoly frames."""
+
+    def __init__(self, proxy: FakeEsphomeProxy) -> None:
+        assert proxy.noise_psk is not None
+        self.proxy = proxy
+        self.proto = NoiseConnection.from_name(b"Noise_NNpsk0_25519_ChaChaPoly_SHA256")
+        self.proto.set_as_responder()
+        self.proto.set_psks(base64.b64decode(proxy.noise_psk))
+        self.proto.set_prologue(b"NoiseAPIInit\x00\x00")
+        self.proto.start_handshake()
+
+    async def handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        await _read_noise_frame(reader)  # the client's empty hello
+        client = await _read_noise_frame(reader)
+        proxy = self.proxy
+        # Server hello: the protocol chosen (1: NNpsk0), the name and the MAC.
+        writer.write(
+            _noise_frame(b"\x01" + proxy.name.encode() + b"\0" + proxy.mac.encode() + b"\0")
+        )
+        try:
+            self.proto.read_message(client[1:])
+        except Exception:  # wrong key: ESPHome's own answer
+            proxy.handshake_failures += 1
+            writer.write(_noise_frame(b"\x01Handshake MAC failure"))
+            await writer.drain()
+            return False
+        writer.write(_noise_frame(b"\x00" + self.proto.write_message()))
+        await writer.drain()
+        return True
+
+    async def read(self, reader: asyncio.StreamReader) -> tuple[int, bytes]:
+        plain = self.proto.decrypt(await _read_noise_frame(reader))
+        msg_type = int.from_bytes(plain[0:2], "big")
+        length = int.from_bytes(plain[2:4], "big")
+        return msg_type, plain[4 : 4 + length]
+
+    def frame(self, msg_type: int, body: bytes) -> bytes:
+        header = msg_type.to_bytes(2, "big") + len(body).to_bytes(2, "big")
+        return _noise_frame(self.proto.encrypt(header + body))
+
+
+def _noise_frame(payload: bytes) -> bytes:
+    return b"\x01" + len(payload).to_bytes(2, "big") + payload
+
+
+async def _read_noise_frame(reader: asyncio.StreamReader) -> bytes:
+    header = await reader.readexactly(3)
+    if header[0] != 0x01:
+        raise ConnectionError("not an encrypted frame (the client speaks plaintext)")
+    return await reader.readexactly(int.from_bytes(header[1:3], "big"))
 
 
 def _uuid_of(device: GattDevice, handle: int) -> str | None:

@@ -296,3 +296,43 @@ async def test_a_passive_link_goes_offline_with_its_only_proxy_and_returns_with_
     await proxy.start()
     count = len(readings)
     await until(lambda: link.connected and len(readings) > count, timeout=40)
+
+
+PSK = "px7tsbK3C7bpXHr2OevEV2ZMg/FrNBw2+O2pNPbedtA="
+OTHER_PSK = "QRTIErOb/fcE9Ukd/5qA3RGYMn0Y+p06U58SCtOXvPc="
+
+
+async def test_an_encrypted_proxy_is_reached_with_its_key(world) -> None:
+    sim = JbdSimulator()
+    proxy = FakeEsphomeProxy(heard=[bms_heard(-60)], devices=[bms_device(sim)], noise_psk=PSK)
+    await proxy.start()
+    world["proxies"].append(proxy)
+    radio = BleRadioSettings(
+        adapter="esphome",
+        proxies=(EsphomeProxy(proxy.host, proxy.port, noise_psk=PSK),),
+        connect_timeout_s=5,
+    )
+    world["radios"].append(radio)
+    link = bms_link(world, radio)
+    frames: list[bytes] = []
+    await link.subscribe(JBD_RX, lambda m: frames.append(m.payload))
+    await link.connect(timeout=20)
+    assert await ask_basic_info(link, frames) == RECORDED[BASIC_INFO]
+    assert proxy.handshake_failures == 0
+
+
+async def test_a_wrong_proxy_key_is_named_in_the_error(world) -> None:
+    proxy = FakeEsphomeProxy(heard=[bms_heard(-60)], noise_psk=PSK)
+    await proxy.start()
+    world["proxies"].append(proxy)
+    radio = BleRadioSettings(
+        adapter="esphome",
+        proxies=(EsphomeProxy(proxy.host, proxy.port, noise_psk=OTHER_PSK),),
+        connect_timeout_s=2,
+    )
+    world["radios"].append(radio)
+    link = bms_link(world, radio)
+    with pytest.raises(ConnectError, match=r"(?i)encryption key") as err:
+        await link.connect(timeout=10)
+    assert OTHER_PSK not in str(err.value)  # the key itself is never shown
+    assert proxy.handshake_failures >= 1
