@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.e2e.appdaemon_factory import AppDaemonFactory
 from tests.e2e.appdaemon_proc import AppDaemon
@@ -57,14 +60,16 @@ def guard_app(**overrides: Any) -> dict[str, Any]:
             "power": {"entity": DISCHARGE_POWER},
         },
         # Readings written by hand, export positive, with no plant behind
-        # them: no settle time, debounce, write interval or response check.
+        # them: no settle time, debounce or write interval, and only changes
+        # of the whole max_discharge_w are checked for a response (the
+        # schema refuses switching the check off).
         "grid_sign": "export_positive",
         "meter_period_s": 1,
         "settle_s": 1,
         "min_write_interval_s": 0,
         "request_debounce_s": 0,
         "max_raise_step_w": 5000,
-        "response_min_w": 1000000,
+        "response_min_w": 5000,
     }
     app.update(overrides)
     return app
@@ -94,8 +99,9 @@ async def readings(client: HaClient, grid: Any, soc: Any = 80, exported: Any = 2
 async def forget_earlier_guards(client: HaClient) -> None:
     """The session's HA is shared: a guard resumes a request its health
     entity shows standing, and notices of an earlier test may linger."""
-    if await client.get_state("sensor.export_guard_health") is not None:
-        await client.rest("DELETE", "/api/states/sensor.export_guard_health")
+    for fact in ("sensor.export_guard_health", "sensor.export_guard_request"):
+        if await client.get_state(fact) is not None:
+            await client.rest("DELETE", f"/api/states/{fact}")
     for nid in await client.notifications():
         if nid.startswith("export_guard_"):
             await client.call_service(
@@ -284,6 +290,7 @@ class HaPlant:
         """Run in real time for ``seconds``."""
         async with self.client.websocket() as ws:
             events = await ws.subscribe_events("state_changed")
+            calls = await ws.subscribe_events("call_service")
             # Between runs nobody listened: read what HA shows now (after
             # subscribing, so no change falls between the read and the events).
             for entity in self.controls:
@@ -298,6 +305,14 @@ class HaPlant:
                     new = data.get("new_state") or {}
                     if data.get("entity_id") in self.controls:
                         self.controls[data["entity_id"]] = new.get("state")
+                while not calls.empty():
+                    # A write of the same minutes changes no state, but an
+                    # inverter whose timer counts from the write restarts it.
+                    data = calls.get_nowait().get("data", {})
+                    target = (data.get("service_data") or {}).get("entity_id")
+                    targets = target if isinstance(target, list) else [target]
+                    if data.get("service") == "set_value" and DISCHARGE_DURATION in targets:
+                        self.site.inverter.timer_written_at = self.t
                 await self.step()
                 # Real time: the guard and HA run on the wall clock.
                 await asyncio.sleep(max(0.0, began + (self.t - t0) - loop.time()))
@@ -434,11 +449,15 @@ async def test_removed_and_readded_actuators_do_not_fake_a_failed_stop(
 async def test_killed_appdaemon_leaves_at_most_one_lease_and_its_heartbeat_stops(
     appdaemon_factory: AppDaemonFactory, ha_client: HaClient
 ) -> None:
-    site = Site(Steps((), 4000.0), Steps((), 2600.0), Inverter())
+    # The inverter's timer counts from each write (the default counts_from):
+    # the guard writes the minutes left, not the time since the start.
+    site = Site(Steps((), 4000.0), Steps((), 2600.0), Inverter(timer_from_write=True))
     ad, plant = await start_plant(appdaemon_factory, ha_client, site, lease_min=1)
     await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "start"})
-    await plant.run(15.0)
+    await plant.run(40.0)  # past the first renewal (lease_min / 2)
     assert plant.record.battery[-1] > 1000
+    assert plant.site.inverter.timer_written_at is not None
+    assert plant.site.inverter.timer_written_at > 20.0, "the lease was not renewed"
     beat = await ha_client.get_state("sensor.export_guard_heartbeat")
     assert beat is not None
     pid = ad.process.pid
@@ -453,8 +472,9 @@ async def test_killed_appdaemon_leaves_at_most_one_lease_and_its_heartbeat_stops
         if plant.record.battery[-1] == 0.0:
             break
     on = [t for t, b in zip(plant.record.t, plant.record.battery, strict=True) if b > 0]
-    # One lease (1 min) plus the duration control's one-minute resolution.
-    assert max(on) - killed_at <= 120.0 + 1.0
+    # One lease (1 min) from the last write, before the kill (a guard that
+    # wrote the time since the start plus a lease would leave two minutes).
+    assert max(on) - killed_at <= 60.0 + 1.0
     assert plant.record.battery[-1] == 0.0
     # HA shows the guard gone: its heartbeat (every 5 s) has not moved since
     # the kill, many beats ago.
@@ -463,3 +483,107 @@ async def test_killed_appdaemon_leaves_at_most_one_lease_and_its_heartbeat_stops
     stamp = datetime.fromisoformat(later["state"])
     assert stamp <= killed_wall + timedelta(seconds=1)
     assert (datetime.now(UTC) - stamp).total_seconds() > 30
+
+
+@pytest.mark.slow
+async def test_a_stop_the_plant_ignores_is_critical_until_the_plant_stops(
+    appdaemon_factory: AppDaemonFactory, ha_client: HaClient
+) -> None:
+    # Only the grid meter: the grid reading alone shows the stop failed.
+    site = Site(Steps((), 4000.0), Steps((), 2600.0), Inverter())
+    _ad, plant = await start_plant(appdaemon_factory, ha_client, site)
+    await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "start"})
+    await plant.run(15.0)
+    assert plant.record.battery[-1] > 1000
+    site.inverter.ignores_stop = True
+    await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "stop"})
+    await plant.run(10.0)  # the settle time (3 s), a reading, HA's and AppDaemon's latency
+    found = await ha_client.notifications()
+    assert "export_guard_stop_failed" in found, found
+    seen = []
+    for _ in range(10):  # it stands: critical, never healthy, the notice never gone
+        await plant.run(1.0)
+        health = await ha_client.get_state("sensor.export_guard_health")
+        assert health is not None
+        seen.append((health["state"], health["attributes"]["discharge"]))
+        assert "export_guard_stop_failed" in await ha_client.notifications()
+    assert set(seen) == {("error", "unknown")}, seen
+    assert plant.record.battery[-1] > 1000  # the plant still runs
+    site.inverter.ignores_stop = False
+    await plant.run(10.0)
+    assert plant.record.battery[-1] == 0.0
+    await wait_notification(ha_client, "export_guard_stop_failed", present=False)
+
+
+@pytest.mark.slow
+async def test_a_restart_during_a_stop_does_not_resume(
+    appdaemon_factory: AppDaemonFactory, ha_client: HaClient
+) -> None:
+    site = Site(Steps((), 4000.0), Steps((), 2600.0), Inverter())
+    ad, plant = await start_plant(appdaemon_factory, ha_client, site)
+    await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "start"})
+    await plant.run(12.0)
+    assert plant.record.battery[-1] > 1000
+    # The stop arrives and AppDaemon dies right after (kill -9: nothing of
+    # the guard runs any more; the inverter may still be discharging).
+    await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "stop"})
+    await asyncio.sleep(0.2)
+    pid = ad.process.pid
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)
+    request = await ha_client.get_state("sensor.export_guard_request")
+    assert request is not None
+    assert request["state"] == "off", "the stop was not a fact before it was acted on"
+    back = await appdaemon_factory(apps={"export_guard": plant_app(), "notifier": NOTIFIER})
+    back.wait_app("export_guard")
+    restarted_at = plant.t
+    await plant.run(15.0)
+    late = [
+        b
+        for t, b in zip(plant.record.t, plant.record.battery, strict=True)
+        if t > restarted_at + 5.0
+    ]
+    assert late, "the plant did not run"
+    assert max(late) == 0.0, "the restarted guard resumed a stopped request"
+
+
+def _heartbeat_alert_template() -> str:
+    """The README's heartbeat alert: the ``state:`` template of its recipe."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = next(
+        b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if "Export guard down" in b
+    )
+    return str(yaml.safe_load(block)["template"][0]["binary_sensor"][0]["state"])
+
+
+async def _render(client: HaClient, template: str) -> str:
+    async with client.session.post(
+        f"{client.url}/api/template", json={"template": template}
+    ) as resp:
+        text = await resp.text()
+        assert resp.status == 200, text
+        return text.strip()
+
+
+async def test_the_readme_heartbeat_alert_renders_and_reads_a_missing_heartbeat_as_down(
+    ha_client: HaClient,
+) -> None:
+    template = _heartbeat_alert_template()
+    beat = "sensor.export_guard_heartbeat"
+    now = datetime.now(UTC)
+    cases = [
+        ((now - timedelta(seconds=10)).isoformat(timespec="seconds"), "False"),
+        ((now - timedelta(minutes=10)).isoformat(timespec="seconds"), "True"),
+        ("unavailable", "True"),
+        ("unknown", "True"),
+        (None, "True"),  # gone: HA restarted while AppDaemon was dead
+    ]
+    try:
+        for state, down in cases:
+            if state is None:
+                await ha_client.rest("DELETE", f"/api/states/{beat}")
+            else:
+                await ha_client.set_state(beat, state, {"device_class": "timestamp"})
+            assert await _render(ha_client, template) == down, state
+    finally:
+        await ha_client.rest("DELETE", f"/api/states/{beat}")
