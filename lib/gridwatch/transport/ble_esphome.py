@@ -45,6 +45,9 @@ _LOGGER = logging.getLogger(__name__)
 _PYTHON = (3, 11)
 # How often locate() looks again for a device no proxy has heard yet.
 _LOCATE_POLL_S = 0.2
+# How long a passive link's scan start waits for a first proxy: below the
+# shared hub's own start bound, so the error names the proxies.
+_ADVERTISEMENTS_START_WAIT_S = 8.0
 # Setting up habluetooth reads the host's adapters (none in an add-on);
 # that must not hang a start.
 _MANAGER_SETUP_TIMEOUT_S = 15.0
@@ -151,12 +154,17 @@ class EsphomeRadio:
     def proxies(self) -> list[_Proxy]:
         return list(self._proxies)
 
-    async def start(self) -> None:
+    async def start(self, wait_s: float | None = None) -> None:
         """Connect to the proxies; returns once one answers.
+
+        Args:
+            wait_s: wait at most this long (and at most ``connect_timeout_s``),
+                so the caller's own bound is not reached first and the error
+                names the proxies.
 
         Raises:
             MissingLibraryError: bleak-esphome is not installed.
-            ConnectError: no proxy answered within ``connect_timeout_s``.
+            ConnectError: no proxy answered in time.
         """
         async with self._lock:
             if not self._started:
@@ -168,11 +176,12 @@ class EsphomeRadio:
                 self._started = True
         if any(p.connected.is_set() for p in self._proxies):
             return
+        limit = self.settings.connect_timeout_s
+        if wait_s is not None:
+            limit = min(limit, wait_s)
         waits = [asyncio.ensure_future(p.connected.wait()) for p in self._proxies]
         try:
-            done, _ = await asyncio.wait(
-                waits, timeout=self.settings.connect_timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
+            done, _ = await asyncio.wait(waits, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for wait in waits:
                 wait.cancel()
@@ -180,10 +189,7 @@ class EsphomeRadio:
             detail = "; ".join(
                 f"{p.proxy.name}: {p.last_error or 'no answer'}" for p in self._proxies
             )
-            raise ConnectError(
-                f"no ESPHome Bluetooth proxy answered within {self.settings.connect_timeout_s:g} s "
-                f"({detail})"
-            )
+            raise ConnectError(f"no ESPHome Bluetooth proxy answered within {limit:g} s ({detail})")
 
     async def stop(self) -> None:
         async with self._lock:
@@ -217,7 +223,7 @@ class EsphomeRadio:
         self, address: str, timeout: float
     ) -> tuple[BLEDevice, AdvertisementData | None] | None:
         """Wait (bounded) until a proxy with a free slot hears ``address``."""
-        await self.start()
+        await self.start(wait_s=timeout)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -258,7 +264,7 @@ class _ProxyAdvertisements:
         self._cancel: Callable[[], None] | None = None
 
     async def start(self) -> None:
-        await self._radio.start()
+        await self._radio.start(wait_s=_ADVERTISEMENTS_START_WAIT_S)
         manager = self._radio._manager
         self._cancel = manager.async_register_bleak_callback(self._detection, {})
 
