@@ -25,6 +25,7 @@ from tests.demo.panel import (
     fetch_chart,
     login,
     series_points,
+    until,
     wait_tiles,
 )
 
@@ -85,6 +86,13 @@ async def test_panel_shows_live_values_and_the_chart_in_chromium(tmp_path):
                 "[...document.querySelectorAll('.widget-baseerror-default')].length"
             )
             await browser.screenshot(SCREENSHOT)
+            # The story's discharge request (10 s in): the guard's start is on it.
+            await until(
+                browser,
+                f"{fetch_chart(5)}.then(r => r.text.includes('>Start<'))",
+                60,
+                "the guard's start on the chart",
+            )
             # AppDaemon 4.5.13 sets the login cookie unquoted when its bcrypt
             # hash has no "/" and its stream.js then cuts it: the panel's
             # custom_javascript quotes it. A login with such a hash still
