@@ -10,8 +10,11 @@ is at most 30 s away) is compared with sums worked out by hand from the rows:
 * a meter whose last hour of the previous month has no sum moves only that
   hour into this month;
 * a meter with a 40 kWh reset on a day before the recheck window keeps its
-  month (the reset not netted) after HA restarts (last: it restarts the
-  session's HA).
+  month (the reset not netted) after HA restarts (near the end: it restarts
+  the session's HA);
+* a later start refused for a configuration error marks what the tally
+  published ``unavailable`` and stale, with the reason (last: it stops the
+  module's AppDaemon).
 """
 
 from __future__ import annotations
@@ -219,3 +222,40 @@ async def test_ha_restarted_after_a_day_with_a_reset_keeps_the_month(
         after = await wait_month(fresh, RESET, expected, timeout=90)
         assert after["attributes"]["resets"] == 1
         assert after["attributes"]["stale"] is False
+
+
+async def test_a_refused_start_marks_what_the_last_run_published_unavailable_and_stale(
+    ha: HomeAssistant,
+    appdaemon_module_factory: AppDaemonFactory,
+    month_ad: AppDaemon,
+    plan: Plan,
+) -> None:
+    # After the restart test: the tally's entities are live in HA again.
+    async with HaClient(ha.url, ha.token) as client:
+        health = await client.wait_state(
+            f"sensor.{APP}_health", lambda s: s is not None and s["state"] == "ok", timeout=60
+        )
+        assert health is not None
+        await asyncio.to_thread(month_ad.stop)
+        meters = [{"statistic_id": sid, "name": name} for sid, name in (RESET, EDGE, HISTORY)]
+        appdaemon_module_factory.start(
+            apps={
+                APP: {
+                    "module": "gridwatch_energy_tally",
+                    "class": "EnergyTally",
+                    "meters": meters,
+                    "interval_s": 1,  # refused: 30 at least
+                }
+            }
+        )
+
+        # Nothing it published reads as current while it does not run.
+        for entity_id in (f"sensor.{APP}_health", month_entity(RESET), month_entity(HISTORY)):
+            state = await client.wait_state(
+                entity_id,
+                lambda s: s is not None and s["state"] == "unavailable",
+                timeout=60,
+            )
+            assert state is not None
+            assert state["attributes"]["stale"] is True
+            assert "interval_s" in state["attributes"]["reason"]
