@@ -164,6 +164,44 @@ async def test_statistics_requests_per_cycle_do_not_grow_with_meters(count, mont
     await runner.stop()
 
 
+async def test_meters_past_the_pages_of_one_cycle_are_stale_with_the_reason_until_read(
+    monkeypatch,
+):
+    # 250 meters of 15 days are 3 pages; one page a cycle here.
+    monkeypatch.setattr("gridwatch.energy.runner.MAX_PAGES_PER_CYCLE", 1)
+    world = World()
+    world.arm()
+    first = MONTH_START - timedelta(days=3)
+    hours = int((NOW.replace(minute=0) - first) / timedelta(hours=1))
+    for i in range(250):
+        world.model.add_hours(f"sensor.m{i}", first, [1.0] * hours)
+    runner = await world.runner(config(meters_of(250)))
+    month = f"{14 * 24 + 10:.3f}"
+
+    states = [world.state(f"sensor.m{i}_energy_this_month") for i in range(250)]
+    stale = [world.attrs(f"sensor.m{i}_energy_this_month") for i in range(250)]
+    read = [i for i, s in enumerate(states) if s == month]
+    assert 0 < len(read) < 250
+    for i in set(range(250)) - set(read):
+        assert states[i] == "unknown"
+        assert stale[i]["stale"] is True
+        assert "next cycle" in stale[i]["stale_reason"]
+    # The total is unknown, not short: it names the meters still missing.
+    total = "sensor.energy_tally_import_this_month"
+    assert world.state(total) == "unknown"
+    assert world.attrs(total)["stale"] is True
+    assert len(world.attrs(total)["missing_meters"]) == 250 - len(read)
+
+    for _ in range(2):
+        await world.hass.advance(300)
+    for i in range(250):
+        assert world.state(f"sensor.m{i}_energy_this_month") == month
+        assert world.attrs(f"sensor.m{i}_energy_this_month")["stale"] is False
+    assert world.state(total) == f"{250 * (14 * 24 + 10):.3f}"
+    assert world.attrs(total)["stale"] is False
+    await runner.stop()
+
+
 async def test_publishes_meters_totals_health_and_last_update():
     world = World()
     world.arm()

@@ -36,7 +36,13 @@ from gridwatch.energy.entities import (
     tally_entities,
 )
 from gridwatch.energy.ha_zone import ZoneMismatchError, choose_zone, read_ha_time_zone
-from gridwatch.energy.month_cache import HISTORY_CHANGED, MonthLedger, Page, PageKind
+from gridwatch.energy.month_cache import (
+    HISTORY_CHANGED,
+    MAX_PAGES_PER_CYCLE,
+    MonthLedger,
+    Page,
+    PageKind,
+)
 from gridwatch.energy.periods import TallyPeriods, tally_periods, zone_of
 from gridwatch.energy.recorder_statistics import (
     StatisticsFormatError,
@@ -106,7 +112,10 @@ class TallyRunner:
 
     def _new_ledger(self) -> MonthLedger:
         return MonthLedger(
-            self.zone, self.config.recheck_days, tolerance_kwh=self.config.reset_tolerance_kwh
+            self.zone,
+            self.config.recheck_days,
+            tolerance_kwh=self.config.reset_tolerance_kwh,
+            max_pages=MAX_PAGES_PER_CYCLE,
         )
 
     async def start(self) -> None:

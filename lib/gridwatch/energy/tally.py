@@ -359,6 +359,14 @@ def compute_tally_from(
         else r
         for r in results
     )
+    # A month not read at all yet is unknown, not today's energy alone (a
+    # total would under-report); one read before stays, marked stale.
+    results = tuple(
+        replace(r, month_kwh=None)
+        if r.stale_reason is not None and r.meter.statistic_id not in months
+        else r
+        for r in results
+    )
     totals = {
         role: _role_total(role, [r for r in results if r.meter.role is role])
         for role in Role
