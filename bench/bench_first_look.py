@@ -10,14 +10,14 @@ URLs are printed, and measures from the launch:
   and this month tiles included) and the export chart drawn.
 
 Optionally keeps the demo running while its story plays and saves a
-screenshot of the panel (``--screenshot docs/gridwatch-panel.png --story-s
+screenshot of the panel (``--screenshot docs/panel.png --story-s
 420``: the README's picture).
 
 Run::
 
     .venv/bin/python -m bench first_look
     .venv/bin/python -m bench.bench_first_look --ha 2026.2.3
-    .venv/bin/python -m bench.bench_first_look --screenshot docs/gridwatch-panel.png --story-s 420
+    .venv/bin/python -m bench.bench_first_look --screenshot docs/panel.png --story-s 420
 """
 
 from __future__ import annotations
