@@ -42,6 +42,8 @@ DEFAULT_MINUTES: Final = 60
 MIN_MINUTES: Final = 5
 MAX_MINUTES: Final = 1440
 CACHE_S: Final = 5.0
+# Windows kept (an SVG is ~40 kB): the panels of a home ask for one or two.
+CACHE_ENTRIES: Final = 4
 # HA reads a day of a 1-second meter in a few seconds; longer is a failure.
 HISTORY_TIMEOUT_S: Final = 20.0
 SVG_TYPE: Final = "image/svg+xml"
@@ -154,6 +156,8 @@ class ExportChartRoute:
             return web.Response(status=503, text="Home Assistant's history did not answer")
         except ChartUnavailable as err:
             return web.Response(status=503, text=str(err))
+        if len(self._cache) >= CACHE_ENTRIES:  # a few windows are in use, not 1436
+            self._cache.pop(min(self._cache, key=lambda k: self._cache[k][0]))
         self._cache[minutes] = (time.monotonic(), svg)
         return self._svg(svg)
 
