@@ -18,6 +18,7 @@ from gridwatch.energy.month_cache import (
     HISTORY_CHANGED,
     MAX_PAGES_PER_CYCLE,
     READ_PENDING,
+    REREAD_PENDING,
     SETTLE_GRACE,
     MonthLedger,
     MonthPlan,
@@ -259,3 +260,18 @@ def test_a_meter_new_today_is_not_read_again_every_cycle():
         plan = step(ledger, utc("2026-06-15T08:00") + timedelta(minutes=minutes), model=model)
         assert kinds(plan) == [(PageKind.PROBE, MAY_31)]
         assert not ledger.is_due_again("sensor.b")
+
+
+def test_a_refetch_that_waits_keeps_the_last_read_and_says_so():
+    model = seeded(*IDS)
+    ledger = MonthLedger(BERLIN)
+    step(ledger, utc("2026-06-15T08:05"), model=model)
+    kept = dict(ledger.meters)
+    ledger.refetch()
+    ledger.max_pages = 0
+
+    plan = step(ledger, utc("2026-06-15T08:10"), model=model)
+
+    assert plan.pages == ()
+    assert plan.waiting == dict.fromkeys(IDS, REREAD_PENDING)
+    assert ledger.meters == kept

@@ -94,6 +94,10 @@ HISTORY_CHANGED = (
     "(imported later?); it is read again on the next cycle"
 )
 DAYS_PENDING = "yesterday's hours are not read yet; next cycle"
+REREAD_PENDING = (
+    "the month is being read again (refresh event or HA start) and more meters wait than "
+    "one cycle reads; the value shown is from the last read; next cycle"
+)
 
 
 @dataclass(frozen=True)
@@ -300,7 +304,7 @@ class MonthLedger:
         self.max_pages = max_pages
         self.meters: dict[str, MeterMonth] = {}
         self._month: datetime | None = None
-        self._full: dict[str, str | None] = {}  # meter -> why it is read again
+        self._full: dict[str, str] = {}  # meter -> why it is read again
         self._checked_hour: dict[str, datetime] = {}
         self._checked_at: dict[str, datetime] = {}
         self._not_before: datetime | None = None
@@ -316,7 +320,7 @@ class MonthLedger:
                 compiling hours it missed.
         """
         for sid in self.meters:
-            self._full.setdefault(sid, None)
+            self._full.setdefault(sid, REREAD_PENDING)
         if settle_from is not None:
             self._not_before = settle_from + SETTLE_GRACE
 
