@@ -111,7 +111,8 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
     shutil.copyfile(DEMO_APPS_YAML, apps_yaml)
     # 10:00 on a clear day: ~3.7 kW export, ~1.2 kW headroom for the battery.
     run = DemoRun(
-        base / "state", ["--no-frontend", "--start-hour", "10", "--apps-yaml", str(apps_yaml)]
+        base / "state",
+        ["--no-frontend", "--no-story", "--start-hour", "10", "--apps-yaml", str(apps_yaml)],
     )
     brokers: list[subprocess.Popen[bytes]] = []
     try:
