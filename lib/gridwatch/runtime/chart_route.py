@@ -127,7 +127,14 @@ class ExportChartRoute:
         self._cache: dict[int, tuple[float, str]] = {}
 
     async def register(self, name: str) -> None:
-        """Register ``/app/<name>_chart`` with AppDaemon's web server."""
+        """Register ``/app/<name>_chart`` with AppDaemon's web server.
+
+        Without AppDaemon's ``http:`` component there is no web server (and
+        no panel): the chart is off, said once, and the guard runs as ever.
+        """
+        if getattr(self._app.AD, "http", None) is None:
+            self._logger.info("no http: section in appdaemon.yaml: the export chart is not served")
+            return
         handle: Any = self._app.register_route(self.serve, route_name(name))
         if inspect.isawaitable(handle):  # a task inside async code (AppDaemon 4.5)
             await handle
