@@ -60,7 +60,9 @@ from gridwatch.guard.decisions import (
     evaluate_for,
     request_start,
 )
+from gridwatch.guard.oversight import limits_of, oversee
 from gridwatch.guard.readings import GridSign, Readings, Sample
+from gridwatch.guard.supervisor import Watch
 from gridwatch.safety.breaker import CircuitBreaker
 
 READINGS = 20_000
@@ -68,11 +70,13 @@ ROUNDS = 5
 
 
 def _one_round(settings: GuardSettings, grid_values: list[str]) -> tuple[float, float, int]:
-    """CPU seconds per reading (note + evaluate + decide), per verified
-    outcome folded back (apply_result), and how many actions were issued."""
+    """CPU seconds per reading (note + evaluate + decide + the supervisor's
+    word), per verified outcome folded back (apply_result), and how many
+    actions were issued."""
     now = 1000.0
     breaker = CircuitBreaker(clock=lambda: now)
     state = request_start(GuardState(), None, None, now - 60.0)
+    watch, limits = Watch(), limits_of(settings)
     actions = 0
     deciding = applying = 0
     clock = time.process_time_ns
@@ -82,8 +86,12 @@ def _one_round(settings: GuardSettings, grid_values: list[str]) -> tuple[float, 
         t0 = clock()
         ev = evaluate_for(readings, settings, now)
         decision = decide(state, ev, breaker.snapshot(), settings, now)
+        seen = oversee(
+            state, decision, ev, watch, enable_on=None, limits=limits, settings=settings, now=now
+        )
         t1 = clock()
         deciding += t1 - t0
+        decision, watch = seen.decision, seen.watch
         state = decision.state
         for action in decision.actions:
             actions += 1
@@ -443,7 +451,57 @@ async def _idle(events: asyncio.Queue[dict[str, Any]]) -> None:
     )
 
 
+SWEEP_DEADBANDS_W = (0.0, 100.0, 300.0, 600.0)
+
+
+async def _sweep_rows() -> list[Row]:
+    """The guard against the ideal loop on the standard day, for a sweep of
+    the deadband: battery-caused energy over the limit and energy
+    discharged, per hour. Goal: the guard's over-limit energy at most the
+    ideal loop's at 98 % or more of its discharged energy."""
+    from tests.guard.plant_checks import guarded_site, request
+    from tests.support.naive_controller import run_ideal
+    from tests.support.plant import Inverter, LaggedSensor, Site, cloudy_day
+
+    pv, load = cloudy_day(DAY_S, seed=DAY_SEED)
+    rows: list[Row] = []
+    for deadband in SWEEP_DEADBANDS_W:
+        progress(f"deadband sweep: {deadband:.0f} W, guard and ideal loop")
+        sim = await guarded_site(
+            pv, load, period_s=METER_PERIOD_S, lag_s=1.0, ramp_s=1.0, deadband_w=deadband
+        )
+        await request(sim)
+        await sim.run(DAY_S)
+        await sim.guard.terminate()
+        ideal = run_ideal(
+            Site(pv, load, Inverter()),
+            LaggedSensor(METER_PERIOD_S, 1.0),
+            DAY_S,
+            deadband_w=deadband,
+        )
+        hours = sim.record.hours()
+        g_over, i_over = sim.record.over_wh() / hours, ideal.over_wh() / ideal.hours()
+        g_out = sum(sim.record.battery) * sim.record.dt / 3600.0 / hours
+        i_out = sum(ideal.battery) * ideal.dt / 3600.0 / ideal.hours()
+        name = f"deadband {deadband:.0f} W"
+        rows += [
+            row(
+                f"{name}: over the limit, guard / ideal", g_over, "Wh/h", note=f"ideal {i_over:.1f}"
+            ),
+            row(
+                f"{name}: discharged, guard / ideal",
+                100.0 * g_out / max(i_out, 1e-9),
+                "%",
+                goal=">= 98",
+                note=f"guard {g_out:.0f} Wh/h, ideal {i_out:.0f} Wh/h",
+            ),
+        ]
+    return rows
+
+
 async def run() -> list[Row]:
+    if "--sweep" in sys.argv[1:]:
+        return await _sweep_rows()
     rows = await _day_rows()
     rows += _pure_rows()
     if "--pure" not in sys.argv[1:]:

@@ -75,6 +75,9 @@ class PlantMachine(RuleBasedStateMachine):
         self.guarded_since = 0.0  # this guard instance's start
         self.bounds = Bounds(0.0, 0.0, 0.0)
         self.settle_s = 0.0
+        self.grid_only = True  # no battery-power sensor
+        self.steps: list[float] = []  # every PV or load step (up or down)
+        self.ignored_at: list[float] = []  # stops the inverter ignores, from here
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -112,6 +115,7 @@ class PlantMachine(RuleBasedStateMachine):
             timer_from_write=dev["timer_from_write"],
         )
         battery = dev["battery"]
+        self.grid_only = battery is None
         extra: dict[str, Any] = {}
         if battery is not None:
             extra = {"battery_sensor": True, "battery_period_s": battery[0]}
@@ -153,12 +157,14 @@ class PlantMachine(RuleBasedStateMachine):
         assert self.sim is not None
         site = self.sim.site
         site.pv = Steps((*site.pv.points, (self.sim.now, float(value))), site.pv.default)
+        self.steps.append(self.sim.now)
 
     @rule(value=st.integers(300, 4000))
     def load_changes(self, value: int) -> None:
         assert self.sim is not None
         site = self.sim.site
         site.load = Steps((*site.load.points, (self.sim.now, float(value))), site.load.default)
+        self.steps.append(self.sim.now)
 
     @precondition(lambda self: self.down_since is None)
     @rule(power=st.none() | st.integers(100, 6000), minutes=st.none() | st.integers(1, 3))
@@ -200,6 +206,7 @@ class PlantMachine(RuleBasedStateMachine):
         assert self.sim is not None
         self.sim.site.inverter.ignores_stop = True
         self.external.append(self.sim.now)
+        self.ignored_at.append(self.sim.now)
         if by_request:
             self.run(self.sim.hass.fire_event(EVENT, {"action": "stop"}))
         else:
@@ -262,8 +269,17 @@ class PlantMachine(RuleBasedStateMachine):
         record = self.sim.record.since(self.guarded_since)
         if self.down_since is not None:
             record = record.until(self.down_since)
+        bounds = self.bounds
+        window = self.bounds.failed_stop_s
+        if self.grid_only and any(
+            a - 1.0 <= t <= a + window for a in self.ignored_at for t in self.steps
+        ):
+            # On the grid meter alone a PV or load step that comes with the
+            # stop can look just like the stop (or hide it): the grid
+            # reading cannot tell then, and the guard is not held to it.
+            bounds = Bounds(bounds.transient_s, bounds.believed_off_s, bounds.over_wh_per_h, 1e9)
         try:
-            assert violations(record, site, self.bounds) == []
+            assert violations(record, site, bounds) == []
         finally:
             del site.disturbances
 

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any, Final
 
 from gridwatch.guard import decisions as guard
@@ -25,7 +24,6 @@ from gridwatch.guard.config import GuardConfig
 from gridwatch.guard.decisions import (
     Action,
     ActionKind,
-    Actuator,
     Decision,
     GuardState,
     Outcome,
@@ -36,12 +34,12 @@ from gridwatch.guard.discharge_requests import (
     StartCommand,
     standing_request,
 )
+from gridwatch.guard.oversight import limits_of, oversee
 from gridwatch.guard.publisher import GuardPublisher
 from gridwatch.guard.quiet_readings import RECHECK_SHARE, is_quiet, redate
 from gridwatch.guard.readings import Evaluation, GridSign, Readings, Sample, sample_since
 from gridwatch.guard.reconcile import reconcile
 from gridwatch.guard.runner import ActionRunner
-from gridwatch.guard.supervisor import Measured, Proposal, Published
 from gridwatch.hass.ports import EntityState, HassPort
 from gridwatch.hass.states import parse_bool, parse_float
 from gridwatch.notices.client import NoticeClient
@@ -107,16 +105,7 @@ class GuardController:
         self._ha_lacks_report_times = False
         self._closing = False
         self._wake: float | None = None
-        g = config.guard
-        self._limits = supervisor.Limits(
-            g.export_limit_w,
-            g.deadband_w,
-            g.min_discharge_w,
-            g.settle_s,
-            g.retry_after_s,
-            g.response_fraction,
-            g.response_min_w,
-        )
+        self._limits = limits_of(config.guard)
         self._watch = supervisor.Watch()
         self._enable_on: bool | None = None  # the enable entity, as last seen
 
@@ -353,35 +342,22 @@ class GuardController:
     def _supervise(
         self, before: GuardState, decision: Decision, ev: Evaluation, now: float
     ) -> Decision:
-        """The supervisor's word on the controller's decision: it sees the
-        measurements and what the guard said before this decision, and may
-        veto the action or order its own (see :mod:`gridwatch.guard.supervisor`)."""
-        pending = before.pending
-        on = before.actuator is Actuator.ON
-        unsure = before.actuator is Actuator.UNKNOWN
-        published = Published(
-            on, before.power_w if on or unsure else 0.0, pending is not None, unsure
+        """The supervisor's word on the controller's decision (see
+        :mod:`gridwatch.guard.oversight`)."""
+        seen = oversee(
+            before,
+            decision,
+            ev,
+            self._watch,
+            enable_on=self._enable_on,
+            limits=self._limits,
+            settings=self._cfg.guard,
+            now=now,
         )
-        measured = Measured(ev.export_w, ev.grid_at, ev.battery_w, ev.battery_at, self._enable_on)
-        proposal = guard.proposal_of(before, decision)
-        verdict = supervisor.judge(self._watch, measured, published, proposal, self._limits, now)
-        self._watch = verdict.watch
-        state = decision.state
-        failures = decision.failures + ((verdict.missed,) if verdict.missed else ())
-        actions = decision.actions
-        overruled = verdict.veto or (verdict.order is not None and proposal is not Proposal.STOP)
-        if actions and overruled:
-            why = "refused by the safety supervisor"
-            state = guard.apply_result(
-                state, actions[0], Outcome.REFUSED, why, self._cfg.guard, now
-            )
-            actions = ()
-        if verdict.order is not None and not actions:
-            self._log.warning("%s", verdict.order.reason)
-            ordered = guard.supervised(state, verdict.order, ev.export_w)
-            state, actions = ordered.state, ordered.actions
-        state = replace(state, supervision=verdict.supervision)
-        return Decision(state, actions, failures)
+        self._watch = seen.watch
+        if seen.order is not None:
+            self._log.warning("%s", seen.order.reason)
+        return seen.decision
 
     async def _wake_at(self, due: float | None, now: float) -> None:
         """Decide again when a time-gated rule falls due (one timer per time)."""

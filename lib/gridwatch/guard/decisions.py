@@ -56,6 +56,11 @@ from gridwatch.guard.state import (
 from gridwatch.guard.supervisor import Order, OrderKind, Proposal
 from gridwatch.safety.breaker import BreakerSnapshot, BreakerState
 
+# Meters round and jitter by a few watts: readings this close count as
+# steady and explained whatever the deadband (with deadband_w 0 no reading
+# would ever be steady, and no start or raise would follow).
+METER_NOISE_W = 20.0
+
 # Re-exported: callers import the guard's vocabulary from here too.
 __all__ = [
     "PLANT_HOLD_S",
@@ -168,7 +173,7 @@ def note_grid_sample(
         believed_w=state.believed_w,
         latest_w=latest,
         measured_w=_battery_since(ev, state.settle_until),
-        tolerance_w=settings.deadband_w,
+        tolerance_w=max(settings.deadband_w, METER_NOISE_W),
     )
     state = replace(state, estimate=est)
     expect = state.expect

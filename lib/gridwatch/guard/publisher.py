@@ -62,6 +62,7 @@ class GuardPublisher:
         self._writer = ChangedOnlyWriter(hass, self._logger)
         self._latest: tuple[GuardState, Evaluation, BreakerSnapshot, float, datetime] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._resolved: set[Condition] = set()  # resolved since last raised
 
     @property
     def health_entity(self) -> str:
@@ -145,11 +146,15 @@ class GuardPublisher:
             try:
                 if condition in st.conditions:
                     text = notice_text(condition, self._app, state, ev, breaker, self._entities)
+                    self._resolved.discard(condition)
                     await self._notices.raise_notice(
                         condition.value, text.severity, text.title, text.message, text.steps
                     )
-                else:
+                elif condition not in self._resolved:
+                    # Once resolved, not asked again each reading (the
+                    # notice client would answer "already" at a cost).
                     await self._notices.resolve(condition.value)
+                    self._resolved.add(condition)
             except HassError as err:
                 self._logger.warning("could not update notice %s: %s", condition.value, err)
         return st

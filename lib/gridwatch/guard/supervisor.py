@@ -155,7 +155,9 @@ class Watch:
     off_at: float | None = None
     stopped_w: float = 0.0
     export_at_off: float | None = None
+    low_since_off: float | None = None  # the lowest reading since the stop
     alarm: str | None = None
+    alarm_firm: bool = False  # a battery reading showed it (not the grid alone)
     alarm_export_w: float | None = None
     alarm_at: float = -math.inf
     retry_at: float = -math.inf
@@ -250,7 +252,12 @@ def _limit_writes(
     if order is not None and order.kind is OrderKind.LOWER:
         watch = replace(watch, cut_for=measured.grid_at)
     if proposal is Proposal.RAISE:
-        return watch, watch.alarm is not None or now < watch.hold_until or order is not None
+        # A failed stop found on the grid alone (a PV step at the stop can
+        # look like one) lets one start through after FAULT_HOLD_S: the
+        # stop after it is checked again, and clears the alarm if it shows.
+        probe = not watch.alarm_firm and now >= watch.alarm_at + FAULT_HOLD_S
+        alarmed = watch.alarm is not None and not probe
+        return watch, alarmed or now < watch.hold_until or order is not None
     if proposal is not Proposal.LOWER:
         return watch, False
     # One lowering per grid reading: a quantised actuator that shows a
@@ -304,6 +311,7 @@ def _note_change(watch: Watch, published: Published, now: float) -> Watch:
             off_at=now,
             stopped_w=was_w,
             export_at_off=watch.steady_export_w,
+            low_since_off=None,
             owed_w=0.0,
         )
     if published.on and power < was_w:
@@ -367,11 +375,20 @@ def _check_stop(
     watch: Watch, measured: Measured, published: Published, limits: Limits, now: float
 ) -> tuple[Watch, Order | None]:
     """Rule 2: a stop must show; a failed one stands until it does."""
-    if watch.alarm is not None:
+    if watch.alarm is not None and (watch.on or watch.off_at is None):
         return _alarm_standing(watch, measured, published, limits, now)
-    if watch.on or watch.off_at is None:
+    off_at = watch.off_at
+    if watch.on or off_at is None:
         return watch, None
-    due = watch.off_at + limits.settle_s
+    if measured.export_w is not None and _newer(measured.grid_at, off_at + 1e-9):
+        # A stop shows as a step down at a time the guard knows; a PV or
+        # load step at the same time may hide it in one reading, rarely in
+        # every reading of the window: the lowest one counts.
+        low = watch.low_since_off
+        watch = replace(
+            watch, low_since_off=measured.export_w if low is None else min(low, measured.export_w)
+        )
+    due = off_at + limits.settle_s
     discharging = _newer(measured.battery_at, due) and (measured.battery_w or 0.0) > EVIDENCE_W
     if discharging:
         shown = f"the battery reads {measured.battery_w:.0f} W"
@@ -384,12 +401,25 @@ def _check_stop(
         if before is None or watch.stopped_w < limits.response_min_w:
             return replace(watch, off_at=None), None  # too small to tell on the grid
         fell = before - export
+        lowest = before - min(export, watch.low_since_off or export)
         needed = limits.response_fraction * LOWERING_SHARE * watch.stopped_w
-        if fell >= needed or (watch.wrong_way and fell <= -needed):
+        if lowest >= needed or (watch.wrong_way and fell <= -needed):
             # It showed (or it rose by as much, after a raise that did too:
-            # the sign is wrong, the stop worked).
+            # the sign is wrong, the stop worked). A failed stop found
+            # before clears: the plant follows again.
+            return replace(watch, off_at=None, alarm=None, alarm_export_w=None), None
+        if -fell >= needed / 2 and watch.alarm is None:
+            # It rose: a PV or load step came with the stop (stops often
+            # come *because* export rose), and on the grid alone that hides
+            # whether the battery stopped. Not proof of a failed stop; the
+            # stop after the next start is checked again.
             return replace(watch, off_at=None), None
         shown = f"the grid export moved {-fell:+.0f} W"
+    if watch.alarm is not None:
+        # Still failing after a probe: the alarm stands as it was (one
+        # text, no resolve and raise again).
+        watch = replace(watch, off_at=None, alarm_at=now, retry_at=now + limits.retry_after_s)
+        return watch, Order(OrderKind.STOP, "supervisor: stop not followed")
     text = (
         f"the battery still discharges after the guard stopped it ({watch.stopped_w:.0f} W "
         f"stopped, {shown} since)"
@@ -397,6 +427,7 @@ def _check_stop(
     watch = replace(
         watch,
         off_at=None,
+        alarm_firm=discharging,
         alarm=text,
         alarm_export_w=measured.export_w,
         alarm_at=now,
@@ -410,6 +441,8 @@ def _alarm_standing(
 ) -> tuple[Watch, Order | None]:
     """A failed stop: re-sent on the retry schedule, cleared only when the
     plant shows the stop."""
+    if watch.on:
+        return watch, None  # a probe start runs: the stop after it is checked
     since = watch.alarm_at + limits.settle_s
     needed = limits.response_fraction * LOWERING_SHARE * watch.stopped_w
     rested = _newer(measured.battery_at, since) and (measured.battery_w or 0.0) <= EVIDENCE_W
