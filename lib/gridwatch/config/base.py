@@ -198,6 +198,20 @@ def bounded_int(
     )
 
 
+def host_field(example: str, description: str) -> fields.String:
+    """A required host name or address option (never empty)."""
+    return fields.String(
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={"example": example, "description": description},
+    )
+
+
+def tcp_port_field(default: int, description: str) -> DecimalInteger:
+    """A TCP port option in 1..65535; its default is also its example."""
+    return bounded_int(default, 1, 65535, example=default, description=description)
+
+
 def _described(example: Any, description: str | None) -> dict[str, Any]:
     return (
         {"example": example}

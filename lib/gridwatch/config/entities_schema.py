@@ -40,7 +40,9 @@ from gridwatch.config.base import (
     ConfigError,
     ConfigSchema,
     bounded_int,
+    host_field,
     load_config,
+    tcp_port_field,
 )
 
 # The apps.yaml key of the block, in every app's entry.
@@ -111,12 +113,8 @@ class MqttEntitiesSchema(ConfigSchema):
 
     config_class = MqttEntitiesConfig
 
-    host = fields.String(
-        required=True,
-        validate=validate.Length(min=1),
-        metadata={"example": "core-mosquitto", "description": "broker host name or address"},
-    )
-    port = bounded_int(1883, 1, 65535, example=1883, description="broker port (8883 with tls)")
+    host = host_field("core-mosquitto", "broker host name or address")
+    port = tcp_port_field(1883, "broker port (8883 with tls)")
     username = fields.String(
         load_default=None,
         validate=validate.Length(min=1),

@@ -62,7 +62,14 @@ from typing import Any, ClassVar
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from gridwatch.config.base import ConfigSchema, DecimalFloat, DecimalInteger, bounded_int
+from gridwatch.config.base import (
+    ConfigSchema,
+    DecimalFloat,
+    DecimalInteger,
+    bounded_int,
+    host_field,
+    tcp_port_field,
+)
 from gridwatch.links.availability import AvailabilityPolicy
 from gridwatch.links.entities import RESERVED_VALUE_NAMES, link_entity_ids
 from gridwatch.links.profiles import PROFILES, UnknownValueError, profile_for
@@ -269,12 +276,8 @@ class _DeviceLoginSchema(_NeedsPasswordWithUser):
 class MqttSchema(_NeedsPasswordWithUser):
     config_class = MqttSettings
 
-    host = fields.String(
-        required=True,
-        validate=validate.Length(min=1),
-        metadata={"example": "192.168.1.10", "description": "broker host name or address"},
-    )
-    port = bounded_int(1883, 1, 65535, example=1883, description="broker port (8883 with tls)")
+    host = host_field("192.168.1.10", "broker host name or address")
+    port = tcp_port_field(1883, "broker port (8883 with tls)")
     username = _username()
     password = _password()
     tls = fields.Boolean(
@@ -853,12 +856,8 @@ class LinkMonitorSchema(ConfigSchema):
 class EsphomeProxySchema(ConfigSchema):
     config_class = EsphomeProxy
 
-    host = fields.String(
-        required=True,
-        validate=validate.Length(min=1),
-        metadata={"example": "192.168.1.40", "description": "the proxy's host name or address"},
-    )
-    port = bounded_int(6053, 1, 65535, example=6053, description="its native API port")
+    host = host_field("192.168.1.40", "the proxy's host name or address")
+    port = tcp_port_field(6053, "its native API port")
     noise_psk = fields.String(
         load_default=None,
         metadata={
