@@ -22,7 +22,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
 from gridwatch.transport.ble_drivers import DeviceDriver, translate_device_error
-from gridwatch.transport.ble_link import translate_bleak_error
+from gridwatch.transport.ble_link import device_not_seen, translate_bleak_error
 from gridwatch.transport.ble_radio import host_radio_turn
 from gridwatch.transport.ble_settings import DEVICE_KEY, BleSettings
 from gridwatch.transport.errors import ConnectError, TransportError, UnsupportedHostError
@@ -124,10 +124,7 @@ class BleDeviceLink(Link):
             # for the custom BLE link; anything else a retried ConnectError.
             raise translate_bleak_error(err, self.name, "scan") from err
         if found is None:
-            raise ConnectError(
-                f"link {self.name}: BLE device {self.settings.address} not seen within "
-                f"{timeout:g} s (out of range, off, or connected elsewhere)"
-            )
+            raise device_not_seen(self.name, self.settings.address, timeout)
         return found
 
     async def _poll(self, what: str) -> dict[str, Any]:

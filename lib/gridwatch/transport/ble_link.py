@@ -47,7 +47,13 @@ from gridwatch.transport.errors import (
 from gridwatch.transport.link import CANCEL_GRACE_S, Link, Subscription
 
 # The settings live in a pure module; callers may import them from here.
-__all__ = ["DISCONNECT_TIMEOUT_S", "BleLink", "BleSettings", "translate_bleak_error"]
+__all__ = [
+    "DISCONNECT_TIMEOUT_S",
+    "BleLink",
+    "BleSettings",
+    "device_not_seen",
+    "translate_bleak_error",
+]
 
 T = TypeVar("T")
 
@@ -228,10 +234,7 @@ class BleLink(Link):
         except _CONNECT_FAILURES as err:
             raise _translate(err, self.name, "scan") from err
         if device is None:
-            raise ConnectError(
-                f"link {self.name}: BLE device {address} not seen within "
-                f"{self.settings.scan_timeout_s:g} s (out of range, off, or connected elsewhere)"
-            )
+            raise device_not_seen(self.name, address, self.settings.scan_timeout_s)
         return device
 
     def _require_client(self) -> BleakClient:
@@ -346,6 +349,14 @@ def _translate(err: BaseException, link: str, what: str) -> TransportError:
 
 # The device-profile and advertisement links share the translation.
 translate_bleak_error = _translate
+
+
+def device_not_seen(link: str, address: str, timeout_s: float) -> ConnectError:
+    """A scan that ended without the device: retried, as it may come back in range."""
+    return ConnectError(
+        f"link {link}: BLE device {address} not seen within {timeout_s:g} s "
+        "(out of range, off, or connected elsewhere)"
+    )
 
 
 def _no_bluetooth_stack(err: BaseException) -> bool:
