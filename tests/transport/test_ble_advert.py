@@ -51,6 +51,18 @@ def make(
     return link, readings, on_message
 
 
+async def first_reading(shunt: Shunt, advertiser: type) -> dict[str, Any]:
+    """What a link to ``shunt`` delivers first (connected, then let go)."""
+    link, readings, on_message = make(shunt, advertiser)
+    await link.subscribe(DEVICE_KEY, on_message)
+    try:
+        await link.connect(timeout=5)
+        await until(lambda: readings)
+    finally:
+        await link.disconnect()
+    return readings[0]
+
+
 def _hub_of(advertiser: type):
     from gridwatch.transport.ble_scanner import shared_hub
 
@@ -60,17 +72,10 @@ def _hub_of(advertiser: type):
 async def test_the_recorded_advertisement_reads_as_victron_ble_recorded_it() -> None:
     shunt = Shunt(key=RECORDED["key"])  # type: ignore[arg-type]
     shunt.next_advertisement = lambda: _recorded()  # type: ignore[method-assign]
-    advertiser = advertiser_for(shunt, interval_s=0.02)
-    link, readings, on_message = make(shunt, advertiser)
-    await link.subscribe(DEVICE_KEY, on_message)
-    try:
-        await link.connect(timeout=5)
-        await until(lambda: readings)
-    finally:
-        await link.disconnect()
+    got = await first_reading(shunt, advertiser_for(shunt, interval_s=0.02))
     for key, want in RECORDED["values"].items():  # type: ignore[union-attr]
-        assert readings[0][key] == pytest.approx(want), key
-    assert readings[0]["model"] == "SmartShunt 500A/50mV"
+        assert got[key] == pytest.approx(want), key
+    assert got["model"] == "SmartShunt 500A/50mV"
 
 
 def _recorded():
@@ -96,14 +101,7 @@ def test_the_encoder_reproduces_the_recorded_advertisement() -> None:
 async def test_any_shunt_reading_arrives_as_the_shunt_measured_it(volts, amps, soc, consumed):
     state = ShuntState(voltage=volts, current=amps, soc=soc, consumed_ah=consumed)
     shunt = Shunt(state=state)
-    link, readings, on_message = make(shunt, advertiser_for(shunt, interval_s=0.01))
-    await link.subscribe(DEVICE_KEY, on_message)
-    try:
-        await link.connect(timeout=5)
-        await until(lambda: readings)
-    finally:
-        await link.disconnect()
-    got = readings[0]
+    got = await first_reading(shunt, advertiser_for(shunt, interval_s=0.01))
     assert got["voltage"] == pytest.approx(volts)
     assert got["current"] == pytest.approx(amps)
     assert got["soc"] == pytest.approx(soc)

@@ -92,14 +92,20 @@ async def world() -> AsyncIterator[dict[str, Any]]:
         await proxy.stop()
 
 
-async def start_proxies(world: dict[str, Any], *proxies: FakeEsphomeProxy) -> BleRadioSettings:
+async def start_proxies(
+    world: dict[str, Any],
+    *proxies: FakeEsphomeProxy,
+    noise_psk: str | None = None,
+    connect_timeout_s: float = 5,
+) -> BleRadioSettings:
+    """Start the proxies; the radio that reaches them (with ``noise_psk`` as each one's key)."""
     for proxy in proxies:
         await proxy.start()
         world["proxies"].append(proxy)
     radio = BleRadioSettings(
         adapter="esphome",
-        proxies=tuple(EsphomeProxy(p.host, p.port) for p in proxies),
-        connect_timeout_s=5,
+        proxies=tuple(EsphomeProxy(p.host, p.port, noise_psk=noise_psk) for p in proxies),
+        connect_timeout_s=connect_timeout_s,
     )
     world["radios"].append(radio)
     return radio
@@ -305,14 +311,7 @@ OTHER_PSK = "QRTIErOb/fcE9Ukd/5qA3RGYMn0Y+p06U58SCtOXvPc="
 async def test_an_encrypted_proxy_is_reached_with_its_key(world) -> None:
     sim = JbdSimulator()
     proxy = FakeEsphomeProxy(heard=[bms_heard(-60)], devices=[bms_device(sim)], noise_psk=PSK)
-    await proxy.start()
-    world["proxies"].append(proxy)
-    radio = BleRadioSettings(
-        adapter="esphome",
-        proxies=(EsphomeProxy(proxy.host, proxy.port, noise_psk=PSK),),
-        connect_timeout_s=5,
-    )
-    world["radios"].append(radio)
+    radio = await start_proxies(world, proxy, noise_psk=PSK)
     link = bms_link(world, radio)
     frames: list[bytes] = []
     await link.subscribe(JBD_RX, lambda m: frames.append(m.payload))
@@ -323,14 +322,7 @@ async def test_an_encrypted_proxy_is_reached_with_its_key(world) -> None:
 
 async def test_a_wrong_proxy_key_is_named_in_the_error(world) -> None:
     proxy = FakeEsphomeProxy(heard=[bms_heard(-60)], noise_psk=PSK)
-    await proxy.start()
-    world["proxies"].append(proxy)
-    radio = BleRadioSettings(
-        adapter="esphome",
-        proxies=(EsphomeProxy(proxy.host, proxy.port, noise_psk=OTHER_PSK),),
-        connect_timeout_s=2,
-    )
-    world["radios"].append(radio)
+    radio = await start_proxies(world, proxy, noise_psk=OTHER_PSK, connect_timeout_s=2)
     link = bms_link(world, radio)
     with pytest.raises(ConnectError, match=r"(?i)encryption key") as err:
         await link.connect(timeout=10)
