@@ -13,6 +13,7 @@ import functools
 import logging
 import struct
 import uuid
+from typing import Any
 
 import pytest
 
@@ -213,26 +214,27 @@ def _runner_for(
     ), hass
 
 
+def _http_meter_args(
+    server: DeviceServer, values: list[dict[str, Any]], **http_options: Any
+) -> dict[str, Any]:
+    """apps.yaml args of one HTTP link ``meter`` that logs in to ``server``."""
+    http = {
+        "url": server.url,
+        "username": server.username,
+        "password": server.password,
+        "poll_interval_s": 1,
+        **http_options,
+    }
+    return {"links": [{"name": "meter", "http": http, "values": values}]}
+
+
 async def test_http_link_rides_out_a_failed_poll(device_server: DeviceServer):
     device_server.values["/api/status"] = {"power_w": 1200, "soc": 64}
-    args = {
-        "links": [
-            {
-                "name": "meter",
-                "http": {
-                    "url": device_server.url,
-                    "username": device_server.username,
-                    "password": device_server.password,
-                    "poll_interval_s": 1,
-                    "failures_before_offline": 2,
-                },
-                "values": [
-                    {"name": "power", "source": "/api/status", "path": "power_w", "unit": "W"},
-                    {"name": "soc", "source": "/api/status", "path": "soc", "max": 100},
-                ],
-            }
-        ]
-    }
+    values = [
+        {"name": "power", "source": "/api/status", "path": "power_w", "unit": "W"},
+        {"name": "soc", "source": "/api/status", "path": "soc", "max": 100},
+    ]
+    args = _http_meter_args(device_server, values, failures_before_offline=2)
     clock = FakeClock()
     runner, hass = _runner_for(args, clock, functools.partial(_poll_every, 0.1))
     await runner.start()
@@ -270,23 +272,11 @@ async def test_http_path_the_user_may_not_read_is_that_values_problem(device_ser
     # link log in again every second and read offline while data flowed.
     device_server.values["/api/status"] = {"power_w": 1200}
     device_server.refused_paths["/api/service"] = 403
-    args = {
-        "links": [
-            {
-                "name": "meter",
-                "http": {
-                    "url": device_server.url,
-                    "username": device_server.username,
-                    "password": device_server.password,
-                    "poll_interval_s": 1,
-                },
-                "values": [
-                    {"name": "service_pin", "source": "/api/service", "path": "pin"},
-                    {"name": "power", "source": "/api/status", "path": "power_w", "unit": "W"},
-                ],
-            }
-        ]
-    }
+    values = [
+        {"name": "service_pin", "source": "/api/service", "path": "pin"},
+        {"name": "power", "source": "/api/status", "path": "power_w", "unit": "W"},
+    ]
+    args = _http_meter_args(device_server, values)
     clock = FakeClock()
     runner, hass = _runner_for(args, clock, functools.partial(_poll_every, 0.05))
     await runner.start()
