@@ -35,6 +35,7 @@ from tests.e2e.appdaemon_proc import AppDaemon
 from tests.e2e.ha import HomeAssistant
 from tests.e2e.ha_client import HaClient
 from tests.e2e.ha_config import TIME_ZONE
+from tests.e2e.sums_by_hand import sums_by_hand
 
 APP = "energy_month"
 HOUR = timedelta(hours=1)
@@ -51,21 +52,9 @@ def hours_between(first: datetime, end: datetime) -> list[datetime]:
 
 
 def by_hand(rows: dict[datetime, float | None], periods: TallyPeriods) -> tuple[float, int]:
-    """This month's energy and drops: an empty sum is a gap, a first sum a
-    baseline, a drop never subtracted; rows from 48 h before the month."""
-    last: float | None = None
-    total, drops = 0.0, 0
-    for start in sorted(rows):
-        value = rows[start]
-        if value is None or start < periods.month_start - LEAD:
-            continue
-        if last is not None and start >= periods.month_start:
-            if value < last:
-                drops += 1
-            else:
-                total += value - last
-        last = value
-    return total, drops
+    """This month's energy and drops, from the rows of 48 h before the month on."""
+    looked_at = {start: v for start, v in rows.items() if start >= periods.month_start - LEAD}
+    return sums_by_hand(looked_at, periods.month_start)
 
 
 class Plan:

@@ -29,6 +29,7 @@ from tests.e2e.appdaemon_proc import AppDaemon
 from tests.e2e.ha import HomeAssistant
 from tests.e2e.ha_client import HaClient, wait_for
 from tests.e2e.ha_config import TIME_ZONE
+from tests.e2e.sums_by_hand import sums_by_hand
 
 APP = "energy_tally"
 REFRESH = "gridwatch_energy_tally_refresh"
@@ -64,24 +65,6 @@ def expected_kwh(periods: TallyPeriods, since: datetime, unit: str, per_hour: fl
     _first, *counted = seeded_hours(periods)
     hours = [h for h in counted if h >= since]
     return len(hours) * per_hour * (0.001 if unit == "Wh" else 1.0)
-
-
-def sums_by_hand(rows: dict[datetime, float | None], since: datetime) -> tuple[float, int]:
-    """Energy of the rows starting at or after ``since``, and the drops, by the rules:
-    an empty sum is a gap; a drop is never subtracted; a first sum counts nothing."""
-    last: float | None = None
-    total, drops = 0.0, 0
-    for start in sorted(rows):
-        value = rows[start]
-        if value is None:
-            continue
-        if last is not None and start >= since:
-            if value < last:
-                drops += 1
-            else:
-                total += value - last
-        last = value
-    return total, drops
 
 
 @pytest.fixture(scope="module")
