@@ -236,6 +236,15 @@ def _path(default: str | None, example: str, what: str) -> Any:
     )
 
 
+def _simulator_hook(example: str, description: str) -> Any:
+    """An optional ``module:attribute`` naming a stand-in for the host's radio."""
+    return fields.String(
+        load_default=None,
+        validate=validate.Regexp(_MODULE_ATTRIBUTE, error="not module:attribute"),
+        metadata={"example": example, "description": description},
+    )
+
+
 def _verify_ssl() -> Any:
     return fields.Boolean(
         load_default=True,
@@ -413,13 +422,9 @@ class BleSchema(ConfigSchema):
     )
     scan_timeout_s = _seconds(10.0, 1, 120, 10, "how long to look for the device")
     request_timeout_s = _seconds(10.0, 1, 120, 10, "limit for notify setup, reads, writes")
-    backend = fields.String(
-        load_default=None,
-        validate=validate.Regexp(_MODULE_ATTRIBUTE, error="not module:attribute"),
-        metadata={
-            "example": "demo.ble_battery:BACKEND",
-            "description": "bleak backend class instead of the host's Bluetooth (simulators)",
-        },
+    backend = _simulator_hook(
+        "demo.ble_battery:BACKEND",
+        "bleak backend class instead of the host's Bluetooth (simulators)",
     )
     device = fields.String(
         load_default=None,
@@ -446,13 +451,8 @@ class BleSchema(ConfigSchema):
     advertisement_timeout_s = _seconds(
         120.0, 5, 86400, 120, "an advertising device not heard for this long is offline"
     )
-    scanner = fields.String(
-        load_default=None,
-        validate=validate.Regexp(_MODULE_ATTRIBUTE, error="not module:attribute"),
-        metadata={
-            "example": "demo.ble_victron:ADVERTISER",
-            "description": "advertisement source instead of a scan (simulators)",
-        },
+    scanner = _simulator_hook(
+        "demo.ble_victron:ADVERTISER", "advertisement source instead of a scan (simulators)"
     )
 
     @validates_schema
