@@ -20,6 +20,20 @@ settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+# Before pytest-xdist reads the groups; a hook of its own name beside the other.
+@pytest.hookimpl(tryfirst=True, specname="pytest_collection_modifyitems")
+def group_tests_by_module(items: list[pytest.Item]) -> None:
+    # ./run test runs pytest-xdist with --dist loadgroup: a module's tests stay
+    # on one worker (its module fixtures and HA scenarios stay in order there),
+    # except modules whose tests are independent and long, which say
+    # SPLIT_ACROSS_WORKERS = True and are dealt out test by test (the export
+    # guard's e2e file alone would otherwise be the longest path of a leg).
+    for item in items:
+        module = getattr(item, "module", None)
+        if not getattr(module, "SPLIT_ACROSS_WORKERS", False):
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
+
+
 @pytest.hookimpl(trylast=True)  # after tests/e2e/conftest.py marked its tests
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # ./run test's second leg (the newer HA) runs only the tests that boot HA:

@@ -25,6 +25,10 @@ from gridwatch.config.notifier_schema import NotifierSchema
 from tests.config import test_energy_tally, test_export_guard, test_link_monitor
 from tests.config.schema_fuzz import fuzz_entries
 
+# Four long, independent, CPU-bound tests: ./run test deals them out to its
+# workers one by one (tests/conftest.py).
+SPLIT_ACROSS_WORKERS = True
+
 # The issue asks for at least 10,000 entries per schema: BATCH entries per
 # hypothesis example, which spreads the engine's per-example cost.
 BATCH = 10
