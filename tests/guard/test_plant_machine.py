@@ -115,7 +115,9 @@ class PlantMachine(RuleBasedStateMachine):
             timer_from_write=dev["timer_from_write"],
         )
         battery = dev["battery"]
-        self.grid_only = battery is None
+        # Without a battery reading newer than a stop's settle time, the
+        # grid reading alone judges it.
+        self.grid_only = battery is None or battery[0] + battery[1] > self.settle_s
         extra: dict[str, Any] = {}
         if battery is not None:
             extra = {"battery_sensor": True, "battery_period_s": battery[0]}

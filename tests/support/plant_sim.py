@@ -281,7 +281,10 @@ class GuardSim:
         if self.battery_sensor is not None:
             value = self.battery_sensor.due(t)
             if value is not None:
-                await self.hass.set_device_state(BATTERY, f"{round(value):d}")
+                # A discharging battery's reading wanders by a watt or two
+                # (HA drops a repeated state); at rest it reads 0.
+                wander = self._jitter if abs(value) > 50.0 else 0
+                await self.hass.set_device_state(BATTERY, f"{round(value) + wander:d}")
         self._counter_history.append((t, self._exported_kwh))
         if t - self._counter_at >= COUNTER_PERIOD_S:
             self._counter_at = t

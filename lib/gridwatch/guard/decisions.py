@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from gridwatch.guard.estimate import fold_reading, response_problem, widen
+from gridwatch.guard.frozen import evolve
 from gridwatch.guard.outcomes import apply_result, mark_unknown
 from gridwatch.guard.readings import Evaluation
 from gridwatch.guard.state import (
@@ -175,7 +176,7 @@ def note_grid_sample(
         measured_w=_battery_since(ev, state.settle_until),
         tolerance_w=max(settings.deadband_w, METER_NOISE_W),
     )
-    state = replace(state, estimate=est)
+    state = evolve(state, estimate=est)  # every reading: the cheap copy
     expect = state.expect
     if not settled or expect is None:
         return state, None

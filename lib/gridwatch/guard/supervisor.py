@@ -44,6 +44,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final
 
+from gridwatch.guard.frozen import evolve
+
 # An idle battery's power sensor reads within a few tens of watts (the
 # BMS's own draw, sensor noise): more than this is a discharge.
 EVIDENCE_W: Final = 50.0
@@ -279,7 +281,8 @@ def _follow_published(watch: Watch, measured: Measured, published: Published, no
     watch = _note_change(watch, published, now)
     if measured.export_w is None:
         return watch
-    return replace(watch, steady_export_w=measured.export_w, steady_battery_w=measured.battery_w)
+    # Every reading: the cheap copy (see gridwatch.guard.frozen).
+    return evolve(watch, steady_export_w=measured.export_w, steady_battery_w=measured.battery_w)
 
 
 def _note_change(watch: Watch, published: Published, now: float) -> Watch:
@@ -398,6 +401,8 @@ def _check_stop(
         export, before = measured.export_w, watch.export_at_off
         if export is None or not _newer(measured.grid_at, due):
             return watch, None
+        if measured.battery_w is not None and now < due + limits.settle_s:
+            return watch, None  # a battery reading newer than the stop may still come
         if before is None or watch.stopped_w < limits.response_min_w:
             return replace(watch, off_at=None), None  # too small to tell on the grid
         fell = before - export
@@ -468,7 +473,7 @@ def _check_over(
     if export is None or at is None:
         return watch, None
     if export <= limits.export_limit_w:
-        return replace(watch, over_since=None), None
+        return (watch if watch.over_since is None else replace(watch, over_since=None)), None
     over_since = watch.over_since if watch.over_since is not None else at
     watch = replace(watch, over_since=over_since)
     may_discharge = (
