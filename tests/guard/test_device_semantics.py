@@ -120,8 +120,12 @@ async def test_a_stop_the_plant_ignores_is_critical_until_the_plant_stops(why):
         assert health(sim)[1]["discharge"] == "unknown"
         # No flapping: raised once, never resolved while the plant runs.
         assert notice_log(sim, "stop_failed") == [("resolve", ""), ("raise", "critical")]
-        # The stop is re-sent meanwhile (the retry schedule).
+        # The stop is re-sent meanwhile (the retry schedule), and none of
+        # them reads as verified while the plant runs on.
         assert len(sim.hass.calls_to("input_boolean/turn_off")) >= 5
+        last = sim.hass.state_of("sensor.export_guard_last_action")
+        assert last is not None
+        assert "not shown" in last.raw
         # The plant follows again: the notice clears, health comes back.
         sim.site.inverter.ignores_stop = False
         await sim.run(15)

@@ -58,6 +58,13 @@ def apply_result(
             # A stop the plant ignored stays failed until the plant follows
             # a change again (a response check passes).
             still_failed = state.plant_error is not None
+            # The switch reads off; while the supervisor's failed stop
+            # stands the plant has not shown it: not "verified".
+            done = (
+                "switched off, the plant has not shown it yet"
+                if state.supervision.alarm
+                else "verified"
+            )
             return replace(
                 state,
                 actuator=Actuator.OFF,
@@ -69,7 +76,7 @@ def apply_result(
                 # power change stays reported until one of those works.
                 actuator_error=None if state.stop_failed else state.actuator_error,
                 stop_failed=state.stop_failed if still_failed else None,
-                last_action=f"{text}: verified",
+                last_action=f"{text}: {done}",
                 last_stop_reason=action.reason,
             )
         # A stop is never refused (it bypasses the breaker); failed or
