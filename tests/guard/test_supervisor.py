@@ -293,3 +293,24 @@ async def test_without_the_rule_the_plant_test_fails(monkeypatch, rule, plant_te
     monkeypatch.setattr(supervisor, rule, _OFF[rule])
     with pytest.raises((AssertionError, TimeoutError)):
         await plant_test(*args)
+
+
+def test_the_supervisor_reads_nothing_of_the_controller():
+    # Independent by construction: no import of the controller's state,
+    # estimate or decision code (only the generic cheap copy).
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(supervisor.__file__).read_text())
+    imported = {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module is not None
+    } | {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    guard_modules = {m for m in imported if m.startswith("gridwatch")}
+    assert guard_modules == {"gridwatch.guard.frozen"}, guard_modules
