@@ -471,3 +471,22 @@ def test_describe():
         "start 1234 W (requested)"
     )
     assert Action(ActionKind.STOP, 1).describe() == "stop"
+
+
+def test_a_start_the_plant_follows_ends_a_stop_it_ignored_before():
+    # The plant ignored a stop (critical); it recovered, and the start after
+    # the hold shows on the grid: the discharge runs under control again,
+    # so the failed stop is over (not "discharge: unknown" for good).
+    from gridwatch.guard.estimate import Expectation
+
+    state = discharging(
+        2000.0,
+        stop_failed="the plant did not follow stop",
+        plant_error="the plant did not follow stop",
+        expect=Expectation(2000.0, 1000.0, NOW, "start 2000 W", power_before_w=0.0),
+        settle_until=NOW,
+    )
+    t = NOW + 1
+    decision = decide(state, ev(grid=3000.0, now=t, at=t), CLOSED, SETTINGS, t)
+    assert decision.state.stop_failed is None
+    assert decision.state.plant_error is None

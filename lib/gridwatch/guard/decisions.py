@@ -190,7 +190,10 @@ def note_grid_sample(
         expect, ev.export_w, fraction=settings.response_fraction, measured_delta_w=measured
     )
     if verdict.problem is None:
-        stop_failed = None if state.actuator is Actuator.OFF else state.stop_failed
+        # The plant follows again: a stop it ignored before is over too
+        # (also when this was a start: the discharge runs under control).
+        recovered = state.actuator is Actuator.OFF or state.plant_error is not None
+        stop_failed = None if recovered else state.stop_failed
         return replace(
             state, plant_error=None, wrong_way=False, stop_failed=stop_failed, strikes=0
         ), None
