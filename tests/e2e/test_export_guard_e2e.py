@@ -37,6 +37,11 @@ EVENT = "gridwatch_export_guard"
 GRID, SOC, EXPORTED = "sensor.eg_e2e_grid", "sensor.eg_e2e_soc", "sensor.eg_e2e_export"
 
 
+# Each test starts its own AppDaemon on the session's HA and leaves the
+# actuators off (leave_actuators_off): independent, and together the longest
+# file of a leg, so ./run test deals them out to its workers one by one.
+SPLIT_ACROSS_WORKERS = True
+
 def guard_app(**overrides: Any) -> dict[str, Any]:
     app: dict[str, Any] = {
         "module": "gridwatch_export_guard",
