@@ -42,6 +42,7 @@ GRID, SOC, EXPORTED = "sensor.eg_e2e_grid", "sensor.eg_e2e_soc", "sensor.eg_e2e_
 # file of a leg, so ./run test deals them out to its workers one by one.
 SPLIT_ACROSS_WORKERS = True
 
+
 def guard_app(**overrides: Any) -> dict[str, Any]:
     app: dict[str, Any] = {
         "module": "gridwatch_export_guard",
