@@ -149,6 +149,33 @@ def test_a_battery_reading_of_discharge_after_a_stop_is_a_failed_stop():
     assert line.watch.alarm is not None
 
 
+def test_a_start_withdrawn_before_the_grid_could_show_it_needs_no_fall():
+    # The request is withdrawn right after the start (a user's quick toggle,
+    # the demo's story): the battery never discharged, the grid never rose,
+    # so it cannot fall; no failed stop may stand for ever on that.
+    line = Timeline()
+    for t in range(5):
+        line.at(float(t), 1000.0, OFF)
+    line.at(5.0, 1000.0, on(1153.0))
+    for t in range(6, 40):
+        line.at(float(t), 1000.0, OFF)
+    assert all(v.supervision.alarm is None for _, v in line.verdicts)
+    assert line.orders(OrderKind.STOP) == []
+
+
+def test_a_stop_after_a_start_the_grid_had_time_to_show_must_show():
+    # The same quick stop, but a settle time after the start: the start was
+    # given its time; a grid that never moved means the stop is unproven.
+    line = Timeline()
+    for t in range(5):
+        line.at(float(t), 1000.0, OFF)
+    for t in range(5, 5 + int(LIMITS.settle_s) + 2):
+        line.at(float(t), 2150.0, on(1153.0))
+    for t in range(5 + int(LIMITS.settle_s) + 2, 40):
+        line.at(float(t), 2150.0, OFF)
+    assert any(v.supervision.alarm is not None for _, v in line.verdicts)
+
+
 def test_a_stop_that_shows_is_no_alarm():
     line = Timeline()
     for t in range(5):

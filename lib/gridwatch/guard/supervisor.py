@@ -232,7 +232,7 @@ def judge(
     Returns:
         The verdict.
     """
-    watch = _follow_published(watch, measured, published, now)
+    watch = _follow_published(watch, measured, published, limits, now)
     watch, missed, order = _check_response(watch, measured, published, limits, now)
     standing = watch.alarm
     watch, alarm_order = _check_stop(watch, measured, published, limits, now)
@@ -272,20 +272,22 @@ def _limit_writes(
 # --- rule bookkeeping ------------------------------------------------------------
 
 
-def _follow_published(watch: Watch, measured: Measured, published: Published, now: float) -> Watch:
+def _follow_published(
+    watch: Watch, measured: Measured, published: Published, limits: Limits, now: float
+) -> Watch:
     """Note what changed in what the guard says, and when. A change counts
     from its outcome (nothing in flight); the readings before it was sent
     are its baseline."""
     if published.changing:
         return watch  # the outcome tells; the baseline stays the one before
-    watch = _note_change(watch, published, now)
+    watch = _note_change(watch, published, limits, now)
     if measured.export_w is None:
         return watch
     # Every reading: the cheap copy (see gridwatch.guard.frozen).
     return evolve(watch, steady_export_w=measured.export_w, steady_battery_w=measured.battery_w)
 
 
-def _note_change(watch: Watch, published: Published, now: float) -> Watch:
+def _note_change(watch: Watch, published: Published, limits: Limits, now: float) -> Watch:
     was_on, was_w = watch.on, watch.power_w
     if published.unsure:
         # Not a change the guard made (nothing to check it by), but what
@@ -305,14 +307,19 @@ def _note_change(watch: Watch, published: Published, now: float) -> Watch:
         owed = watch.owed_w + max(rise, 0.0)
         return replace(watch, on=True, power_w=power, owed_w=owed, owed_due=now, off_at=None)
     if was_on and not published.on:
-        # The guard says off: the stop must show.
+        # The guard says off: the stop must show — by as much as the grid
+        # can have risen. A start or raise made less than a settle time ago
+        # (a request withdrawn at once) may not have reached the grid yet,
+        # and the grid cannot fall by what it never rose by; one older than
+        # that counts in full. A battery reading counts in full either way.
+        unsettled = watch.owed_w if now < watch.owed_due + limits.settle_s else 0.0
         return replace(
             watch,
             on=False,
             power_w=0.0,
             lowered_at=now,
             off_at=now,
-            stopped_w=was_w,
+            stopped_w=max(was_w - unsettled, 0.0),
             export_at_off=watch.steady_export_w,
             low_since_off=None,
             owed_w=0.0,
