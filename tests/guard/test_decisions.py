@@ -490,3 +490,26 @@ def test_a_start_the_plant_follows_ends_a_stop_it_ignored_before():
     decision = decide(state, ev(grid=3000.0, now=t, at=t), CLOSED, SETTINGS, t)
     assert decision.state.stop_failed is None
     assert decision.state.plant_error is None
+
+
+def test_a_start_withdrawn_at_once_is_no_stop_the_plant_ignored():
+    # The request is switched off right after the start (a quick toggle, the
+    # demo's story): the battery never discharged and the grid never rose, so
+    # the grid not falling afterwards is no failed stop.
+    state = request_start(idle(), None, None, NOW)
+    decision = decide(state, ev(grid=1000.0), CLOSED, SETTINGS, NOW)
+    start = only_action(decision)
+    assert start.kind is ActionKind.START
+    state = apply_result(decision.state, start, Outcome.OK, None, SETTINGS, NOW)
+    t = NOW + 0.01
+    decision = decide(request_stop(state), ev(grid=1000.0, now=t, at=t), CLOSED, SETTINGS, t)
+    stop = only_action(decision)
+    assert stop.kind is ActionKind.STOP
+    state = apply_result(decision.state, stop, Outcome.OK, None, SETTINGS, t)
+    for step in range(1, 20):
+        at = t + step
+        decision = decide(state, ev(grid=1000.0, now=at, at=at), CLOSED, SETTINGS, at)
+        state = decision.state
+        assert not decision.failures, decision.failures
+    assert state.plant_error is None
+    assert state.stop_failed is None

@@ -53,8 +53,16 @@ def apply_result(
     why = reason or "not verified"
     if action.kind is ActionKind.STOP:
         if outcome is Outcome.OK:
-            expect = _expectation(state, action, 0.0, settings) if current else None
-            expect = expect or state.expect  # one not yet checked still counts
+            unchecked = state.expect
+            if current and unchecked is not None and unchecked.delta_w > 0:
+                # A start or raise not yet checked (the request withdrawn
+                # within the settle time): the grid answers for the net
+                # change since the reading it was decided on, not for a
+                # discharge it may never have seen.
+                expect = _net_stop_expectation(unchecked, state, action, settings)
+            else:
+                expect = _expectation(state, action, 0.0, settings) if current else None
+                expect = expect or unchecked  # one not yet checked still counts
             # A stop the plant ignored stays failed until the plant follows
             # a change again (a response check passes).
             still_failed = state.plant_error is not None
@@ -145,6 +153,22 @@ def mark_unknown(state: GuardState, problem: str, settings: GuardSettings) -> Gu
 
 def lease_s(settings: GuardSettings) -> float:
     return math.inf if settings.lease_min is None else settings.lease_min * 60.0
+
+
+def _net_stop_expectation(
+    unchecked: Expectation, state: GuardState, action: Action, settings: GuardSettings
+) -> Expectation | None:
+    delta = -unchecked.power_before_w
+    if abs(delta) < settings.response_min_w:
+        return None  # a start withdrawn at once: nothing the grid must show
+    return Expectation(
+        delta,
+        unchecked.export_before_w,
+        state.settle_until,
+        action.describe(),
+        unchecked.battery_before_w,
+        unchecked.power_before_w,
+    )
 
 
 def _expectation(
