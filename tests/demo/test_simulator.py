@@ -19,14 +19,13 @@ from demo.entities import (
     GRID_POWER,
     SENSORS,
 )
-from demo.ha_rest import HaRest
 from demo.sim_clock import SimClock
 from demo.simulator import GRID_METER_OFFLINE, Simulator
 from demo.site_model import SiteState
 from gridwatch.transport.http_link import LoginSettings
 from gridwatch.transport.mqtt_link import MqttLink, MqttSettings
 from gridwatch.transport.websocket_link import WebSocketLink, WebSocketSettings
-from tests.demo.fake_ha_rest import TOKEN, FakeHaRest
+from tests.demo.fake_ha_rest import FakeHaRest
 from tests.support.clock import FakeClock
 from tests.support.device_server import DeviceServer, Inbox
 
@@ -46,15 +45,6 @@ async def ha():
         yield fake
     finally:
         await fake.stop()
-
-
-@pytest.fixture
-async def rest(ha):
-    client = HaRest(ha.url, TOKEN)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def simulator(rest, clock, **kwargs):

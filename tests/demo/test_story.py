@@ -9,12 +9,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from demo.entities import GRID_POWER, PV_POWER
-from demo.ha_rest import HaRest
 from demo.sim_clock import SimClock
 from demo.simulator import GRID_METER_OFFLINE, Simulator
 from demo.site_model import SiteState
 from demo.story import GUARD_EVENT, STORY, Beat, Storyteller, due, perform
-from tests.demo.fake_ha_rest import TOKEN, FakeHaRest
+from tests.demo.fake_ha_rest import FakeHaRest
 
 NOON = datetime(2026, 6, 1, 12, 0, tzinfo=ZoneInfo("Europe/Amsterdam"))
 
@@ -28,15 +27,6 @@ async def ha():
         yield fake
     finally:
         await fake.stop()
-
-
-@pytest.fixture
-async def rest(ha):
-    client = HaRest(ha.url, TOKEN)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def test_the_story_has_every_beat_the_issue_asks_for_in_order():

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from tests.e2e.debian_root import DebianRoot, root_recipe_digest
-from tests.e2e.ha_install import cache_dir, host_python_version
+from tests.e2e.ha_install import INSTALL_TIMEOUT_S, RECIPE_FILE, cache_dir, host_python_version
 from tests.e2e.progress import run_with_progress
 
 MARKER = "needs_py312"
@@ -31,8 +31,6 @@ NEEDED_PYTHON = (3, 12)
 SUITE = "trixie"
 CHECKOUT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ("requirements.txt", "requirements-dev.txt")
-INSTALL_TIMEOUT_S = 1200
-RECIPE_FILE = ".gridwatch-recipe.json"
 
 
 def venv_recipe(root: DebianRoot) -> str:

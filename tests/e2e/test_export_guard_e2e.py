@@ -391,6 +391,23 @@ async def start_plant(
     return ad, plant
 
 
+async def discharging_plant(
+    factory: AppDaemonFactory,
+    client: HaClient,
+    inverter: Inverter,
+    run_s: float = 15.0,
+    **overrides: Any,
+) -> tuple[AppDaemon, HaPlant]:
+    """A sunny site (4 kW PV, 2.6 kW load) whose guard was asked to start, run
+    until the battery discharges."""
+    site = Site(Steps((), 4000.0), Steps((), 2600.0), inverter)
+    ad, plant = await start_plant(factory, client, site, **overrides)
+    await client.rest("POST", f"/api/events/{EVENT}", {"action": "start"})
+    await plant.run(run_s)
+    assert plant.record.battery[-1] > 1000
+    return ad, plant
+
+
 @pytest.mark.slow
 @pytest.mark.one_leg
 async def test_a_cloudy_minute_on_a_simulated_site_holds_the_limit_on_physics(
@@ -435,11 +452,7 @@ async def test_a_meter_with_the_other_sign_is_caught_on_the_real_stack(
 async def test_removed_and_readded_actuators_do_not_fake_a_failed_stop(
     appdaemon_factory: AppDaemonFactory, ha_client: HaClient
 ) -> None:
-    site = Site(Steps((), 4000.0), Steps((), 2600.0), Inverter())
-    _ad, plant = await start_plant(appdaemon_factory, ha_client, site)
-    await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "start"})
-    await plant.run(15.0)
-    assert plant.record.battery[-1] > 1000
+    _ad, plant = await discharging_plant(appdaemon_factory, ha_client, Inverter())
     # An integration reload: HA removes the entities and adds them back;
     # AppDaemon 4.5.13 forgets them and ignores their return.
     for entity in (DISCHARGE_ENABLE, DISCHARGE_POWER):
@@ -462,11 +475,10 @@ async def test_killed_appdaemon_leaves_at_most_one_lease_and_its_heartbeat_stops
 ) -> None:
     # The inverter's timer counts from each write (the default counts_from):
     # the guard writes the minutes left, not the time since the start.
-    site = Site(Steps((), 4000.0), Steps((), 2600.0), Inverter(timer_from_write=True))
-    ad, plant = await start_plant(appdaemon_factory, ha_client, site, lease_min=1)
-    await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "start"})
-    await plant.run(40.0)  # past the first renewal (lease_min / 2)
-    assert plant.record.battery[-1] > 1000
+    # Past the first renewal (lease_min / 2).
+    ad, plant = await discharging_plant(
+        appdaemon_factory, ha_client, Inverter(timer_from_write=True), 40.0, lease_min=1
+    )
     assert plant.site.inverter.timer_written_at is not None
     assert plant.site.inverter.timer_written_at > 20.0, "the lease was not renewed"
     beat = await ha_client.get_state("sensor.export_guard_heartbeat")
@@ -501,12 +513,8 @@ async def test_a_stop_the_plant_ignores_is_critical_until_the_plant_stops(
     appdaemon_factory: AppDaemonFactory, ha_client: HaClient
 ) -> None:
     # Only the grid meter: the grid reading alone shows the stop failed.
-    site = Site(Steps((), 4000.0), Steps((), 2600.0), Inverter())
-    _ad, plant = await start_plant(appdaemon_factory, ha_client, site)
-    await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "start"})
-    await plant.run(15.0)
-    assert plant.record.battery[-1] > 1000
-    site.inverter.ignores_stop = True
+    _ad, plant = await discharging_plant(appdaemon_factory, ha_client, Inverter())
+    plant.site.inverter.ignores_stop = True
     await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "stop"})
     await plant.run(10.0)  # the settle time (3 s), a reading, HA's and AppDaemon's latency
     found = await ha_client.notifications()
@@ -520,7 +528,7 @@ async def test_a_stop_the_plant_ignores_is_critical_until_the_plant_stops(
         assert "export_guard_stop_failed" in await ha_client.notifications()
     assert set(seen) == {("error", "unknown")}, seen
     assert plant.record.battery[-1] > 1000  # the plant still runs
-    site.inverter.ignores_stop = False
+    plant.site.inverter.ignores_stop = False
     await plant.run(10.0)
     assert plant.record.battery[-1] == 0.0
     await wait_notification(ha_client, "export_guard_stop_failed", present=False)
@@ -530,11 +538,7 @@ async def test_a_stop_the_plant_ignores_is_critical_until_the_plant_stops(
 async def test_a_restart_during_a_stop_does_not_resume(
     appdaemon_factory: AppDaemonFactory, ha_client: HaClient
 ) -> None:
-    site = Site(Steps((), 4000.0), Steps((), 2600.0), Inverter())
-    ad, plant = await start_plant(appdaemon_factory, ha_client, site)
-    await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "start"})
-    await plant.run(12.0)
-    assert plant.record.battery[-1] > 1000
+    ad, plant = await discharging_plant(appdaemon_factory, ha_client, Inverter(), 12.0)
     # The stop arrives and AppDaemon dies right after (kill -9: nothing of
     # the guard runs any more; the inverter may still be discharging).
     await ha_client.rest("POST", f"/api/events/{EVENT}", {"action": "stop"})
